@@ -1,0 +1,3 @@
+from lit_dpo.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Callbacks that write what a user keeps: PEFT adapters beside checkpoints and at the end of fit.
+
+Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
+path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
+crash mid-write never leaves half an adapter where a good one was.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def save_adapter(pl_module: LightningModule, trainer: Trainer, path: str | Path) -> Path:
+    """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        pl_module.policy.save_pretrained(staging)
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if path.exists():
+            retired = path.with_name(f".{path.name}-old")
+            shutil.rmtree(retired, ignore_errors=True)
+            path.rename(retired)
+            staging.rename(path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def adapter_path(checkpoint_path: str | Path) -> Path:
+    """``.../epoch=0-step=10.ckpt`` -> ``.../epoch=0-step=10.adapter``."""
+    return Path(checkpoint_path).with_suffix(".adapter")
+
+
+class AdapterCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that also writes a PEFT adapter folder beside every checkpoint it keeps.
+
+    ``best_model_path`` names the best checkpoint; its adapter is ``adapter_path(best_model_path)``.
+    """
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            save_adapter(trainer.lightning_module, trainer, adapter_path(filepath))
+
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        super()._remove_checkpoint(trainer, filepath)
+        if trainer.is_global_zero:
+            shutil.rmtree(adapter_path(filepath), ignore_errors=True)
+
+
+class SaveAdapter(Callback):
+    """Write the final adapter when training ends.
+
+    Args:
+        dirpath: where the adapter goes; ``<trainer.default_root_dir>/adapter`` when None.
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        default = Path(trainer.default_root_dir) / "adapter"
+        path = save_adapter(pl_module, trainer, self.dirpath or default)
+        log.info("adapter saved to %s", path)
+
+
+class GenerateSamples(Callback):
+    """Answer a fixed set of prompts with the aligned policy and with the base, after validation.
+
+    Written to ``<log_dir>/samples/step_<N>.md`` (and to the logger when it takes text), so a user
+    can watch behaviour change over training. The base is the same model with adapters disabled.
+
+    Args:
+        prompts: user messages to answer; when None, the first ``num_prompts`` validation prompts.
+        num_prompts: how many validation prompts to use when ``prompts`` is None.
+        every_n_validations: generate after every n-th validation run.
+        max_new_tokens: length limit of each answer.
+        do_sample: sample instead of greedy decoding.
+        temperature: sampling temperature (with ``do_sample``).
+        top_p: nucleus sampling threshold (with ``do_sample``).
+    """
+
+    def __init__(
+        self,
+        prompts: list[str] | None = None,
+        num_prompts: int = 3,
+        every_n_validations: int = 1,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+    ) -> None:
+        self.prompts = prompts
+        self.num_prompts = num_prompts
+        self.every_n_validations = every_n_validations
+        self.generation = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
+        if do_sample:
+            self.generation.update(temperature=temperature, top_p=top_p)
+        self._validations = 0
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        self._validations += 1
+        if self._validations % self.every_n_validations:
+            return
+        tokenizer = trainer.datamodule.tokenizer
+        prompt_ids = self._prompt_ids(trainer, tokenizer)
+        rows = []
+        for ids in prompt_ids:
+            aligned = _generate(pl_module.policy, tokenizer, ids, self.generation)
+            with pl_module.policy.disable_adapter():
+                base = _generate(pl_module.policy, tokenizer, ids, self.generation)
+            rows.append((tokenizer.decode(ids), base, aligned))
+        text = _samples_markdown(trainer.global_step, rows)
+        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        path.mkdir(parents=True, exist_ok=True)
+        (path / f"step_{trainer.global_step}.md").write_text(text)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_text"):
+                logger.log_text(
+                    key="samples",
+                    columns=["prompt", "base", "aligned"],
+                    data=[list(r) for r in rows],
+                    step=trainer.global_step,
+                )
+
+    def _prompt_ids(self, trainer: Trainer, tokenizer) -> list[list[int]]:
+        if self.prompts:
+            return [
+                tokenizer(
+                    tokenizer.apply_chat_template(
+                        [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                    ),
+                    add_special_tokens=False,
+                )["input_ids"]
+                for p in self.prompts
+            ]
+        val = trainer.datamodule.splits["val"]
+        return [list(val[i]["prompt_ids"]) for i in range(min(self.num_prompts, len(val)))]
+
+
+def _generate(policy, tokenizer, prompt_ids: list[int], generation: dict) -> str:
+    import torch
+
+    was_training = policy.training
+    policy.eval()
+    device = next(policy.parameters()).device
+    input_ids = torch.tensor([prompt_ids], device=device)
+    with torch.no_grad():
+        output = policy.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            use_cache=True,
+            **generation,
+        )
+    policy.train(was_training)
+    return tokenizer.decode(output[0, len(prompt_ids) :], skip_special_tokens=True).strip()
+
+
+def _samples_markdown(step: int, rows: list[tuple[str, str, str]]) -> str:
+    parts = [f"# Samples at step {step}\n"]
+    for i, (prompt, base, aligned) in enumerate(rows, 1):
+        parts.append(
+            f"## Prompt {i}\n\n```\n{prompt}\n```\n\n"
+            f"**base**\n\n{base}\n\n**aligned**\n\n{aligned}\n"
+        )
+    return "\n".join(parts)

@@ -1,0 +1,85 @@
+"""``lit-dpo``: LightningCLI over DPOModule and PreferenceDataModule.
+
+``lit-dpo fit --config configs/cpu.yaml``, ``lit-dpo validate --config ... --model.adapter PATH``,
+``lit-dpo test``, ``lit-dpo predict``; any setting can be overridden (``--model.beta 0.2``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lit_dpo.callbacks import SaveAdapter
+from lit_dpo.datamodule import PreferenceDataModule
+from lit_dpo.errors import LitDPOError
+from lit_dpo.module import DPOModule
+
+SUMMARY_ROWS = (
+    ("log-prob accuracy, summed", "val/logps_accuracy/reference", "val/logps_accuracy/policy"),
+    (
+        "log-prob accuracy, per token",
+        "val/logps_accuracy_per_token/reference",
+        "val/logps_accuracy_per_token/policy",
+    ),
+)
+
+
+class DPOCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The data is formatted with the chat template of the model being trained.
+        parser.link_arguments("model.model", "data.tokenizer")
+        parser.add_lightning_class_args(SaveAdapter, "save_adapter")
+
+    def after_fit(self) -> None:
+        self._report("fit")
+
+    def after_validate(self) -> None:
+        self._report("validate")
+
+    def _report(self, stage: str) -> None:
+        """Print base vs aligned on the held-out pairs, and keep the numbers as JSON."""
+        metrics = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+        }
+        if not self.trainer.is_global_zero or not metrics:
+            return
+        lines = [
+            f"\nheld-out preference ({stage}): base = adapters off, aligned = adapters on",
+            f"{'':34}{'base':>8}{'aligned':>9}",
+        ]
+        for label, base_key, aligned_key in SUMMARY_ROWS:
+            lines.append(f"{label:34}{metrics[base_key]:8.3f}{metrics[aligned_key]:9.3f}")
+        lines.append(
+            f"{'implicit-reward accuracy / margin':34}{'':8}"
+            f"{metrics['val/rewards/accuracies']:9.3f} / {metrics['val/rewards/margins']:.3f}"
+        )
+        print("\n".join(lines), flush=True)
+        path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def main(args: list[str] | None = None) -> None:
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("lit_dpo").setLevel(logging.INFO)
+    try:
+        DPOCLI(
+            DPOModule,
+            PreferenceDataModule,
+            seed_everything_default=42,
+            # The module builds its own optimizer and warmup schedule from model.optimizer.
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
+    except LitDPOError as error:
+        print(f"lit-dpo: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

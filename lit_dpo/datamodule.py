@@ -1,0 +1,250 @@
+"""LightningDataModule over preference pairs: load, check, filter, subsample, tokenize, batch.
+
+Sources: a hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``), a local JSON/JSONL/Parquet
+file, a folder of such files (one split per file, named by the file's stem), a folder written by
+``Dataset.save_to_disk``, or the embedded ``embedded:ultrafeedback-mini``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import datasets
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from lit_dpo.batches import collate_pairs, encode_pair
+from lit_dpo.errors import ConfigError, DataError
+from lit_dpo.pairs import extract_pair, filter_reason
+from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_dataset, resolve_model
+
+log = logging.getLogger(__name__)
+
+TRAIN_SPLITS = ("train_prefs", "train")
+VAL_SPLITS = ("test_prefs", "test", "validation")
+FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+class PreferenceDataModule(LightningDataModule):
+    """Preference pairs for DPO.
+
+    Args:
+        dataset: hub id, local file or folder, or ``embedded:ultrafeedback-mini``.
+        tokenizer: model whose tokenizer and chat template format the pairs (linked to
+            ``model.model`` by the CLI).
+        train_split: split to train on; by default the first of ``train_prefs``, ``train``.
+        val_split: held-out split; by default the first of ``test_prefs``, ``test``,
+            ``validation``, else a seeded ``val_fraction`` of the train split.
+        val_fraction: share of train carved out for validation when there is no held-out split.
+        train_size: number of train pairs after filtering (all when None).
+        val_size: number of validation pairs after filtering (all when None).
+        max_length: tokens per sequence (prompt + completion).
+        max_prompt_length: tokens kept from the end of the prompt.
+        batch_size: pairs per batch (each pair is two sequences).
+        num_workers: DataLoader worker processes.
+        num_proc: processes for tokenization with ``datasets.map``.
+        seed: shuffling and subsampling seed.
+    """
+
+    def __init__(
+        self,
+        dataset: str = DEFAULT_DATASET,
+        tokenizer: str = DEFAULT_MODEL,
+        train_split: str | None = None,
+        val_split: str | None = None,
+        val_fraction: float = 0.05,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        max_length: int = 512,
+        max_prompt_length: int = 256,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        num_proc: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        problems = []
+        if max_prompt_length >= max_length:
+            problems.append(
+                f"max_prompt_length ({max_prompt_length}) must be below max_length ({max_length}) "
+                "to leave room for the reply"
+            )
+        if batch_size < 1:
+            problems.append(f"batch_size must be at least 1, got {batch_size}")
+        if not 0 < val_fraction < 1:
+            problems.append(f"val_fraction must be in (0, 1), got {val_fraction}")
+        for name, size in (("train_size", train_size), ("val_size", val_size)):
+            if size is not None and size < 1:
+                problems.append(f"{name} must be positive or null, got {size}")
+        if problems:
+            raise ConfigError("data settings: " + "; ".join(problems))
+        self.save_hyperparameters()
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.splits: dict[str, datasets.Dataset] = {}
+        self.report: dict[str, dict[str, int]] = {}
+
+    def prepare_data(self) -> None:
+        # Downloads and conversions happen once per machine, before any process loads them.
+        resolve_model(self.hparams.tokenizer)
+        self._load_raw()
+
+    def setup(self, stage: str) -> None:
+        if self.splits:
+            return
+        self.tokenizer = load_tokenizer(self.hparams.tokenizer)
+        raw = self._load_raw()
+        train_name, val_name = self._split_names(raw)
+        if val_name is None:
+            carved = raw[train_name].train_test_split(
+                test_size=self.hparams.val_fraction, seed=self.hparams.seed
+            )
+            raw = datasets.DatasetDict({train_name: carved["train"], "validation": carved["test"]})
+            val_name = "validation"
+        sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
+        for stage_name, split in (("train", train_name), ("val", val_name)):
+            self.splits[stage_name] = self._prepare_split(raw[split], split, sizes[stage_name])
+
+    def train_dataloader(self) -> DataLoader:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        return self._loader(self.splits["train"], shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits["val"], shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def _loader(self, split: datasets.Dataset, shuffle: bool, **kwargs) -> DataLoader:
+        pad_token_id = self.tokenizer.pad_token_id
+        if pad_token_id is None:
+            pad_token_id = self.tokenizer.eos_token_id
+        return DataLoader(
+            split,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=partial(collate_pairs, pad_token_id=pad_token_id),
+            **kwargs,
+        )
+
+    def _load_raw(self) -> datasets.DatasetDict:
+        source = resolve_dataset(self.hparams.dataset)
+        path = Path(source)
+        try:
+            if path.is_dir() and (
+                (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+            ):
+                loaded = datasets.load_from_disk(str(path))
+            elif path.is_dir():
+                files = {p.stem: str(p) for p in sorted(path.iterdir()) if p.suffix in FILE_FORMATS}
+                if not files:
+                    raise DataError(f"{path}: no .json, .jsonl or .parquet files")
+                formats = {FILE_FORMATS[Path(f).suffix] for f in files.values()}
+                if len(formats) > 1:
+                    raise DataError(f"{path}: mixes JSON and Parquet files; keep one format")
+                loaded = datasets.load_dataset(formats.pop(), data_files=files)
+            elif path.suffix in FILE_FORMATS:
+                if not path.exists():
+                    raise DataError(f"{path}: no such file")
+                loaded = datasets.load_dataset(FILE_FORMATS[path.suffix], data_files=str(path))
+            else:
+                loaded = datasets.load_dataset(source)
+        except DataError:
+            raise
+        except Exception as error:  # datasets raises many types; the user needs the source named
+            raise DataError(f"could not load dataset {self.hparams.dataset!r}: {error}") from error
+        if isinstance(loaded, datasets.Dataset):
+            loaded = datasets.DatasetDict({"train": loaded})
+        return loaded
+
+    def _split_names(self, raw: datasets.DatasetDict) -> tuple[str, str | None]:
+        def pick(wanted: str | None, candidates: tuple[str, ...], role: str) -> str | None:
+            if wanted is not None:
+                if wanted not in raw:
+                    raise DataError(
+                        f"{self.hparams.dataset}: no {role} split {wanted!r}; splits: {list(raw)}"
+                    )
+                return wanted
+            return next((name for name in candidates if name in raw), None)
+
+        train = pick(self.hparams.train_split, TRAIN_SPLITS, "train")
+        if train is None:
+            train = next(iter(raw))
+        val = pick(self.hparams.val_split, VAL_SPLITS, "validation")
+        return train, val
+
+    def _prepare_split(self, raw: datasets.Dataset, split: str, size: int | None):
+        if len(raw) == 0:
+            raise DataError(f"{self.hparams.dataset}: split {split!r} is empty")
+        checked = raw.map(
+            _check_row,
+            fn_kwargs={"split": split},
+            with_indices=True,
+            desc=f"checking {split}",
+        )
+        reasons = Counter(r for r in checked["filter_reason"] if r)
+        kept = checked.filter(lambda reason: reason is None, input_columns="filter_reason")
+        if len(kept) == 0:
+            raise DataError(
+                f"{self.hparams.dataset}: nothing left of split {split!r} after filters"
+            )
+        kept = kept.shuffle(seed=self.hparams.seed)
+        if size is not None:
+            kept = kept.select(range(min(size, len(kept))))
+        encoded = kept.map(
+            _encode_row,
+            fn_kwargs={
+                "tokenizer": self.tokenizer,
+                "max_length": self.hparams.max_length,
+                "max_prompt_length": self.hparams.max_prompt_length,
+                "split": split,
+            },
+            with_indices=True,
+            remove_columns=kept.column_names,
+            num_proc=self.hparams.num_proc,
+            desc=f"tokenizing {split}",
+        )
+        truncated = sum(encoded["truncated"])
+        self.report[split] = {"rows": len(raw), "pairs": len(encoded), "truncated": truncated}
+        self.report[split].update({f"dropped ({r})": n for r, n in reasons.items()})
+        log.info(
+            "%s: %d rows -> %d pairs; dropped %s; %d truncated to max_length=%d/"
+            "max_prompt_length=%d",
+            split,
+            len(raw),
+            len(encoded),
+            dict(reasons) or "none",
+            truncated,
+            self.hparams.max_length,
+            self.hparams.max_prompt_length,
+        )
+        return encoded.with_format(columns=["prompt_ids", "chosen_ids", "rejected_ids"])
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model named as in the config, with a chat template required."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"the tokenizer of {name!r} has no chat template; use an instruct/chat model"
+        )
+    return tokenizer
+
+
+def _check_row(row: dict, index: int, split: str) -> dict:
+    pair = extract_pair(row, f"{split} row {index}")
+    return {"filter_reason": filter_reason(row, pair)}
+
+
+def _encode_row(row: dict, index: int, tokenizer, max_length, max_prompt_length, split) -> dict:
+    pair = extract_pair(row, f"{split} row {index}")
+    return encode_pair(pair, tokenizer, max_length, max_prompt_length)

@@ -1,0 +1,116 @@
+"""Fixtures: a tiny chat tokenizer and a tiny random Llama built from a config, all offline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+ROWS = [
+    ("What is the capital of France?", "The capital of France is Paris.", "It is Lyon."),
+    ("What is 2 + 2?", "2 + 2 = 4.", "I am not able to help with maths."),
+    ("Name a primary colour.", "Red is a primary colour.", "Colours are hard to define, really."),
+    ("How many legs has a spider?", "A spider has eight legs.", "Spiders have six legs."),
+    ("What freezes at 0 C?", "Water freezes at 0 degrees Celsius.", "Nothing freezes at 0 C."),
+    ("Who wrote Hamlet?", "William Shakespeare wrote Hamlet.", "Charles Dickens wrote it."),
+    ("What is the largest ocean?", "The Pacific Ocean is the largest.", "Probably a lake."),
+    ("Is the sun a star?", "Yes, the Sun is a star.", "No, the Sun is a planet."),
+]
+
+
+def ultrafeedback_row(
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    system: str | None = None,
+    scores: tuple[float, float] = (8.0, 3.0),
+) -> dict:
+    head = [{"role": "system", "content": system}] if system else []
+    head.append({"role": "user", "content": prompt})
+    chosen_turns = [*head, {"role": "assistant", "content": chosen}]
+    return {
+        "prompt": prompt,
+        "prompt_id": str(abs(hash(prompt))),
+        "chosen": chosen_turns,
+        "rejected": [*head, {"role": "assistant", "content": rejected}],
+        "messages": chosen_turns,
+        "score_chosen": scores[0],
+        "score_rejected": scores[1],
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A word-level ChatML tokenizer over the fixture text (no download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<unk>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    corpus = [" ".join(row) for row in ROWS] + ["system user assistant \n You are helpful ."]
+    tokenizer.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=special))
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+    )
+    wrapped.chat_template = CHATML
+    return wrapped
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A 2-layer, hidden-16 Llama with random weights and the tiny tokenizer, saved to a folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tiny_tokenizer.bos_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    """UltraFeedback-shaped train_prefs/test_prefs JSONL, one tie and one system prompt included."""
+    path = tmp_path_factory.mktemp("prefs")
+    train = [ultrafeedback_row(*row) for row in ROWS[:6]]
+    train.append(ultrafeedback_row(*ROWS[0], system="You are helpful.", scores=(7.0, 7.0)))
+    write_jsonl(path / "train_prefs.jsonl", train)
+    write_jsonl(path / "test_prefs.jsonl", [ultrafeedback_row(*row) for row in ROWS[6:]])
+    return path

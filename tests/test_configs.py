@@ -1,0 +1,57 @@
+"""Every YAML in configs/ parses through the CLI, with the values it says it sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lit_dpo.cli import DPOCLI
+from lit_dpo.datamodule import PreferenceDataModule
+from lit_dpo.module import DPOModule
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def _parse(*args: str) -> DPOCLI:
+    return DPOCLI(
+        DPOModule, PreferenceDataModule, run=False, args=list(args), auto_configure_optimizers=False
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(config):
+    cli = _parse("--config", str(config), "--trainer.accelerator=cpu")
+    assert isinstance(cli.model, DPOModule)
+    assert cli.datamodule.hparams.tokenizer == cli.model.hparams.model
+
+
+def test_t4_recipe():
+    cli = _parse("--config", "configs/t4.yaml", "--trainer.accelerator=cpu")
+    hp, data = cli.model.hparams, cli.datamodule.hparams
+    assert hp.model == "Qwen/Qwen2-0.5B-Instruct"
+    assert (hp.quantization, hp.compute_dtype, hp.beta) == ("nf4", "float16", 0.1)
+    assert hp.gradient_checkpointing
+    assert (data.batch_size, data.max_length, data.max_prompt_length) == (2, 1024, 512)
+    assert cli.trainer.accumulate_grad_batches == 8
+    assert cli.config.trainer.precision == "16-mixed"  # on a CPU Lightning would run bf16
+
+
+def test_dotted_overrides_reach_the_module():
+    cli = _parse("--config", "configs/cpu.yaml", "--model.beta", "0.2", "--trainer.max_steps", "3")
+    assert cli.model.hparams.beta == 0.2
+    assert cli.trainer.max_steps == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("--model.beta=-1", "beta must be positive"),
+        ("--data.max_prompt_length=600", "max_prompt_length"),
+        ("--model.loss_type=kto", "loss_type"),
+    ],
+)
+def test_bad_settings_fail_before_any_model_loads(override, message, capsys):
+    with pytest.raises((SystemExit, Exception)) as error:
+        _parse("--config", "configs/cpu.yaml", override)
+    assert message in str(error.value) + capsys.readouterr().err
