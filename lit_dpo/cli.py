@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -17,6 +18,9 @@ from lit_dpo.callbacks import SaveAdapter
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.module import DPOModule
+
+# Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
+EXTRA_COMMANDS: dict[str, str] = {}
 
 SUMMARY_ROWS = (
     ("log-prob accuracy, summed", "val/logps_accuracy/reference", "val/logps_accuracy/policy"),
@@ -66,7 +70,11 @@ class DPOCLI(LightningCLI):
 def main(args: list[str] | None = None) -> None:
     logging.basicConfig(format="%(message)s")
     logging.getLogger("lit_dpo").setLevel(logging.INFO)
+    argv = sys.argv[1:] if args is None else args
     try:
+        if argv and argv[0] in EXTRA_COMMANDS:
+            importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+            return
         DPOCLI(
             DPOModule,
             PreferenceDataModule,
@@ -74,11 +82,18 @@ def main(args: list[str] | None = None) -> None:
             # The module builds its own optimizer and warmup schedule from model.optimizer.
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"epilog": _extra_commands_help()},
             args=args,
         )
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def _extra_commands_help() -> str:
+    if not EXTRA_COMMANDS:
+        return ""
+    return "other commands: " + ", ".join(f"lit-dpo {name} --help" for name in EXTRA_COMMANDS)
 
 
 if __name__ == "__main__":
