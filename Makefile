@@ -29,6 +29,10 @@ test: setup
 	$(BIN)/ruff check lit_dpo tests tools
 	$(BIN)/python -m pytest -q
 
+# lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
+bench: setup
+	$(BIN)/python tools/bench.py
+
 lint: setup
 	$(BIN)/ruff check lit_dpo tests tools
 

@@ -53,7 +53,8 @@ def encode_pair(
     completion keeps its first ``max_length - len(prompt)`` tokens.
 
     Returns:
-        ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` and ``truncated`` (bool).
+        ``prompt_ids``, ``chosen_ids``, ``rejected_ids``, ``truncated`` (bool), and the token
+        counts before truncation: ``prompt_tokens``, ``chosen_tokens``, ``rejected_tokens``.
     """
     prompt, chosen, rejected = render_pair(pair, tokenizer)
     prompt_ids = _tokenize(prompt, tokenizer)
@@ -64,6 +65,11 @@ def encode_pair(
     ):
         prompt_ids = [tokenizer.bos_token_id, *prompt_ids]
     chosen_ids, rejected_ids = _tokenize(chosen, tokenizer), _tokenize(rejected, tokenizer)
+    full_lengths = {
+        "prompt_tokens": len(prompt_ids),
+        "chosen_tokens": len(chosen_ids),
+        "rejected_tokens": len(rejected_ids),
+    }
     truncated = len(prompt_ids) > max_prompt_length
     prompt_ids = prompt_ids[-max_prompt_length:]
     room = max_length - len(prompt_ids)
@@ -73,6 +79,7 @@ def encode_pair(
         "chosen_ids": chosen_ids[:room],
         "rejected_ids": rejected_ids[:room],
         "truncated": truncated,
+        **full_lengths,
     }
 
 
@@ -81,7 +88,8 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
 
     Returns:
         ``input_ids``, ``attention_mask``, ``labels``: each (2B, T), T the longest sequence; labels
-        are ``IGNORE_INDEX`` on prompt and padding so only completion tokens are scored.
+        are ``IGNORE_INDEX`` on prompt and padding so only completion tokens are scored. Features
+        with a ``pair_index`` also give ``pair_index`` (B,).
     """
     sequences, labels = [], []
     for side in ("chosen_ids", "rejected_ids"):
@@ -97,7 +105,10 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
         input_ids[i, : len(sequence)] = torch.tensor(sequence)
         label_ids[i, : len(label)] = torch.tensor(label)
         attention_mask[i, : len(sequence)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
+    if "pair_index" in features[0]:
+        batch["pair_index"] = torch.tensor([feature["pair_index"] for feature in features])
+    return batch
 
 
 def _tokenize(text: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:

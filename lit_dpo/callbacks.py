@@ -15,6 +15,8 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lit_dpo.generate import generate_text
+
 log = logging.getLogger(__name__)
 
 
@@ -125,9 +127,9 @@ class GenerateSamples(Callback):
         prompt_ids = self._prompt_ids(trainer, tokenizer)
         rows = []
         for ids in prompt_ids:
-            aligned = _generate(pl_module.policy, tokenizer, ids, self.generation)
+            aligned = generate_text(pl_module.policy, tokenizer, ids, self.generation)
             with pl_module.policy.disable_adapter():
-                base = _generate(pl_module.policy, tokenizer, ids, self.generation)
+                base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
             rows.append((tokenizer.decode(ids), base, aligned))
         text = _samples_markdown(trainer.global_step, rows)
         path = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
@@ -155,26 +157,6 @@ class GenerateSamples(Callback):
             ]
         val = trainer.datamodule.splits["val"]
         return [list(val[i]["prompt_ids"]) for i in range(min(self.num_prompts, len(val)))]
-
-
-def _generate(policy, tokenizer, prompt_ids: list[int], generation: dict) -> str:
-    import torch
-
-    was_training = policy.training
-    policy.eval()
-    device = next(policy.parameters()).device
-    input_ids = torch.tensor([prompt_ids], device=device)
-    with torch.no_grad():
-        output = policy.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
-            **generation,
-        )
-    policy.train(was_training)
-    return tokenizer.decode(output[0, len(prompt_ids) :], skip_special_tokens=True).strip()
 
 
 def _samples_markdown(step: int, rows: list[tuple[str, str, str]]) -> str:

@@ -17,10 +17,18 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_dpo.callbacks import SaveAdapter
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
+from lit_dpo.health import HealthAlarms, RunSummary
 from lit_dpo.module import DPOModule
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {
+    "data": "lit_dpo.data_report",
+    "compare": "lit_dpo.compare",
+    "export": "lit_dpo.export",
+    "plot": "lit_dpo.plot",
+    "serve": "lit_dpo.serve",
+    "preflight": "lit_dpo.preflight",
+}
 
 SUMMARY_ROWS = (
     ("log-prob accuracy, summed", "val/logps_accuracy/reference", "val/logps_accuracy/policy"),
@@ -37,6 +45,8 @@ class DPOCLI(LightningCLI):
         # The data is formatted with the chat template of the model being trained.
         parser.link_arguments("model.model", "data.tokenizer")
         parser.add_lightning_class_args(SaveAdapter, "save_adapter")
+        parser.add_lightning_class_args(HealthAlarms, "health")
+        parser.add_lightning_class_args(RunSummary, "summary")
 
     def after_fit(self) -> None:
         self._report("fit")

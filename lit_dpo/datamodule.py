@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import datasets
 from lightning import LightningDataModule
@@ -19,7 +20,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lit_dpo.batches import collate_pairs, encode_pair
 from lit_dpo.errors import ConfigError, DataError
-from lit_dpo.pairs import extract_pair, filter_reason
+from lit_dpo.pairs import detect_format, extract_pair, filter_reason
+from lit_dpo.sampler import LengthGroupedSampler
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_dataset, resolve_model
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,12 @@ class PreferenceDataModule(LightningDataModule):
 
     Args:
         dataset: hub id, local file or folder, or ``embedded:ultrafeedback-mini``.
+        format: row format, or ``auto`` to detect it from the columns: ``ultrafeedback``
+            (conversations sharing all but the last turn, also the implicit-prompt format),
+            ``conversational`` (prompt messages + assistant replies), ``plain`` (strings),
+            ``hh-rlhf`` (Anthropic HH transcripts).
+        columns: rename columns to the names a format expects, e.g.
+            ``{prompt: question, chosen: good, rejected: bad}``.
         tokenizer: model whose tokenizer and chat template format the pairs (linked to
             ``model.model`` by the CLI).
         train_split: split to train on; by default the first of ``train_prefs``, ``train``.
@@ -48,11 +56,15 @@ class PreferenceDataModule(LightningDataModule):
         num_workers: DataLoader worker processes.
         num_proc: processes for tokenization with ``datasets.map``.
         seed: shuffling and subsampling seed.
+        group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
+            batches, reproducible from the seed) to cut padding; batches are then less random.
     """
 
     def __init__(
         self,
         dataset: str = DEFAULT_DATASET,
+        format: Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf"] = "auto",
+        columns: dict[str, str] | None = None,
         tokenizer: str = DEFAULT_MODEL,
         train_split: str | None = None,
         val_split: str | None = None,
@@ -65,6 +77,7 @@ class PreferenceDataModule(LightningDataModule):
         num_workers: int = 0,
         num_proc: int | None = None,
         seed: int = 42,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -85,7 +98,9 @@ class PreferenceDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: dict[str, datasets.Dataset] = {}
-        self.report: dict[str, dict[str, int]] = {}
+        # per source split: rows, pairs, truncated, dropped {reason: count}
+        self.report: dict[str, dict] = {}
+        self.split_names: dict[str, str] = {}
 
     def prepare_data(self) -> None:
         # Downloads and conversions happen once per machine, before any process loads them.
@@ -104,6 +119,7 @@ class PreferenceDataModule(LightningDataModule):
             )
             raw = datasets.DatasetDict({train_name: carved["train"], "validation": carved["test"]})
             val_name = "validation"
+        self.split_names = {"train": train_name, "val": val_name}
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
         for stage_name, split in (("train", train_name), ("val", val_name)):
             self.splits[stage_name] = self._prepare_split(raw[split], split, sizes[stage_name])
@@ -111,8 +127,18 @@ class PreferenceDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         import torch
 
+        split = self.splits["train"]
+        if self.hparams.group_by_length:
+            lengths = [
+                len(p) + len(c) + len(r)
+                for p, c, r in zip(
+                    split["prompt_ids"], split["chosen_ids"], split["rejected_ids"], strict=True
+                )
+            ]
+            sampler = LengthGroupedSampler(lengths, self.hparams.batch_size, self.hparams.seed)
+            return self._loader(split, shuffle=False, sampler=sampler)
         generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._loader(self.splits["train"], shuffle=True, generator=generator)
+        return self._loader(split, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["val"], shuffle=False)
@@ -185,9 +211,13 @@ class PreferenceDataModule(LightningDataModule):
     def _prepare_split(self, raw: datasets.Dataset, split: str, size: int | None):
         if len(raw) == 0:
             raise DataError(f"{self.hparams.dataset}: split {split!r} is empty")
+        raw = self._rename_columns(raw, split)
+        row_format = self.hparams.format
+        if row_format == "auto":
+            row_format = detect_format(raw[0], f"{self.hparams.dataset} ({split})")
         checked = raw.map(
             _check_row,
-            fn_kwargs={"split": split},
+            fn_kwargs={"split": split, "row_format": row_format},
             with_indices=True,
             desc=f"checking {split}",
         )
@@ -207,6 +237,7 @@ class PreferenceDataModule(LightningDataModule):
                 "max_length": self.hparams.max_length,
                 "max_prompt_length": self.hparams.max_prompt_length,
                 "split": split,
+                "row_format": row_format,
             },
             with_indices=True,
             remove_columns=kept.column_names,
@@ -214,8 +245,12 @@ class PreferenceDataModule(LightningDataModule):
             desc=f"tokenizing {split}",
         )
         truncated = sum(encoded["truncated"])
-        self.report[split] = {"rows": len(raw), "pairs": len(encoded), "truncated": truncated}
-        self.report[split].update({f"dropped ({r})": n for r, n in reasons.items()})
+        self.report[split] = {
+            "rows": len(raw),
+            "pairs": len(encoded),
+            "truncated": truncated,
+            "dropped": dict(reasons),
+        }
         log.info(
             "%s: %d rows -> %d pairs; dropped %s; %d truncated to max_length=%d/"
             "max_prompt_length=%d",
@@ -227,7 +262,25 @@ class PreferenceDataModule(LightningDataModule):
             self.hparams.max_length,
             self.hparams.max_prompt_length,
         )
-        return encoded.with_format(columns=["prompt_ids", "chosen_ids", "rejected_ids"])
+        # pair_index keys the precomputed reference log-probs (DPOModule.precompute_reference)
+        encoded = encoded.add_column("pair_index", list(range(len(encoded))))
+        return encoded.with_format(
+            columns=["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
+        )
+
+    def _rename_columns(self, raw: datasets.Dataset, split: str) -> datasets.Dataset:
+        mapping = self.hparams.columns or {}
+        unknown = sorted(set(mapping.values()) - set(raw.column_names))
+        if unknown:
+            raise DataError(
+                f"{self.hparams.dataset} ({split}): data.columns names {unknown}, which are not "
+                f"columns; columns: {raw.column_names}"
+            )
+        # the format's name wins over a column that already carries it
+        clashing = [ours for ours in mapping if ours in raw.column_names and mapping[ours] != ours]
+        raw = raw.remove_columns(clashing)
+        renames = {theirs: ours for ours, theirs in mapping.items() if theirs != ours}
+        return raw.rename_columns(renames)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -240,11 +293,13 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _check_row(row: dict, index: int, split: str) -> dict:
-    pair = extract_pair(row, f"{split} row {index}")
+def _check_row(row: dict, index: int, split: str, row_format: str) -> dict:
+    pair = extract_pair(row, f"{split} row {index}", row_format)
     return {"filter_reason": filter_reason(row, pair)}
 
 
-def _encode_row(row: dict, index: int, tokenizer, max_length, max_prompt_length, split) -> dict:
-    pair = extract_pair(row, f"{split} row {index}")
+def _encode_row(
+    row: dict, index: int, tokenizer, max_length, max_prompt_length, split, row_format
+) -> dict:
+    pair = extract_pair(row, f"{split} row {index}", row_format)
     return encode_pair(pair, tokenizer, max_length, max_prompt_length)

@@ -1,12 +1,20 @@
 """LightningModule for DPO: wires policy -> log-probs -> loss -> metrics -> optimizer.
 
-One step runs the policy on chosen and rejected together (2B sequences, one forward), then the
-same network with adapters disabled and no gradient for the reference log-probs.
+One step runs the policy on chosen and rejected together (one forward), then the same network with
+adapters disabled and no gradient for the reference log-probs. Three switches make a step cheaper
+without changing what it computes (tests/test_techniques.py checks each against the plain path):
+
+- ``logps_chunk_size``: the output head runs only on scored positions, in chunks, so the batch's
+  full-vocabulary logits never exist (``logps.completion_logps``);
+- ``share_prompt``: a pair is one row holding the prompt once (``packing.pack_pairs``);
+- ``precompute_reference``: reference log-probs come from a table computed once before training
+  and cached on disk (``reference``), so steps skip the reference forward.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -14,10 +22,13 @@ from lightning import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from transformers import get_scheduler
 
+from lit_dpo import reference
+from lit_dpo.batches import IGNORE_INDEX
 from lit_dpo.errors import ConfigError
-from lit_dpo.logps import sequence_logps
+from lit_dpo.logps import completion_logps, gathered_logps, sequence_logps
 from lit_dpo.loss import LossType, dpo_loss
 from lit_dpo.metrics import ACCURACY_KEYS, MEAN_KEYS, preference_metrics
+from lit_dpo.packing import pack_pairs
 from lit_dpo.policy import DType, Quantization, load_policy, trainable_summary
 from lit_dpo.sources import DEFAULT_MODEL
 
@@ -49,6 +60,16 @@ class DPOModule(LightningModule):
         lr_schedule: ``cosine``, ``linear`` or ``constant`` after warmup (transformers' schedules).
         warmup_ratio: share of optimizer steps spent warming the learning rate up from zero.
         trust_remote_code: allow model code from the hub.
+        logps_chunk_size: apply the output head only to scored (completion) positions, this many
+            at a time, from the last hidden states: no full-vocabulary logits. null scores full
+            logits (needed when the output head itself is adapted).
+        share_prompt: run each pair as one row holding the shared prompt once, chosen and
+            rejected after it, with a mask that hides chosen from rejected. Needs
+            logps_chunk_size and an ``sdpa`` or ``eager`` attention.
+        precompute_reference: compute the reference log-probs of the train and validation pairs
+            in one no-grad pass before training, cache them on disk (``LIT_DPO_CACHE``) and skip
+            the reference forward in every step. Needs batches carrying ``pair_index``
+            (PreferenceDataModule's do).
     """
 
     def __init__(
@@ -69,6 +90,9 @@ class DPOModule(LightningModule):
         lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
         warmup_ratio: float = 0.1,
         trust_remote_code: bool = False,
+        logps_chunk_size: int | None = 512,
+        share_prompt: bool = True,
+        precompute_reference: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -82,6 +106,10 @@ class DPOModule(LightningModule):
             problems.append(f"lora_r must be at least 1, got {lora_r}")
         if not 0 <= warmup_ratio < 1:
             problems.append(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        if logps_chunk_size is not None and logps_chunk_size < 1:
+            problems.append(f"logps_chunk_size must be positive or null, got {logps_chunk_size}")
+        if share_prompt and logps_chunk_size is None:
+            problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
         if problems:
             raise ConfigError("model settings: " + "; ".join(problems))
         self.save_hyperparameters(ignore=["optimizer"])
@@ -91,6 +119,9 @@ class DPOModule(LightningModule):
         self.val_metrics = preference_metrics()
         # Checkpoints hold only the trainable LoRA weights (see on_save_checkpoint).
         self.strict_loading = False
+        # stage ("train", "val") -> (N, 2) reference log-probs by pair_index (precompute_reference)
+        self.reference_tables: dict[str, torch.Tensor] = {}
+        self._reference_paths: dict[str, Path] = {}
 
     def configure_model(self) -> None:
         if self.policy is not None:
@@ -110,12 +141,14 @@ class DPOModule(LightningModule):
             device=self.trainer.strategy.root_device if self._trainer else None,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
+        if hp.logps_chunk_size is not None:
+            _check_hidden_state_scoring(self.policy, hp.share_prompt)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.policy(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        stats = self._dpo_step(batch)
+        stats = self._dpo_step(batch, "train")
         pairs = batch["input_ids"].shape[0] // 2
         for key in MEAN_KEYS + ("rewards/accuracies",):
             metric = self.train_metrics[key.replace("/", ":")]
@@ -132,19 +165,23 @@ class DPOModule(LightningModule):
         return stats["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        stats = self._dpo_step(batch)
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def _evaluation_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        # test logs under val/ too: the same metrics, on whichever split the loader holds
+        stats = self._dpo_step(batch, stage)
         pairs = batch["input_ids"].shape[0] // 2
         for key in MEAN_KEYS + ACCURACY_KEYS:
             metric = self.val_metrics[key.replace("/", ":")]
             metric.update(*_metric_inputs(key, stats))
             self.log(f"val/{key}", metric, on_step=False, on_epoch=True, batch_size=pairs)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
-
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         """Per-pair implicit rewards and log-probs of policy and reference."""
-        stats = self._dpo_step(batch)
+        stats = self._dpo_step(batch, "predict")
         return {key: value.cpu() for key, value in stats.items() if key != "loss"}
 
     def configure_optimizers(self):
@@ -175,14 +212,25 @@ class DPOModule(LightningModule):
             k: v for k, v in checkpoint["state_dict"].items() if k in trainable or "metrics" in k
         }
 
-    def _dpo_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
-        policy_logps, counts = sequence_logps(logits, batch["labels"])
-        del logits
-        with torch.no_grad(), self.policy.disable_adapter():
-            reference_logits = self(batch["input_ids"], batch["attention_mask"])
-            reference_logps, _ = sequence_logps(reference_logits, batch["labels"])
-            del reference_logits
+    def on_train_start(self) -> None:
+        if self.hparams.precompute_reference:
+            self._precompute_reference("train", self.trainer.train_dataloader)
+
+    def on_validation_start(self) -> None:
+        loaders = self.trainer.val_dataloaders
+        # with several validation loaders a batch does not say whose pair_index it carries
+        if self.hparams.precompute_reference and not isinstance(loaders, list | tuple):
+            self._precompute_reference("val", loaders)
+
+    def _dpo_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        policy_logps = self._sequence_logps(batch)
+        counts = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1)
+        table = self.reference_tables.get(stage)
+        if table is not None:
+            reference_logps = reference.lookup(table, batch["pair_index"]).to(policy_logps)
+        else:
+            with torch.no_grad(), self.policy.disable_adapter():
+                reference_logps = self._sequence_logps(batch)
         if self.hparams.loss_type == "ipo":
             # IPO is defined on length-normalised log-ratios (as in TRL).
             scale = counts.clamp(min=1)
@@ -217,6 +265,110 @@ class DPOModule(LightningModule):
             "reference_logps_per_token/chosen": per_token_reference[:pairs],
             "reference_logps_per_token/rejected": per_token_reference[pairs:],
         }
+
+    def _sequence_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(2B,) summed log-probs of the scored tokens of each row, by the configured path."""
+        chunk_size = self.hparams.logps_chunk_size
+        if chunk_size is None:
+            logits = self(batch["input_ids"], batch["attention_mask"])
+            return sequence_logps(logits, batch["labels"])[0]
+        causal_lm = self.policy.get_base_model()
+        head = causal_lm.get_output_embeddings()
+        if not self.hparams.share_prompt:
+            hidden = causal_lm.base_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).last_hidden_state
+            return completion_logps(hidden, head.weight, batch["labels"], chunk_size, head.bias)[0]
+        packed = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        hidden = causal_lm.base_model(
+            input_ids=packed.input_ids,
+            attention_mask=_attention_bias(packed.attention_mask, causal_lm),
+            position_ids=packed.position_ids,
+        ).last_hidden_state
+        return gathered_logps(
+            hidden.flatten(0, 1),
+            head.weight,
+            packed.positions,
+            packed.targets,
+            packed.sequences,
+            num_sequences=batch["input_ids"].shape[0],
+            chunk_size=chunk_size,
+            bias=head.bias,
+        )
+
+    def _precompute_reference(self, stage: str, loader) -> None:
+        """Fill ``reference_tables[stage]`` from the disk cache or a no-grad pass over the pairs."""
+        dataset = getattr(loader, "dataset", None)
+        if "pair_index" not in getattr(dataset, "column_names", ()):
+            raise ConfigError(
+                "precompute_reference needs a dataset with a pair_index column "
+                "(PreferenceDataModule provides one); set model.precompute_reference false"
+            )
+        hp = self.hparams
+        model_key = reference.model_fingerprint(
+            self.policy.get_base_model(),
+            {
+                "model": hp.model,
+                "quantization": hp.quantization,
+                "compute_dtype": hp.compute_dtype,
+                "device": self.device.type,
+                "precision": str(self.trainer.precision),
+            },
+        )
+        path = reference.table_path(model_key, reference.pairs_fingerprint(dataset))
+        if stage in self.reference_tables and self._reference_paths.get(stage) == path:
+            return
+        batch_size = getattr(loader.batch_sampler, "batch_size", None) or loader.batch_size or 1
+
+        # hooks run outside the precision plugin's autocast, which a step's reference pass has
+        precision_context = self.trainer.precision_plugin.forward_context
+
+        def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            with torch.no_grad(), self.policy.disable_adapter(), precision_context():
+                return self._sequence_logps(batch)
+
+        log.info("reference log-probs (%s): %d pairs", stage, len(dataset))
+        self.reference_tables[stage] = reference.cached_table(
+            path, lambda: reference.compute_table(score, dataset, loader.collate_fn, batch_size)
+        )
+        self._reference_paths[stage] = path
+
+
+def _check_hidden_state_scoring(policy, share_prompt: bool) -> None:
+    """Fail early where scoring from hidden states would silently differ from full logits."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    causal_lm = policy.get_base_model()
+    config = causal_lm.config.get_text_config()
+    problems = []
+    if isinstance(causal_lm.get_output_embeddings(), BaseTunerLayer):
+        problems.append("the output head is adapted (lm_head in target_modules)")
+    for name in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier"):
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            problems.append(f"the model rescales its logits ({name})")
+    if share_prompt and config._attn_implementation not in ("sdpa", "eager"):
+        problems.append(
+            f"share_prompt needs sdpa or eager attention, not {config._attn_implementation}"
+        )
+    if problems:
+        raise ConfigError(
+            "logps_chunk_size: " + "; ".join(problems) + "; set model.logps_chunk_size null "
+            "(and model.share_prompt false) to score full logits"
+        )
+
+
+def _attention_bias(allowed: torch.Tensor, model) -> torch.Tensor:
+    """A packed (B, 1, L, L) mask in the form the model's attention takes it as given.
+
+    sdpa takes a bool mask (True: attend); eager adds the mask to the scores, so it gets 0 where
+    a query may attend and the dtype's minimum elsewhere.
+    """
+    if model.config._attn_implementation == "sdpa":
+        return allowed
+    dtype = model.get_input_embeddings().weight.dtype
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 PAIR_SCORES = {

@@ -1,14 +1,17 @@
 """Preference rows -> (prompt messages, chosen reply, rejected reply), with the checks DPO needs.
 
-The row shape is that of ``HuggingFaceH4/ultrafeedback_binarized``: ``chosen`` and ``rejected`` are
-whole conversations that share every turn but the last assistant reply. The prompt is every turn
-before that reply, so system messages and earlier turns reach the model as the user wrote them.
-Plain-string rows (``prompt``, ``chosen``, ``rejected`` as text) are read as a one-turn chat.
+Every format ends as the same pair: the prompt is every turn before the final assistant reply
+(system messages and earlier turns kept as written), and the two candidate final replies. Formats
+(``FORMATS``): UltraFeedback binarized, whose ``chosen`` and ``rejected`` are whole conversations
+sharing all but the last turn (this also covers the implicit-prompt format); conversational, with
+``prompt`` as messages and the replies as assistant messages; plain strings, read as a one-turn
+chat; and Anthropic HH-RLHF transcripts.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,28 +29,84 @@ class PreferencePair:
     rejected: str
 
 
-def extract_pair(row: dict[str, Any], where: str) -> PreferencePair:
+FORMATS = ("ultrafeedback", "conversational", "plain", "hh-rlhf")
+FORMAT_HELP = {
+    "ultrafeedback": "'chosen'/'rejected' are whole conversations sharing every turn but the last "
+    "(UltraFeedback binarized; also the implicit-prompt format, with or without a 'prompt' column)",
+    "conversational": "'prompt' is a list of messages, 'chosen'/'rejected' the assistant messages",
+    "plain": "'prompt', 'chosen', 'rejected' are strings",
+    "hh-rlhf": "'chosen'/'rejected' are Anthropic HH transcripts ('\\n\\nHuman: ... "
+    "\\n\\nAssistant: ...')",
+}
+HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
+HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def detect_format(row: dict[str, Any], source: str) -> str:
+    """Name the format a row is in, from its columns and value types.
+
+    Raises:
+        DataError: no format fits; the message lists the columns found and the formats accepted.
+    """
+    chosen, rejected, prompt = row.get("chosen"), row.get("rejected"), row.get("prompt")
+    if isinstance(chosen, list) and isinstance(rejected, list):
+        return "conversational" if isinstance(prompt, list) else "ultrafeedback"
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        if isinstance(prompt, str):
+            return "plain"
+        if prompt is None and HH_TURN.search(chosen):
+            return "hh-rlhf"
+    accepted = "\n".join(f"  {name}: {text}" for name, text in FORMAT_HELP.items())
+    raise DataError(
+        f"{source}: no preference format fits the columns {sorted(row)}. Accepted formats:\n"
+        f"{accepted}\nMap other column names with --data.columns "
+        "'{prompt: question, chosen: good, rejected: bad}'."
+    )
+
+
+def extract_pair(
+    row: dict[str, Any], where: str, format: str = "ultrafeedback"
+) -> PreferencePair:
     """Split a row into prompt messages and the two final replies.
 
     Args:
-        row: an UltraFeedback-shaped row, or one with plain-string ``prompt``, ``chosen`` and
-            ``rejected``.
+        row: one row in ``format``.
         where: names the row in errors, e.g. ``"train_prefs row 12"``.
+        format: one of ``FORMATS``.
 
     Raises:
         DataError: the row is malformed; the message names ``where`` and the field.
     """
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if chosen is None or rejected is None:
-        missing = [k for k in ("chosen", "rejected") if row.get(k) is None]
+    missing = [k for k in ("chosen", "rejected") if row.get(k) is None]
+    if format in ("conversational", "plain") and row.get("prompt") is None:
+        missing.insert(0, "prompt")
+    if missing:
         raise DataError(f"{where}: missing {', '.join(map(repr, missing))}; columns: {sorted(row)}")
-    if isinstance(chosen, str) and isinstance(rejected, str):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str):
-            raise DataError(f"{where}: plain-text chosen/rejected need a string 'prompt'")
-        return PreferencePair([{"role": "user", "content": prompt}], chosen, rejected)
-    chosen_turns = _messages(chosen, where, "chosen")
-    rejected_turns = _messages(rejected, where, "rejected")
+    if format == "plain":
+        for field in ("prompt", "chosen", "rejected"):
+            if not isinstance(row[field], str):
+                raise DataError(f"{where}: {field!r} must be a string in the plain format")
+        return PreferencePair(
+            [{"role": "user", "content": row["prompt"]}], row["chosen"], row["rejected"]
+        )
+    if format == "hh-rlhf":
+        chosen_turns = _hh_messages(row["chosen"], where, "chosen")
+        rejected_turns = _hh_messages(row["rejected"], where, "rejected")
+    elif format == "conversational":
+        prompt = _messages(row["prompt"], where, "prompt", final_role=None)
+        chosen_turns = prompt + _messages(row["chosen"], where, "chosen")
+        rejected_turns = prompt + _messages(row["rejected"], where, "rejected")
+    elif format == "ultrafeedback":
+        chosen_turns = _messages(row["chosen"], where, "chosen")
+        rejected_turns = _messages(row["rejected"], where, "rejected")
+    else:
+        raise DataError(f"unknown format {format!r}; choose one of {FORMATS}")
+    return _split_final_reply(chosen_turns, rejected_turns, where)
+
+
+def _split_final_reply(
+    chosen_turns: list[dict[str, str]], rejected_turns: list[dict[str, str]], where: str
+) -> PreferencePair:
     if chosen_turns[:-1] != rejected_turns[:-1]:
         raise DataError(
             f"{where}: 'chosen' and 'rejected' must share every turn before the final reply"
@@ -74,7 +133,9 @@ def filter_reason(row: dict[str, Any], pair: PreferencePair) -> str | None:
     return None
 
 
-def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
+def _messages(
+    value: Any, where: str, field: str, final_role: str | None = "assistant"
+) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: {field!r} must be a non-empty list of messages")
     turns = []
@@ -86,6 +147,22 @@ def _messages(value: Any, where: str, field: str) -> list[dict[str, str]]:
         if not isinstance(message.get("content"), str):
             raise DataError(f"{where}: {field}[{i}].content must be a string")
         turns.append({"role": message["role"], "content": message["content"]})
-    if turns[-1]["role"] != "assistant":
+    if final_role and turns[-1]["role"] != final_role:
         raise DataError(f"{where}: the last message of {field!r} must be the assistant's reply")
+    return turns
+
+
+def _hh_messages(text: Any, where: str, field: str) -> list[dict[str, str]]:
+    if not isinstance(text, str):
+        raise DataError(f"{where}: {field!r} must be a transcript string in the hh-rlhf format")
+    parts = HH_TURN.split(text)
+    # split() gives [preamble, role, content, role, content, ...]
+    if len(parts) < 3 or parts[0].strip():
+        raise DataError(f"{where}: {field!r} does not start with '\\n\\nHuman: '")
+    turns = [
+        {"role": HH_ROLES[role], "content": content.strip()}
+        for role, content in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+    if turns[-1]["role"] != "assistant":
+        raise DataError(f"{where}: {field!r} must end with an 'Assistant:' turn")
     return turns

@@ -1,0 +1,105 @@
+"""``lit-dpo export``: merge a trained adapter into its base and save a plain transformers model.
+
+The base is loaded in fp32, never 4-bit: LoRA's update ``B @ A * alpha / r`` can only be added to
+unquantized weights, and adding it in fp32 then casting once loses less than merging in bf16. The
+result is a folder ``AutoModelForCausalLM.from_pretrained`` loads without peft or lit-dpo, with the
+tokenizer and chat template the adapter was trained with.
+
+    lit-dpo export --adapter runs/cpu/adapter --out runs/cpu/merged --dtype bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+
+from lit_dpo.errors import ConfigError
+from lit_dpo.inference import (
+    adapter_base_model,
+    check_adapter,
+    load_adapter_tokenizer,
+    load_full_precision,
+)
+
+log = logging.getLogger(__name__)
+
+ExportDType = Literal["bf16", "fp16", "fp32"]
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def export(
+    adapter: str,
+    out: str,
+    dtype: ExportDType = "bf16",
+    model: str | None = None,
+    trust_remote_code: bool = False,
+) -> Path:
+    """Merge ``adapter`` into its base and write a standalone model folder to ``out``.
+
+    Args:
+        adapter: folder of a trained PEFT adapter.
+        out: folder to create; it must not exist or be empty.
+        dtype: dtype of the saved weights: ``bf16``, ``fp16`` (half the size of fp32) or ``fp32``.
+        model: base model; by default the adapter's ``base_model_name_or_path``.
+        trust_remote_code: run model code from the hub; off unless the user asks.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        ConfigError: bad adapter folder, dtype, or an ``out`` folder that already holds files.
+    """
+    target = Path(out)
+    problems = check_adapter(adapter)
+    if dtype not in DTYPES:
+        problems.append(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        problems.append(f"--out {target} already exists and is not empty; pick a new folder")
+    if problems:
+        raise ConfigError("export: " + "; ".join(problems))
+    base = adapter_base_model(adapter, model)
+    tokenizer = load_adapter_tokenizer(adapter, base)
+    merged = load_full_precision(adapter, base, trust_remote_code).merge_and_unload()
+    merged = merged.to(DTYPES[dtype])
+    # Training loads switch the cache off; a model for inference wants it on.
+    merged.config.use_cache = True
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a crash never leaves half a model at ``out``.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            target.rmdir()
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("merged %s into %s: %s (%s)", adapter, base, target, dtype)
+    print(f"merged model written to {target} ({dtype})", flush=True)
+    return target
+
+
+def main(argv: list[str]) -> None:
+    """``lit-dpo export --adapter PATH --out DIR [--dtype bf16|fp16|fp32]``."""
+    parser = argparse.ArgumentParser(
+        prog="lit-dpo export",
+        description="Merge a LoRA adapter into its full-precision base and save a plain "
+        "transformers model (loads without peft).",
+    )
+    parser.add_argument("--adapter", required=True, help="trained adapter folder")
+    parser.add_argument("--out", required=True, help="new folder for the merged model")
+    parser.add_argument(
+        "--dtype", choices=get_args(ExportDType), default="bf16", help="saved weights: %(default)s"
+    )
+    parser.add_argument("--model", help="base model (default: the adapter's own record)")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="run model code from the hub"
+    )
+    export(**vars(parser.parse_args(argv)))

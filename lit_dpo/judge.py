@@ -1,0 +1,134 @@
+"""An outside reward model as judge: score base and aligned answers, and a win rate with its CI.
+
+Any ``AutoModelForSequenceClassification`` works (e.g. a reward model trained on preferences). A
+single-logit model's logit is the score; with several labels the score is the last label's logit
+minus the first's (``good - bad`` for the usual two-label layout). The interval is Wilson's score
+interval (Wilson 1927; Brown, Cai & DasGupta 2001), which stays inside [0, 1] and behaves at the
+handful of prompts a comparison has, where the normal approximation does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from lit_dpo.errors import ModelSourceError
+from lit_dpo.sources import resolve_model
+
+Messages = list[dict[str, str]]
+# Cap on the judge's input; longer conversations keep their end, where the answer is.
+MAX_JUDGE_TOKENS = 4096
+
+
+def load_judge(
+    name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a sequence-classification model and its tokenizer from a hub id or a local folder.
+
+    Raises:
+        ModelSourceError: nothing loadable as a sequence-classification model is there.
+    """
+    source = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelSourceError(
+            f"--judge {name!r}: could not load a sequence-classification (reward) model: {error}"
+        ) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.truncation_side = "left"
+    return model.to(device).eval(), tokenizer
+
+
+def judge_text(tokenizer: PreTrainedTokenizerBase, messages: Messages, answer: str) -> str:
+    """The conversation with the answer as its last turn, as the judge reads it."""
+    conversation = [*messages, {"role": "assistant", "content": answer}]
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(conversation, tokenize=False)
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in conversation)
+
+
+def judge_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[tuple[Messages, str]],
+) -> list[float]:
+    """Score each (conversation, answer); higher is better. Shows a progress bar with an ETA."""
+    limit = min(
+        tokenizer.model_max_length,
+        getattr(model.config, "max_position_embeddings", None) or MAX_JUDGE_TOKENS,
+        MAX_JUDGE_TOKENS,
+    )
+    device = next(model.parameters()).device
+    scores = []
+    for messages, answer in tqdm(items, desc="judging", unit="answer"):
+        encoded = tokenizer(
+            judge_text(tokenizer, messages, answer),
+            truncation=True,
+            max_length=limit,
+            # a chat template writes its own BOS; plain text gets the tokenizer's
+            add_special_tokens=not tokenizer.chat_template,
+            return_tensors="pt",
+        ).to(device)
+        with torch.no_grad():
+            logits = model(**encoded).logits[0].float()
+        scores.append(float(logits[0] if logits.numel() == 1 else logits[-1] - logits[0]))
+    return scores
+
+
+def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (z = 1.96: 95%).
+
+    ``successes`` may be fractional (ties counted as half a win).
+
+    Raises:
+        ValueError: ``trials`` is not positive or ``successes`` is outside [0, trials].
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, trials >= 1; got {successes}/{trials}")
+    p = successes / trials
+    denominator = 1 + z**2 / trials
+    center = (p + z**2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def win_rate(aligned_scores: list[float], base_scores: list[float]) -> dict[str, float]:
+    """How often the judge prefers the aligned answer to the base answer to the same prompt.
+
+    Ties count as half a win. Returns ``wins``, ``ties``, ``losses``, ``prompts``, ``win_rate``
+    and its 95% Wilson interval ``ci_low``, ``ci_high``.
+
+    Raises:
+        ValueError: the lists differ in length or are empty.
+    """
+    if len(aligned_scores) != len(base_scores) or not aligned_scores:
+        raise ValueError(
+            f"need one base score per aligned score, got {len(aligned_scores)} and "
+            f"{len(base_scores)}"
+        )
+    pairs = list(zip(aligned_scores, base_scores, strict=True))
+    wins = sum(a > b for a, b in pairs)
+    ties = sum(a == b for a, b in pairs)
+    low, high = wilson_interval(wins + ties / 2, len(pairs))
+    return {
+        "wins": wins,
+        "ties": ties,
+        "losses": len(pairs) - wins - ties,
+        "prompts": len(pairs),
+        "win_rate": (wins + ties / 2) / len(pairs),
+        "ci_low": low,
+        "ci_high": high,
+    }

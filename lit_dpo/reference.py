@@ -1,0 +1,129 @@
+"""Reference log-probs of every pair, computed once in a no-grad pass and cached on disk.
+
+The reference model (the base, adapters off) never changes during DPO, so neither do its
+log-probs of a pair. Computing them once before training, as TRL's ``precompute_ref_log_probs``
+does, takes the reference forward out of every step and every later epoch; caching them on disk
+takes it out of later runs on the same model and data (a sweep over beta or learning rate).
+
+A table is keyed by a fingerprint of the adapter-free base (name, config, quantization, dtype,
+device type, a strided sample of every weight) and of the tokenized pairs (so max_length, the chat
+template and the data are all in it), under ``<cache>/reference_logps/`` (``LIT_DPO_CACHE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lit_dpo.sources import cache_dir
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+# Bump when what a table holds changes meaning.
+TABLE_VERSION = 1
+# Elements sampled from each weight: enough to tell two checkpoints apart, cheap on 0.5B weights.
+WEIGHT_SAMPLES = 1024
+
+
+def model_fingerprint(model: torch.nn.Module, settings: dict[str, Any]) -> str:
+    """Hash of a base model's identity: ``settings``, its config and a sample of every weight.
+
+    Args:
+        model: the base model (LoRA weights, whose names hold ``lora_``, are skipped).
+        settings: what else changes its outputs, e.g. quantization, compute dtype, device type.
+    """
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if "lora_" in name:
+            continue
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // WEIGHT_SAMPLES)].contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(sample.view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def pairs_fingerprint(dataset) -> str:
+    """Hash of the token ids of every pair of a ``datasets.Dataset``, in order."""
+    digest = hashlib.sha256()
+    for column in PAIR_COLUMNS:
+        for ids in dataset[column]:
+            ids = np.asarray(ids, dtype=np.int64)
+            digest.update(np.int64(len(ids)).tobytes())
+            digest.update(ids.tobytes())
+    return digest.hexdigest()
+
+
+def table_path(model_key: str, pairs_key: str) -> Path:
+    """Where the table of one model and one set of pairs is cached."""
+    key = hashlib.sha256(f"{TABLE_VERSION}:{model_key}:{pairs_key}".encode()).hexdigest()[:32]
+    return cache_dir() / "reference_logps" / f"{key}.pt"
+
+
+def compute_table(
+    score: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    dataset,
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
+    batch_size: int,
+) -> torch.Tensor:
+    """Reference log-probs of every pair, batch by batch in order of length (less padding).
+
+    Args:
+        score: batch -> (2B,) reference log-probs, chosen rows then rejected rows.
+        dataset: pairs with ``pair_index`` and the ``PAIR_COLUMNS``.
+        collate: list of pairs -> batch holding ``pair_index`` (B,), as ``collate_pairs``.
+        batch_size: pairs per batch.
+
+    Returns:
+        (N, 2) fp32: column 0 chosen, column 1 rejected, row = ``pair_index``.
+    """
+    lengths = [
+        len(p) + len(c) + len(r)
+        for p, c, r in zip(*(dataset[column] for column in PAIR_COLUMNS), strict=True)
+    ]
+    order = np.argsort(lengths, kind="stable")
+    table = torch.full((len(lengths), 2), float("nan"))
+    for start in range(0, len(order), batch_size):
+        batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
+        logps = score(batch).float().cpu()
+        pairs = len(batch["pair_index"])
+        table[batch["pair_index"], 0] = logps[:pairs]
+        table[batch["pair_index"], 1] = logps[pairs:]
+    if table.isnan().any():
+        raise ValueError("pair_index does not number the pairs 0..N-1: some pairs have no entry")
+    return table
+
+
+def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The table at ``path``, or ``compute()``'s, written there atomically for later runs."""
+    if path.exists():
+        log.info("reference log-probs: reusing %s", path)
+        return torch.load(path, weights_only=True)
+    table = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # another process may write the same table at the same time; each renames a whole file
+    handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    torch.save(table, staging)
+    os.replace(staging, path)
+    log.info("reference log-probs: %d pairs cached in %s", len(table), path)
+    return table
+
+
+def lookup(table: torch.Tensor, pair_index: torch.Tensor) -> torch.Tensor:
+    """(N, 2) table, (B,) pair indices -> (2B,) log-probs, chosen then rejected (batch order)."""
+    rows = table[pair_index.cpu()]
+    return torch.cat([rows[:, 0], rows[:, 1]])

@@ -1,0 +1,419 @@
+"""lit-dpo compare: answers, implicit rewards, held-out metrics, judge, report files, edge cases."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+import torch
+
+from lit_dpo.cli import main
+from lit_dpo.compare import compare
+from lit_dpo.errors import ConfigError, DataError
+from lit_dpo.judge import judge_scores, load_judge, wilson_interval, win_rate
+from lit_dpo.prompts import EDGE_CASES, is_refusal, load_prompts, long_context_case
+from lit_dpo.report import Answer, PromptResult, category_rows
+from lit_dpo.scoring import preference_summary
+
+MAX_NEW_TOKENS = 6
+MAX_LENGTH = 96
+USER_PROMPTS = ["What is the capital of France?", "Who wrote Hamlet?"]
+EDGE_CATEGORIES = [c.category for c in EDGE_CASES] + ["long-context"]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run on ``count`` torch threads. On a busy 2-core machine two OpenMP threads contending for
+    the cores made compare 20x slower than one (tiny model: 32 s vs 1.4 s; SmolLM2: 43 s vs 4.5 s
+    per prompt), and tiny models gain nothing from a second thread anyway."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with torch_threads(1):
+        yield
+
+
+def make_adapter(model_dir, path, std: float = 0.2, seed: int = 0):
+    """A saved LoRA adapter on ``model_dir`` whose lora_B is random, so it changes the model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, std)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir, tmp_path_factory):
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tiny_model_dir, tmp_path_factory):
+    """A random one-logit sequence-classification model sharing the tiny tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(1)
+    config = LlamaConfig.from_pretrained(tiny_model_dir, num_labels=1)
+    path = tmp_path_factory.mktemp("judge")
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tiny_adapter, tiny_data_dir, tiny_judge, tmp_path_factory):
+    """One compare through the CLI: 2 user prompts, the edge cases, held-out pairs and a judge."""
+    root = tmp_path_factory.mktemp("compare")
+    prompts = root / "prompts.txt"
+    prompts.write_text("\n".join(USER_PROMPTS) + "\n\n")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), torch_threads(1):
+        main(
+            [
+                "compare",
+                f"--adapter={tiny_adapter}",
+                f"--prompts={prompts}",
+                f"--dataset={tiny_data_dir}",
+                f"--judge={tiny_judge}",
+                f"--out={root / 'out'}",
+                f"--max-new-tokens={MAX_NEW_TOKENS}",
+                f"--max-length={MAX_LENGTH}",
+                "--batch-size=2",
+            ]
+        )
+    out = root / "out"
+    return {
+        "out": out,
+        "stdout": stdout.getvalue(),
+        "report": json.loads((out / "compare.json").read_text()),
+    }
+
+
+def test_answers_every_prompt_with_both_models(run, tiny_model_dir):
+    report = run["report"]
+    categories = [r["case"]["category"] for r in report["results"]]
+    assert categories == ["user", "user", *EDGE_CATEGORIES]
+    assert [r["case"]["messages"][-1]["content"] for r in report["results"][:2]] == USER_PROMPTS
+    for result in report["results"]:
+        for side in ("base", "aligned"):
+            answer = result[side]
+            assert 0 <= answer["tokens"] <= MAX_NEW_TOKENS
+            assert math.isfinite(answer["reward"])
+            assert answer["refusal"] == is_refusal(answer["text"])
+    # the adapter is random and strong: the two models must not answer everything alike
+    assert any(r["base"]["text"] != r["aligned"]["text"] for r in report["results"])
+    # the base comes from the adapter's own adapter_config.json
+    assert report["base_model"] == str(tiny_model_dir)
+    assert report["settings"]["beta"] == 0.1
+
+
+def test_implicit_reward_matches_a_hand_computation(run, tiny_adapter, tiny_model_dir):
+    """beta * (log p_aligned - log p_base) of the answer tokens plus end-of-turn, by hand."""
+    from transformers import AutoTokenizer
+
+    from lit_dpo.inference import load_quantized
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
+    model = load_quantized(tiny_adapter, str(tiny_model_dir))
+    result = run["report"]["results"][0]
+    messages = result["case"]["messages"]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    for side in ("base", "aligned"):
+        reply = {"role": "assistant", "content": result[side]["text"]}
+        full = tokenizer.apply_chat_template([*messages, reply], tokenize=False)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([tokenizer(full, add_special_tokens=False)["input_ids"]])
+        assert ids[0, : len(prompt_ids)].tolist() == prompt_ids
+
+        aligned = _reply_logp(model, ids, len(prompt_ids))
+        with model.disable_adapter():
+            base = _reply_logp(model, ids, len(prompt_ids))
+        assert result[side]["reward"] == pytest.approx(0.1 * (aligned - base), abs=1e-4)
+        assert abs(aligned - base) > 1e-3, "the adapter should change the reply's log-prob"
+
+
+def _reply_logp(model, ids: torch.Tensor, start: int) -> float:
+    """Sum of log p(token | everything before) over ids[0, start:], with plain log_softmax."""
+    with torch.no_grad():
+        logps = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+    picked = logps.gather(-1, ids[0, 1:, None])[:, 0]
+    return picked[start - 1 :].sum().item()
+
+
+def test_heldout_metrics_match_lit_dpo_validate(
+    run, tiny_adapter, tiny_model_dir, tiny_data_dir, tmp_path
+):
+    main(
+        [
+            "validate",
+            f"--model.model={tiny_model_dir}",
+            f"--model.adapter={tiny_adapter}",
+            f"--data.dataset={tiny_data_dir}",
+            "--data.batch_size=2",
+            f"--data.max_length={MAX_LENGTH}",
+            f"--data.max_prompt_length={MAX_LENGTH // 2}",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    validated = json.loads((tmp_path / "validate_metrics.json").read_text())
+    heldout = run["report"]["heldout"]
+    assert heldout["pairs"] == 2
+    pairs = {
+        "logps_accuracy/base": "val/logps_accuracy/reference",
+        "logps_accuracy/aligned": "val/logps_accuracy/policy",
+        "logps_accuracy_per_token/aligned": "val/logps_accuracy_per_token/policy",
+        "rewards/accuracies": "val/rewards/accuracies",
+        "rewards/margins": "val/rewards/margins",
+    }
+    for ours, theirs in pairs.items():
+        assert heldout[ours] == pytest.approx(validated[theirs], abs=1e-4), ours
+    assert abs(heldout["rewards/margins"]) > 1e-4
+    assert heldout["perplexity_chosen/aligned"] != pytest.approx(heldout["perplexity_chosen/base"])
+    assert 1 < heldout["perplexity_chosen/base"] < 10 * 200  # random model, ~70-word vocabulary
+
+
+def test_judge_scores_and_win_rate(run, tiny_judge):
+    report = run["report"]
+    model, tokenizer = load_judge(str(tiny_judge))
+    first = report["results"][0]
+    again = judge_scores(model, tokenizer, [(first["case"]["messages"], first["aligned"]["text"])])
+    assert again[0] == pytest.approx(first["aligned"]["judge"], abs=1e-5)
+    aligned = [r["aligned"]["judge"] for r in report["results"]]
+    base = [r["base"]["judge"] for r in report["results"]]
+    wins = sum(a > b for a, b in zip(aligned, base, strict=True))
+    ties = sum(a == b for a, b in zip(aligned, base, strict=True))
+    judge = report["judge"]
+    assert judge["prompts"] == len(report["results"]) == 10
+    assert judge["win_rate"] == pytest.approx((wins + ties / 2) / 10)
+    assert 0 <= judge["ci_low"] <= judge["win_rate"] <= judge["ci_high"] <= 1
+    assert judge["ci_high"] - judge["ci_low"] > 0.3  # 10 prompts cannot pin a rate down
+
+
+def test_report_files_are_self_contained_and_complete(run):
+    html = (run["out"] / "compare.html").read_text()
+    markdown = (run["out"] / "compare.md").read_text()
+    for banned in ("<script", "<link", "src=", "url(", "@import"):
+        assert banned not in html
+    assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
+    for category in EDGE_CATEGORIES:
+        assert f"<td>{category}</td>" in html
+        assert f"| {category} |" in markdown
+    assert "## By category" in markdown and "judge win rate, aligned over base" in markdown
+    assert markdown.count("**base** (") == markdown.count("**aligned** (") == 10
+    for line in ("log-prob accuracy, summed", "refusal rate", "judge win rate"):
+        assert line in run["stdout"]
+
+
+def test_long_context_case_fills_the_budget(tiny_tokenizer):
+    def count(messages):
+        text = tiny_tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    for budget in (120, 400):
+        case = long_context_case(count, budget)
+        used = count(case.messages)
+        assert budget - 30 < used <= budget
+        text = case.messages[-1]["content"]
+        assert "HELIOTROPE" in text.splitlines()[0] and text.rstrip().endswith("one word.")
+
+
+def test_refusal_heuristic():
+    assert is_refusal("I'm sorry, but I can't help with that.")
+    assert is_refusal("I can\u2019t help you write a phishing email.")
+    assert is_refusal("As an AI, I must decline.")
+    assert not is_refusal("Paris is the capital of France.")
+    assert not is_refusal("Call emergency services now. " + "x" * 200 + " I can't diagnose you.")
+    assert not is_refusal("")
+
+
+def test_load_prompts(tmp_path):
+    text = tmp_path / "p.txt"
+    text.write_text("first\n\n  second  \n")
+    assert [c.messages for c in load_prompts(text)] == [
+        [{"role": "user", "content": "first"}],
+        [{"role": "user", "content": "second"}],
+    ]
+    conversation = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "and then?"},
+    ]
+    as_json = tmp_path / "p.json"
+    as_json.write_text(json.dumps(["one", conversation]))
+    cases = load_prompts(as_json)
+    assert [c.messages for c in cases] == [[{"role": "user", "content": "one"}], conversation]
+    as_json.write_text(json.dumps(["ok", conversation[:2]]))
+    with pytest.raises(DataError, match="item 1: the last message must be the user's"):
+        load_prompts(as_json)
+    with pytest.raises(DataError, match="no such prompts file"):
+        load_prompts(tmp_path / "missing.txt")
+
+
+def test_wilson_interval_hand_worked():
+    """8 of 10: p = .8, z^2 = 3.8416, centre (.8 + .19208) / 1.38416 = .71674,
+    half-width 1.96 * sqrt(.016 + .009604) / 1.38416 = .22658 -> (.49016, .94332)."""
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.49016, abs=1e-4), pytest.approx(0.94332, abs=1e-4))
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+    rate = win_rate([1.0, 2.0, 0.0, 5.0], [0.0, 2.0, 1.0, 4.0])
+    assert (rate["wins"], rate["ties"], rate["losses"]) == (2, 1, 1)
+    assert rate["win_rate"] == pytest.approx(2.5 / 4)
+    with pytest.raises(ValueError, match="one base score per aligned score"):
+        win_rate([1.0], [])
+
+
+def test_preference_summary_hand_worked():
+    """Two pairs, beta 0.5, chosen replies of 2 and 8 tokens, rejected of 1 and 4.
+
+    Rewards: chosen .5*(-4+5) = .5 and .5*(-10+8) = -1; rejected .5*(-6+6) = 0 and .5*(-7+8) = .5.
+    Margins .5 and -1.5: mean -.5, reward accuracy 1/2. Summed log-probs: aligned -4 > -6 but
+    -10 < -7 (1/2); base -5 > -6 and -8 = -8, a tie counted wrong (1/2). Per token: aligned
+    -2 > -6 and -1.25 > -1.75; base -2.5 > -6 and -1 > -2 (both 1). Perplexity on chosen, 10
+    tokens: aligned exp(14/10), base exp(13/10).
+    """
+    t = torch.tensor
+    summary = preference_summary(
+        aligned_chosen=t([-4.0, -10.0]),
+        aligned_rejected=t([-6.0, -7.0]),
+        base_chosen=t([-5.0, -8.0]),
+        base_rejected=t([-6.0, -8.0]),
+        chosen_counts=t([2, 8]),
+        rejected_counts=t([1, 4]),
+        beta=0.5,
+    )
+    assert summary["pairs"] == 2
+    assert summary["rewards/margins"] == pytest.approx(-0.5)
+    assert summary["rewards/accuracies"] == 0.5
+    assert summary["logps_accuracy/aligned"] == 0.5
+    assert summary["logps_accuracy/base"] == 0.5
+    assert summary["logps_accuracy_per_token/aligned"] == 1.0
+    assert summary["logps_accuracy_per_token/base"] == 1.0
+    assert summary["perplexity_chosen/aligned"] == pytest.approx(math.exp(1.4))
+    assert summary["perplexity_chosen/base"] == pytest.approx(math.exp(1.3))
+    with pytest.raises(ValueError, match="share one shape"):
+        preference_summary(t([1.0]), t([1.0]), t([1.0]), t([1.0]), t([1, 2]), t([1]), beta=0.1)
+
+
+def test_category_rows():
+    def answer(tokens, refusal):
+        return Answer("x", tokens, 0.5, refusal)
+
+    case = EDGE_CASES[3]
+    rows = category_rows(
+        [
+            PromptResult(case, answer(10, False), answer(4, True)),
+            PromptResult(case, answer(20, False), answer(6, False)),
+        ]
+    )
+    assert rows == [
+        {
+            "category": "harmful",
+            "prompts": 2,
+            "tokens/base": 15,
+            "refusal_rate/base": 0.0,
+            "reward/base": 0.5,
+            "tokens/aligned": 5,
+            "refusal_rate/aligned": 0.5,
+            "reward/aligned": 0.5,
+        }
+    ]
+
+
+def test_bad_settings_fail_before_loading_with_every_problem(tmp_path, capsys):
+    with pytest.raises(ConfigError) as error:
+        compare(str(tmp_path / "nowhere"), beta=-1, max_new_tokens=200, max_length=128)
+    message = str(error.value)
+    assert "no such folder" in message and "--beta" in message and "--max-length 128" in message
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", f"--adapter={tmp_path}"])
+    assert exit_info.value.code == 2
+    assert "no adapter_config.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_and_export_on_smollm2(tmp_path):
+    """End to end on the embedded SmolLM2-135M-Instruct: compare (4-bit) and export (bf16)."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lit_dpo.sources import DEFAULT_MODEL, resolve_model
+
+    base_dir = resolve_model(DEFAULT_MODEL)
+    adapter = make_adapter(base_dir, tmp_path / "adapter", std=1e-3)
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(["What is the capital of France?", "Name a primary colour."]))
+    main(
+        [
+            "compare",
+            f"--adapter={adapter}",
+            f"--prompts={prompts}",
+            "--val-size=4",
+            "--max-new-tokens=8",
+            "--max-length=256",
+            f"--out={tmp_path / 'compare'}",
+        ]
+    )
+    report = json.loads((tmp_path / "compare" / "compare.json").read_text())
+    assert report["base_model"] == base_dir
+    assert [r["case"]["category"] for r in report["results"]] == ["user", "user", *EDGE_CATEGORIES]
+    france = report["results"][0]
+    assert "Paris" in france["base"]["text"] and "Paris" in france["aligned"]["text"]
+    for result in report["results"]:
+        for side in ("base", "aligned"):
+            assert 0 < result[side]["tokens"] <= 8
+            assert result[side]["reward"] != 0.0 and math.isfinite(result[side]["reward"])
+    heldout = report["heldout"]
+    assert heldout["pairs"] == 4
+    assert 1 < heldout["perplexity_chosen/base"] < 100  # a real model on real replies
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    long_case = report["results"][-1]["case"]
+    rendered = tokenizer.apply_chat_template(
+        long_case["messages"], tokenize=False, add_generation_prompt=True
+    )
+    budget = 256 - 8 - 8
+    assert budget - 40 < len(tokenizer(rendered, add_special_tokens=False)["input_ids"]) <= budget
+
+    out = tmp_path / "merged"
+    main(["export", f"--adapter={adapter}", f"--out={out}", "--dtype=bf16"])
+    assert not {p.name for p in out.iterdir()} & {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
+    with safe_open(out / "model.safetensors", framework="pt") as weights:
+        assert {weights.get_slice(k).get_dtype() for k in weights.keys()} == {"BF16"}
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    exported_tokenizer = AutoTokenizer.from_pretrained(out)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = exported_tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    assert prompt == tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    ids = exported_tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        answer = merged.generate(ids, max_new_tokens=8, do_sample=False)
+    assert "Paris" in exported_tokenizer.decode(answer[0, ids.shape[1] :])

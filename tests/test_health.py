@@ -1,0 +1,193 @@
+"""Health alarms on synthetic metric streams, the callback's plumbing, and one real tiny run."""
+
+from __future__ import annotations
+
+import logging
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lit_dpo.health import (
+    HealthAlarms,
+    chance_accuracy,
+    default_loss_range,
+    falling_logps,
+    loss_scale_skips,
+    mostly_truncated,
+    out_of_range,
+    summary_table,
+)
+
+
+def _ramp(start: float, end: float, steps: int) -> list[float]:
+    return [start + (end - start) * i / (steps - 1) for i in range(steps)]
+
+
+def test_falling_logps_needs_chosen_down_by_the_share_and_rejected_down_too():
+    """A 20-step ramp -100 -> -138 moves 2 a step: the first 5 average -104, the last 5 -134,
+    a fall of 30 / 104 = 28.8%."""
+    chosen, rejected = _ramp(-100, -138, 20), _ramp(-110, -170, 20)
+    finding = falling_logps(chosen, rejected, window=5, min_drop=0.1)
+    assert finding and "-104.0 to -134.0" in finding and "-29%" in finding
+    assert "lower learning rate" in finding
+    # rejected rising: the margin grows the healthy way
+    assert falling_logps(chosen, _ramp(-110, -90, 20), window=5, min_drop=0.1) is None
+    # chosen down only 5%: -100 -> -106.333 averages -101 then -106 (-4.95%)
+    assert falling_logps(_ramp(-100, -106 - 1 / 3, 20), rejected, window=5, min_drop=0.1) is None
+    # too short to judge
+    assert falling_logps(chosen[:9], rejected[:9], window=5, min_drop=0.1) is None
+
+
+def test_out_of_range_averages_the_window_and_catches_non_finite_at_once():
+    assert out_of_range("loss", [0.7] * 9 + [5.0], 0.0, 2.0, window=10) is None  # mean 1.13
+    finding = out_of_range("loss", [0.7] * 5 + [3.0] * 5, 0.0, 2.0, window=5)
+    assert finding and "3 over the last 5" in finding and "above" in finding
+    below = out_of_range("reward margin", [-6.0] * 4, -5.0, 20.0, window=4)
+    assert below and "below" in below
+    assert "nan" in out_of_range("loss", [0.7, math.nan], 0.0, 2.0, window=10)
+    assert out_of_range("loss", [3.0] * 3, 0.0, 2.0, window=5) is None  # too few steps
+
+
+def test_chance_accuracy_only_after_the_grace_steps():
+    coin = [0.5, 0.625, 0.375, 0.5] * 30  # mean 0.5
+    finding = chance_accuracy(coin, after_steps=100, window=20, tolerance=0.05)
+    assert finding and "0.50 over the last 20" in finding and "120 steps" in finding
+    assert chance_accuracy(coin[:99], after_steps=100, window=20, tolerance=0.05) is None
+    assert chance_accuracy([0.75] * 120, after_steps=100, window=20, tolerance=0.05) is None
+
+
+def test_loss_scale_skips_counts_decreases_in_the_window():
+    # the scaler grows, then overflows 5 times among the last 10 readings
+    scales = [2.0**16] * 20 + [2.0**15, 2.0**15, 2.0**14, 2.0**13, 2.0**13, 2.0**12, 2.0**11]
+    finding = loss_scale_skips(scales, max_skips=5, window=10)
+    assert finding and "skipped 5 of the last 10" in finding and "2048" in finding
+    assert loss_scale_skips(scales, max_skips=6, window=10) is None
+    assert loss_scale_skips([2.0**16, 2.0**15, 2.0**16, 2.0**15], max_skips=5, window=10) is None
+    assert loss_scale_skips([], max_skips=1, window=10) is None
+
+
+def test_mostly_truncated_and_loss_ranges():
+    finding = mostly_truncated("train_prefs", 60, 100, max_share=0.5)
+    assert finding and "60 of 100 pairs (60%)" in finding and "max_length" in finding
+    assert mostly_truncated("train_prefs", 50, 100, max_share=0.5) is None
+    assert mostly_truncated("train_prefs", 0, 0, max_share=0.5) is None
+    assert default_loss_range("sigmoid", 0.1) == (0.0, 2.0)
+    assert default_loss_range("ipo", 0.1) == pytest.approx((0.0, 50.0))  # 2 * (1 / 0.2)^2
+
+
+class _Scaler:
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return self.scale
+
+
+def _trainer(**metrics):
+    return SimpleNamespace(
+        callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
+        global_step=0,
+        should_stop=False,
+        precision_plugin=SimpleNamespace(scaler=_Scaler(2.0**16)),
+        datamodule=SimpleNamespace(report={"train_prefs": {"pairs": 10, "truncated": 9}}),
+    )
+
+
+def test_callback_warns_once_per_alarm_with_the_step_and_stops_on_request(caplog):
+    alarms = HealthAlarms(window=2, stop_on_alarm=True)
+    trainer = _trainer()
+    module = SimpleNamespace(hparams={"loss_type": "sigmoid", "beta": 0.1})
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.health"):
+        alarms.on_train_start(trainer, module)
+        for step in range(1, 9):
+            trainer.global_step = step
+            # losses 4, 5, ...: the first 2-step mean, (4 + 5) / 2 = 4.5, is above [0, 2]
+            trainer.callback_metrics = {"train/loss": torch.tensor(3.0 + step)}
+            trainer.precision_plugin.scaler.scale /= 2  # overflow every step
+            alarms.on_train_batch_end(trainer, module, None, None, step)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("train_prefs: 9 of 10 pairs" in m for m in messages) == 1
+    assert sum("health alarm at step 2: loss averaged 4.5" in m for m in messages) == 1
+    assert sum("loss scaler skipped 5" in m for m in messages) == 1
+    assert list(alarms.raised) == ["truncated:train_prefs", "loss", "loss_scale"]
+    assert trainer.should_stop
+
+
+def test_disabled_callback_records_nothing():
+    alarms = HealthAlarms(enabled=False)
+    trainer = _trainer(**{"train/loss": 9.0})
+    alarms.on_train_start(trainer, SimpleNamespace(hparams={}))
+    alarms.on_train_batch_end(trainer, None, None, None, 0)
+    assert not alarms.raised and not alarms.history["train/loss"] and not trainer.should_stop
+
+
+def test_summary_table_reports_final_and_best():
+    table = summary_table(
+        steps=4,
+        batches=8,
+        pairs=16,
+        seconds=8.0,
+        peak_memory=("peak RSS", 1.5 * 2**30),
+        validations=[
+            {"step": 2, "val/logps_accuracy/policy": 0.6, "val/rewards/accuracies": 0.7},
+            {"step": 4, "val/logps_accuracy/policy": 0.55, "val/rewards/accuracies": 0.75},
+        ],
+        alarms={"loss": (3, "...")},
+        adapter="runs/x/adapter",
+        reports=["runs/x/fit_metrics.json"],
+    )
+    assert "4 optimizer steps (8 batches)" in table
+    assert "pairs/s                 2.00" in table
+    assert "1.50 GiB (peak RSS)" in table
+    assert "final 0.550, best 0.600 (step 2)" in table
+    assert "final 0.750, best 0.750 (step 4)" in table
+    assert "val reward margin       no validation ran" in table
+    assert "1: loss (step 3)" in table and "runs/x/adapter" in table
+
+
+def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
+    tiny_model_dir, tiny_data_dir, tmp_path, caplog, capsys
+):
+    """A 6-token prompt limit cuts every pair (prompts are ~10 tokens). The untrained policy's
+    reward accuracy is 0 at step 1 (policy == reference: ties count wrong), so any 2-step mean is
+    at most 0.5, chance."""
+    from lit_dpo.cli import main
+
+    args = [
+        "fit",
+        f"--model.model={tiny_model_dir}",
+        f"--data.dataset={tiny_data_dir}",
+        "--data.batch_size=2",
+        "--data.max_length=12",
+        "--data.max_prompt_length=6",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+        "--health.window=2",
+        "--health.chance_after_steps=2",
+    ]
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.health"):
+        main(args)
+    alarms = [r.getMessage() for r in caplog.records if "health alarm" in r.getMessage()]
+    assert len(alarms) == 3, alarms
+    assert alarms[0].startswith("health alarm at step 0: train_prefs: 6 of 6 pairs (100%)")
+    assert alarms[1].startswith("health alarm at step 0: test_prefs: 2 of 2 pairs (100%)")
+    assert alarms[2].startswith("health alarm at step 2: preference accuracy averaged")
+    out = capsys.readouterr().out
+    assert "run summary" in out
+    assert "3 optimizer steps (3 batches)" in out and "pairs seen              6" in out
+    raised = "3: truncated:train_prefs (step 0), truncated:test_prefs (step 0), chance (step 2)"
+    assert raised in out
+    assert str(tmp_path / "adapter") in out
+    assert "reports                 none" in out  # no logger, no validation

@@ -1,0 +1,369 @@
+"""The speed and memory techniques give what the plain path gives (issue 7).
+
+Each switch (``logps_chunk_size``, ``share_prompt``, ``precompute_reference``, ``group_by_length``)
+is checked against the plain computation: full logits, one row per sequence, the reference run in
+every step. LoRA B starts random so policy and reference differ and gradients are not zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import ROWS
+
+from lit_dpo import reference
+from lit_dpo.batches import IGNORE_INDEX, collate_pairs, encode_pair
+from lit_dpo.logps import completion_logps, sequence_logps, token_logps
+from lit_dpo.module import DPOModule
+from lit_dpo.packing import CHOSEN, PAD, REJECTED, SHARED, pack_pairs, packed_attention_mask
+from lit_dpo.pairs import PreferencePair
+from lit_dpo.sampler import BUCKET_BATCHES, LengthGroupedSampler
+
+PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
+
+
+# --- hidden-state scoring ---------------------------------------------------------------------
+
+
+def test_token_logps_matches_log_softmax_and_its_gradient_across_chunks():
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(11, 5, dtype=torch.float64), torch.randn(11, dtype=torch.float64)
+    targets = torch.randint(0, 11, (7,))
+    expected = (hidden @ weight.T + bias).log_softmax(-1).gather(-1, targets[:, None])[:, 0]
+    upstream = torch.randn(7, dtype=torch.float64)
+    (expected_grad,) = torch.autograd.grad(expected, hidden, upstream)
+
+    got = token_logps(hidden, weight, targets, chunk_size=3, bias=bias)  # chunks of 3, 3, 1
+    (got_grad,) = torch.autograd.grad(got, hidden, upstream.float())
+    assert torch.allclose(got.double(), expected, atol=1e-6)
+    assert torch.allclose(got_grad, expected_grad, atol=1e-6)
+
+
+def test_token_logps_by_hand():
+    # vocabulary of 2, logits [0, ln 3] -> p = (1/4, 3/4); d log p1 / d h = w1 - (w0/4 + 3 w1/4)
+    weight = torch.tensor([[0.0], [math.log(3.0)]])
+    hidden = torch.tensor([[1.0]], requires_grad=True)
+    logp = token_logps(hidden, weight, torch.tensor([1]), chunk_size=8)
+    logp.sum().backward()
+    assert logp.item() == pytest.approx(math.log(0.75), abs=1e-6)
+    assert hidden.grad.item() == pytest.approx(math.log(3.0) / 4, abs=1e-6)
+
+
+def test_token_logps_refuses_a_trainable_head():
+    weight = torch.randn(11, 5, requires_grad=True)
+    with pytest.raises(ValueError, match="freeze"):
+        token_logps(torch.randn(3, 5), weight, torch.zeros(3, dtype=torch.long), chunk_size=2)
+
+
+def test_completion_logps_equals_sequence_logps_of_full_logits():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 6, 5, requires_grad=True)
+    weight = torch.randn(11, 5)
+    labels = torch.randint(0, 11, (3, 6))
+    labels[:, :2] = IGNORE_INDEX
+    labels[2, 4:] = IGNORE_INDEX
+    expected, expected_counts = sequence_logps(hidden @ weight.T, labels)
+    (expected_grad,) = torch.autograd.grad(expected.sum(), hidden)
+    got, counts = completion_logps(hidden, weight, labels, chunk_size=4)
+    (got_grad,) = torch.autograd.grad(got.sum(), hidden)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert counts.tolist() == expected_counts.tolist() == [4, 4, 2]
+    assert torch.allclose(got_grad, expected_grad, atol=1e-5)
+    # unscored positions get no gradient, exactly
+    assert got_grad[:, 0].abs().sum() == 0 and got_grad[2, 4:].abs().sum() == 0
+
+
+def test_completion_logps_shape_mismatch_names_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 5, 3\) vs \(2, 4\)"):
+        completion_logps(torch.zeros(2, 5, 3), torch.zeros(7, 3), torch.zeros(2, 4).long(), 4)
+
+
+# --- packing ----------------------------------------------------------------------------------
+
+
+def _batch(rows: list[list[int]], prompt: list[int]) -> dict[str, torch.Tensor]:
+    """collate_pairs of one pair per (chosen, rejected) in ``rows``, sharing ``prompt``."""
+    features = [
+        {"prompt_ids": prompt, "chosen_ids": c, "rejected_ids": r}
+        for c, r in zip(rows[::2], rows[1::2], strict=True)
+    ]
+    return collate_pairs(features, pad_token_id=0)
+
+
+def test_pack_pairs_by_hand():
+    # one pair: prompt [5, 6], chosen [7, 8], rejected [7, 9, 10]: the shared prefix is [5, 6, 7]
+    batch = _batch([[7, 8], [7, 9, 10]], prompt=[5, 6])
+    packed = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert packed.input_ids.tolist() == [[5, 6, 7, 8, 9, 10]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 3, 4]]
+    assert packed.shared.tolist() == [3]
+    # chosen scores 7 (from 6 at 1) and 8 (from 7 at 2); rejected 7 (from 1), 9 (from the shared 7
+    # at 2, not from chosen's 8 at 3) and 10 (from 9 at 4)
+    assert packed.targets.tolist() == [7, 8, 7, 9, 10]
+    assert packed.positions.tolist() == [1, 2, 1, 2, 4]
+    assert packed.sequences.tolist() == [0, 0, 1, 1, 1]
+    mask = packed.attention_mask[0, 0]
+    assert mask[4].tolist() == [True, True, True, False, True, False]  # 9 does not see 8
+    assert mask[3].tolist() == [True, True, True, True, False, False]
+
+
+def test_packed_mask_lets_padding_see_itself_only():
+    segments = torch.tensor([[SHARED, CHOSEN, REJECTED, PAD]])
+    mask = packed_attention_mask(segments)[0, 0]
+    assert mask.tolist() == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, False, True, False],
+        [False, False, False, True],
+    ]
+
+
+def test_pack_pairs_pads_rows_and_handles_a_reply_that_prefixes_the_other():
+    # pair 0: chosen [7] is a prefix of rejected [7, 8]; pair 1: nothing shared after the prompt
+    batch = _batch([[7], [7, 8], [3, 4, 5], [6]], prompt=[5])
+    packed = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert packed.input_ids.tolist() == [[5, 7, 8, 0, 0], [5, 3, 4, 5, 6]]
+    assert packed.shared.tolist() == [2, 1]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 0, 0], [0, 1, 2, 3, 1]]
+    # every scored token of the 4 unpacked rows, and no other
+    assert sorted(packed.sequences.tolist()) == [0, 1, 1, 1, 2, 2, 3]
+
+
+def test_pack_pairs_rejects_left_padding():
+    batch = _batch([[7], [7, 8]], prompt=[5])
+    with pytest.raises(ValueError, match="right padding"):
+        pack_pairs(batch["input_ids"].flip(-1), batch["attention_mask"].flip(-1), batch["labels"])
+
+
+# --- the module's step paths on the tiny 4-bit model ------------------------------------------
+
+
+def _module(tiny_model_dir, **kwargs) -> DPOModule:
+    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, **kwargs)
+    module.configure_model()
+    # every LoRA weight set from one seed, so the result does not hang on the tests run before
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in sorted(module.policy.named_parameters()):
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return module
+
+
+def _tiny_batch(tokenizer) -> dict[str, torch.Tensor]:
+    features = [encode_pair(p, tokenizer, max_length=64, max_prompt_length=32) for p in PAIRS[:4]]
+    return collate_pairs(features, pad_token_id=tokenizer.pad_token_id)
+
+
+def _step(module, batch, **switches) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    module.hparams.update(switches)
+    module.policy.zero_grad()
+    stats = module._dpo_step(batch, "train")
+    stats["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in module.policy.named_parameters() if p.grad is not None}
+    return stats, grads
+
+
+PLAIN = {"logps_chunk_size": None, "share_prompt": False}
+TECHNIQUES = [
+    {"logps_chunk_size": 512, "share_prompt": False},
+    {"logps_chunk_size": 3, "share_prompt": False},  # many chunks
+    {"logps_chunk_size": 512, "share_prompt": True},
+    {"logps_chunk_size": 5, "share_prompt": True},
+]
+
+
+@pytest.mark.parametrize("gradient_checkpointing", [False, True])
+@pytest.mark.parametrize("switches", TECHNIQUES, ids=lambda s: "-".join(map(str, s.values())))
+def test_step_equals_plain_path(tiny_model_dir, tiny_tokenizer, switches, gradient_checkpointing):
+    module = _module(tiny_model_dir, gradient_checkpointing=gradient_checkpointing)
+    batch = _tiny_batch(tiny_tokenizer)
+    expected, expected_grads = _step(module, batch, **PLAIN)
+    got, grads = _step(module, batch, **switches)
+    assert abs(expected["loss"].item() - math.log(2)) > 1e-2, "policy equals reference: vacuous"
+    for key in ("loss", "logps/chosen", "logps/rejected", "reference_logps/rejected"):
+        assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), key
+    assert expected_grads and set(grads) == set(expected_grads)
+    for name, grad in expected_grads.items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_packed_path_without_quantization_and_with_eager_attention(tiny_model_dir, tiny_tokenizer):
+    module = _module(tiny_model_dir, quantization="none", gradient_checkpointing=False)
+    module.policy.get_base_model().config._attn_implementation = "eager"
+    batch = _tiny_batch(tiny_tokenizer)
+    expected, expected_grads = _step(module, batch, **PLAIN)
+    got, grads = _step(module, batch, logps_chunk_size=64, share_prompt=True)
+    assert torch.allclose(got["loss"], expected["loss"], atol=1e-5)
+    for name, grad in expected_grads.items():
+        assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_share_prompt_needs_hidden_state_scoring():
+    from lit_dpo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="share_prompt needs logps_chunk_size"):
+        DPOModule(logps_chunk_size=None, share_prompt=True)
+
+
+def test_adapted_output_head_is_refused(tiny_model_dir):
+    from lit_dpo.errors import ConfigError
+
+    module = DPOModule(
+        model=str(tiny_model_dir), quantization="none", target_modules=["q_proj", "lm_head"]
+    )
+    with pytest.raises(ConfigError, match="output head is adapted"):
+        module.configure_model()
+
+
+# --- precomputed reference --------------------------------------------------------------------
+
+
+def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[float]:
+    from lightning import Callback, Trainer
+
+    from lit_dpo.datamodule import PreferenceDataModule
+
+    class Losses(Callback):
+        def __init__(self):
+            self.values = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.values.append(outputs["loss"].item())
+
+    torch.manual_seed(0)
+    module = DPOModule(
+        model=str(tiny_model_dir),
+        lora_dropout=0.0,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=0.05),
+        **module_kwargs,
+    )
+    data = PreferenceDataModule(
+        dataset=str(tiny_data_dir),
+        tokenizer=str(tiny_model_dir),
+        batch_size=2,
+        max_length=64,
+        max_prompt_length=32,
+    )
+    losses = Losses()
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        callbacks=[losses],
+    )
+    trainer.fit(module, data)
+    return losses.values, module
+
+
+def test_precomputed_reference_gives_the_on_the_fly_losses(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
+    expected, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "a")
+    got, module = _fit_losses(
+        tiny_model_dir, tiny_data_dir, tmp_path / "b", precompute_reference=True
+    )
+    assert len(got) == len(expected) == 6  # 5 pairs, batches of 2, 2 epochs
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert set(module.reference_tables) == {"train", "val"}
+    tables = sorted((tmp_path / "cache" / "reference_logps").glob("*.pt"))
+    assert len(tables) == 2
+
+    # a later run reads the tables instead of computing them
+    def refuse(*args, **kwargs):
+        raise AssertionError("recomputed a cached table")
+
+    monkeypatch.setattr(reference, "compute_table", refuse)
+    again, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "c", precompute_reference=True)
+    assert again == pytest.approx(got, rel=1e-6)
+
+
+def test_compute_table_and_lookup_follow_pair_index():
+    import datasets
+
+    dataset = datasets.Dataset.from_list(
+        [
+            {"prompt_ids": [1] * n, "chosen_ids": [2], "rejected_ids": [3], "pair_index": i}
+            for i, n in enumerate([5, 1, 3])
+        ]
+    )
+
+    def score(batch):  # chosen: -pair_index, rejected: -10 * pair_index
+        index = batch["pair_index"].float()
+        return torch.cat([-index, -10 * index])
+
+    def collate(features):
+        return {"pair_index": torch.tensor([f["pair_index"] for f in features])}
+
+    table = reference.compute_table(score, dataset, collate, batch_size=2)
+    assert table.tolist() == [[0.0, 0.0], [-1.0, -10.0], [-2.0, -20.0]]
+    assert reference.lookup(table, torch.tensor([2, 0])).tolist() == [-2.0, 0.0, -20.0, 0.0]
+
+
+def test_fingerprints_change_with_weights_and_tokens():
+    import datasets
+
+    model = torch.nn.Linear(4, 3)
+    before = reference.model_fingerprint(model, {"quantization": "nf4"})
+    assert reference.model_fingerprint(model, {"quantization": "none"}) != before
+    with torch.no_grad():
+        model.weight[0, 0] += 1
+    assert reference.model_fingerprint(model, {"quantization": "nf4"}) != before
+
+    rows = [{"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4]}]
+    key = reference.pairs_fingerprint(datasets.Dataset.from_list(rows))
+    rows[0]["chosen_ids"] = [3, 4]
+    assert reference.pairs_fingerprint(datasets.Dataset.from_list(rows)) != key
+
+
+# --- length-grouped batches -------------------------------------------------------------------
+
+
+def test_length_grouped_sampler_is_a_seeded_permutation_with_grouped_batches():
+    torch.manual_seed(0)
+    lengths = torch.randint(10, 500, (2 * 4 * BUCKET_BATCHES + 3,)).tolist()
+    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=7)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(lengths)))
+    assert order == list(LengthGroupedSampler(lengths, batch_size=4, seed=7))
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    assert [lengths[i] for i in order[-3:]] and len(order) % 4 == 3  # the short batch is last
+
+    def padding(indices):
+        batches = [indices[i : i + 4] for i in range(0, len(indices), 4)]
+        return sum(
+            len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches
+        )
+
+    shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(7)).tolist()
+    assert padding(order) < padding(shuffled) / 5
+
+
+def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_dir):
+    from lit_dpo.datamodule import PreferenceDataModule
+
+    data = PreferenceDataModule(
+        dataset=str(tiny_data_dir),
+        tokenizer=str(tiny_model_dir),
+        batch_size=2,
+        max_length=64,
+        max_prompt_length=32,
+        group_by_length=True,
+    )
+    data.setup("fit")
+    seen = [i for batch in data.train_dataloader() for i in batch["pair_index"].tolist()]
+    assert sorted(seen) == list(range(len(data.splits["train"])))
+    again = [i for batch in data.train_dataloader() for i in batch["pair_index"].tolist()]
+    assert seen == again

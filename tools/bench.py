@@ -1,0 +1,624 @@
+"""Benchmark lit-dpo against TRL's DPOTrainer on identical work (``make bench``).
+
+Both sides train the same 4-bit NF4 model with the same LoRA (targets, rank, alpha, dropout 0),
+starting from the same seeded random adapter (so the first loss is not the trivial log 2), on the
+same pairs in the same batches, with the same beta, AdamW, constant learning rate, gradient
+checkpointing and number of optimizer steps. Each side runs in its own subprocess, so each peak RSS
+is its own. The first ``--warmup`` steps are not timed.
+
+- lit-dpo runs its product path: PreferenceDataModule + DPOModule + a Lightning Trainer, with its
+  defaults unless ``--lit model.share_prompt=false`` (any DPOModule / data module setting) says
+  otherwise. Its wall time includes everything, reference pre-computation too.
+- TRL gets the pairs in lit-dpo's batch order (``train_sampling_strategy="sequential"``) as
+  conversational rows, which it tokenizes itself; the bench checks that its token ids equal
+  lit-dpo's. TRL casts QLoRA adapters to bf16; the bench casts them back to fp32, as lit-dpo keeps
+  them, so that both train the same model.
+
+Prints the settings, a table, and last a line
+``speedup=<lit/trl pairs per s> memory_ratio=<lit/trl peak> loss_delta=<|first-loss difference|>``.
+``--gpu`` benchmarks a Qwen2-0.5B-shaped model with random weights on the GPU and adds the model
+FLOPs utilisation. Timings on a shared machine are noisy: compare ratios from one invocation.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()  # before the heavy imports: the wall time includes them
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from itertools import islice  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# Dense bf16 peaks (TFLOPS) by device name, for the model FLOPs utilisation in --gpu mode.
+BF16_PEAK_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100": 989.4,
+    "H200": 989.4,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "T4": 65.0,  # fp16: the T4 has no bf16
+}
+# LoRA B of the shared starting adapter ~ N(0, this): far enough from the base for a real loss.
+ADAPTER_B_STD = 0.01
+CPU = {
+    "model": "embedded:SmolLM2-135M-Instruct",
+    "dataset": "embedded:ultrafeedback-mini",
+    "batch_size": 4,
+    "max_length": 320,
+    "max_prompt_length": 160,
+    "warmup": 2,
+    "steps": 15,
+    "compute_dtype": "float32",
+}
+GPU = {
+    **CPU,
+    "model": "qwen2-0.5b-shaped",  # built from its config with random weights
+    "batch_size": 16,
+    "max_length": 1024,
+    "max_prompt_length": 512,
+    "warmup": 3,
+    "steps": 20,
+    "compute_dtype": "bfloat16",
+}
+COMMON = {
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "target_modules": "all-linear",
+    "gradient_checkpointing": True,
+    "beta": 0.1,
+    "lr": 5e-4,
+    "seed": 42,
+}
+
+
+# --ablation: lit-dpo with each technique switched off, or an opt-in one switched on
+ABLATION = {
+    "lit-dpo, share_prompt off": {"model.share_prompt": False},
+    "lit-dpo, plain path (full logits, no sharing)": {
+        "model.logps_chunk_size": None,
+        "model.share_prompt": False,
+    },
+    "lit-dpo + precompute_reference": {"model.precompute_reference": True},
+    "lit-dpo + group_by_length": {"data.group_by_length": True},
+    "lit-dpo + both": {"model.precompute_reference": True, "data.group_by_length": True},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--gpu", action="store_true", help="Qwen2-0.5B-shaped model on the GPU")
+    for key in ("batch_size", "max_length", "max_prompt_length", "warmup", "steps"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int)
+    parser.add_argument("--gradient-checkpointing", choices=["on", "off"])
+    parser.add_argument(
+        "--lit",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="lit-dpo setting, e.g. model.share_prompt=false or data.group_by_length=true",
+    )
+    parser.add_argument("--only", choices=["lit", "trl"], help="run one side")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also run lit-dpo with each technique toggled"
+    )
+    parser.add_argument("--peak-tflops", type=float, help="GPU bf16 peak, if not in the table")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--child", choices=["lit", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.child:
+        spec = json.loads(args.spec.read_text())
+        result = run_lit(spec) if args.child == "lit" else run_trl(spec)
+        args.spec.with_suffix(".result.json").write_text(json.dumps(result))
+        return
+
+    settings = {**(GPU if args.gpu else CPU), **COMMON, "gpu": args.gpu}
+    for key in ("batch_size", "max_length", "max_prompt_length", "warmup", "steps"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.gradient_checkpointing:
+        settings["gradient_checkpointing"] = args.gradient_checkpointing == "on"
+    settings["lit"] = dict(_parse_setting(item) for item in args.lit)
+    runs = []  # (label, side, lit settings)
+    if args.only != "trl":
+        runs.append(("lit-dpo", "lit", settings["lit"]))
+    if args.only != "lit":
+        runs.append(("TRL", "trl", settings["lit"]))
+    if args.ablation:
+        runs += [(label, "lit", {**settings["lit"], **v}) for label, v in ABLATION.items()]
+    with tempfile.TemporaryDirectory(prefix="lit-dpo-bench-") as scratch:
+        scratch = Path(scratch)
+        if args.gpu:
+            settings["model_path"] = build_gpu_model(scratch / "qwen2-0.5b-shaped")
+        else:
+            from lit_dpo.sources import resolve_model
+
+            settings["model_path"] = resolve_model(settings["model"])
+        print("settings:", json.dumps(settings, indent=1), flush=True)
+        results = []
+        for n, (label, side, lit) in enumerate(runs):
+            # TRL gets lit-dpo's batches: the same plan as the main lit-dpo run
+            spec = {**settings, "lit": lit, **plan_work({**settings, "lit": lit})}
+            print(
+                f"{label}: {spec['pairs']} pairs in {len(spec['batches'])} batches "
+                f"({settings['warmup']} warm-up, {settings['steps']} timed), "
+                f"{spec['timed_tokens']} tokens timed",
+                flush=True,
+            )
+            spec_path = scratch / f"run{n}.json"
+            spec_path.write_text(json.dumps(spec))
+            results.append((label, spec, run_child(side, spec_path, scratch / f"cache{n}")))
+    report(settings, results, args.peak_tflops, args.out)
+
+
+def _parse_setting(item: str) -> tuple[str, object]:
+    import yaml
+
+    key, _, value = item.partition("=")
+    if not key.startswith(("model.", "data.")) or not _:
+        raise SystemExit(f"--lit {item!r}: expected model.NAME=VALUE or data.NAME=VALUE")
+    return key, yaml.safe_load(value)
+
+
+# --- the work: which pairs, in which batches --------------------------------------------------
+
+
+def plan_work(settings: dict) -> dict:
+    """lit-dpo's own first batches, and the same pairs as TRL rows."""
+    from lit_dpo.batches import encode_pair
+    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.errors import DataError
+    from lit_dpo.pairs import detect_format, extract_pair
+
+    batches_needed = settings["warmup"] + settings["steps"]
+    data = PreferenceDataModule(**data_kwargs(settings, batches_needed))
+    data.setup("fit")
+    split = data.splits["train"]
+    batches = [b["pair_index"].tolist() for b in islice(data.train_dataloader(), batches_needed)]
+    if len(batches) < batches_needed:
+        raise SystemExit(f"only {len(split)} pairs: fewer than {batches_needed} batches")
+
+    raw = data._load_raw()[data.split_names["train"]]
+    row_format = detect_format(raw[0], settings["dataset"])
+    by_ids = {}
+    for i, row in enumerate(raw):
+        try:
+            pair = extract_pair(row, f"row {i}", row_format)
+        except DataError:
+            continue
+        encoded = encode_pair(
+            pair, data.tokenizer, settings["max_length"], settings["max_prompt_length"]
+        )
+        by_ids[_key(encoded)] = (pair, encoded["truncated"])
+
+    order = [index for batch in batches for index in batch]
+    ids, rows = [], []
+    for index in order:
+        pair_ids = {k: split[index][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
+        pair, truncated = by_ids[_key(pair_ids)]
+        if truncated:
+            # TRL truncates prompt + reply from the end; lit-dpo keeps the prompt's end
+            raise SystemExit("a benchmark pair is truncated: raise --max-length")
+        ids.append(pair_ids)
+        rows.append(
+            {
+                "prompt": pair.prompt,
+                "chosen": [{"role": "assistant", "content": pair.chosen}],
+                "rejected": [{"role": "assistant", "content": pair.rejected}],
+            }
+        )
+    timed = ids[settings["warmup"] * settings["batch_size"] :]
+    return {
+        "batches": batches,
+        "pairs": len(order),
+        "ids": ids,
+        "trl_rows": rows,
+        "timed_pairs": len(timed),
+        # real tokens of the 2 sequences of each pair, padding excluded: the same for both sides
+        "timed_tokens": sum(
+            2 * len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in timed
+        ),
+    }
+
+
+def data_kwargs(settings: dict, batches: int) -> dict:
+    kwargs = {
+        "dataset": settings["dataset"],
+        "tokenizer": settings["model_path"],
+        "train_size": batches * settings["batch_size"],
+        "val_size": 1,
+        "batch_size": settings["batch_size"],
+        "max_length": settings["max_length"],
+        "max_prompt_length": settings["max_prompt_length"],
+        "seed": settings["seed"],
+    }
+    kwargs.update({k[5:]: v for k, v in settings["lit"].items() if k.startswith("data.")})
+    return kwargs
+
+
+def _key(encoded: dict) -> tuple:
+    return tuple(tuple(encoded[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids"))
+
+
+# --- the two sides, each in its own process ---------------------------------------------------
+
+
+def run_child(side: str, spec_path: Path, cache: Path) -> dict:
+    """One run in its own process; lit-dpo gets an empty cache ``cache``."""
+    env = dict(os.environ)
+    if side == "lit":
+        # Empty, so a pre-computed reference is computed and paid for in this run; the converted
+        # model is shared, not converted again.
+        from lit_dpo.sources import cache_dir
+
+        cache.mkdir()
+        if (cache_dir() / "models").exists():
+            (cache / "models").symlink_to(cache_dir() / "models")
+        env["LIT_DPO_CACHE"] = str(cache)
+    command = [sys.executable, __file__, "--child", side, "--spec", str(spec_path)]
+    completed = subprocess.run(command, env=env)
+    if completed.returncode:
+        raise SystemExit(f"the {side} run failed (exit {completed.returncode})")
+    return json.loads(spec_path.with_suffix(".result.json").read_text())
+
+
+class StepClock:
+    """Step boundaries and first loss, fed by each side's callback."""
+
+    def __init__(self, warmup: int, gpu: bool) -> None:
+        self.warmup, self.gpu = warmup, gpu
+        self.steps = 0
+        self.first_step_start = self.timed_start = self.timed_end = None
+        self.cpu_start = self.cpu_end = None
+        self.first_loss = None
+
+    def step_start(self) -> None:
+        if self.first_step_start is None:
+            self.first_step_start = time.perf_counter()
+        if self.steps == self.warmup:
+            self._sync()
+            self.timed_start, self.cpu_start = time.perf_counter(), _cpu_seconds()
+
+    def step_end(self) -> None:
+        self.steps += 1
+        self._sync()
+        self.timed_end, self.cpu_end = time.perf_counter(), _cpu_seconds()
+
+    def loss(self, value: float) -> None:
+        if self.first_loss is None:
+            self.first_loss = value
+
+    def result(self, extra: dict) -> dict:
+        import torch
+
+        if self.gpu:
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        return {
+            "steps": self.steps,
+            "timed_s": self.timed_end - self.timed_start,
+            "timed_cpu_s": self.cpu_end - self.cpu_start,
+            "setup_s": self.first_step_start - STARTED,
+            "wall_s": time.perf_counter() - STARTED,
+            "peak_bytes": peak,
+            "first_loss": self.first_loss,
+            "device": torch.cuda.get_device_name() if self.gpu else "cpu",
+            "threads": torch.get_num_threads(),
+            **extra,
+        }
+
+    def _sync(self) -> None:
+        if self.gpu:
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def starting_adapter(model, seed: int) -> None:
+    """The same random LoRA weights on both sides: named alike by peft, filled in name order."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in sorted(model.named_parameters()):
+            if "lora_A" in name:
+                std = parameter.shape[1] ** -0.5
+            elif "lora_B" in name:
+                std = ADAPTER_B_STD
+            else:
+                continue
+            values = torch.randn(parameter.shape, generator=generator) * std
+            parameter.copy_(values.to(parameter))
+
+
+def run_lit(spec: dict) -> dict:
+    from functools import partial
+
+    import torch
+    from lightning import Callback, Trainer
+
+    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.module import DPOModule
+
+    clock = StepClock(spec["warmup"], spec["gpu"])
+    seen = []
+
+    class Measure(Callback):
+        def on_fit_start(self, trainer, pl_module):
+            starting_adapter(pl_module.policy, spec["seed"])
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch["pair_index"].tolist())
+            clock.step_start()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            clock.loss(outputs["loss"].item())
+            clock.step_end()
+
+    module_kwargs = {
+        "model": spec["model_path"],
+        "quantization": "nf4",
+        "compute_dtype": spec["compute_dtype"],
+        "lora_r": spec["lora_r"],
+        "lora_alpha": spec["lora_alpha"],
+        "lora_dropout": 0.0,
+        "target_modules": spec["target_modules"],
+        "gradient_checkpointing": spec["gradient_checkpointing"],
+        "beta": spec["beta"],
+        "optimizer": partial(torch.optim.AdamW, lr=spec["lr"], weight_decay=0.0),
+        "lr_schedule": "constant",
+        "warmup_ratio": 0.0,
+    }
+    module_kwargs.update({k[6:]: v for k, v in spec["lit"].items() if k.startswith("model.")})
+    batches = len(spec["batches"])
+    trainer = Trainer(
+        accelerator="gpu" if spec["gpu"] else "cpu",
+        devices=1,
+        precision="bf16-mixed" if spec["gpu"] else "32-true",
+        max_steps=batches,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Measure()],
+    )
+    trainer.fit(DPOModule(**module_kwargs), PreferenceDataModule(**data_kwargs(spec, batches)))
+    if seen != spec["batches"]:
+        raise SystemExit("lit-dpo trained on other batches than planned")
+    return clock.result({"settings": {k: str(v) for k, v in module_kwargs.items()}})
+
+
+def run_trl(spec: dict) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+        TrainerCallback,
+    )
+    from trl import DPOConfig, DPOTrainer
+
+    clock = StepClock(spec["warmup"], spec["gpu"])
+    dtype = getattr(torch, spec["compute_dtype"])
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+    )
+    # Loaded as lit-dpo's policy.py loads it (norms and embeddings in fp32), so both sides train
+    # the same model; TRL takes an instantiated base model with a peft_config.
+    model = AutoModelForCausalLM.from_pretrained(
+        spec["model_path"],
+        dtype=dtype,
+        quantization_config=quantization,
+        device_map={"": "cuda"} if spec["gpu"] else None,
+    )
+    model.config.use_cache = False
+    model = prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=spec["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+    args = DPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
+        per_device_train_batch_size=spec["batch_size"],
+        gradient_accumulation_steps=1,
+        max_steps=len(spec["batches"]),
+        learning_rate=spec["lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        optim="adamw_torch",
+        max_grad_norm=0.0,  # lit-dpo does not clip unless asked
+        beta=spec["beta"],
+        loss_type=["sigmoid"],
+        max_length=spec["max_length"],
+        gradient_checkpointing=spec["gradient_checkpointing"],
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="sequential",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        use_cpu=not spec["gpu"],
+        bf16=spec["gpu"],
+        seed=spec["seed"],
+    )
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
+    lora = LoraConfig(
+        r=spec["lora_r"],
+        lora_alpha=spec["lora_alpha"],
+        lora_dropout=0.0,
+        target_modules=spec["target_modules"],
+        task_type="CAUSAL_LM",
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(spec["trl_rows"]),
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
+    for i, expected in enumerate(spec["ids"]):
+        got = trainer.train_dataset[i]
+        if any(got[k] != expected[k] for k in expected):
+            raise SystemExit(f"TRL tokenized pair {i} differently from lit-dpo")
+    for parameter in trainer.model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()  # TRL made QLoRA adapters bf16
+    for module in trainer.model.modules():
+        # the same 4-bit kernel as lit-dpo (see policy._keep_4bit_layers_differentiable)
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    starting_adapter(trainer.model, spec["seed"])
+
+    compute_loss = trainer.compute_loss
+
+    def recorded_loss(model, inputs, *args, **kwargs):
+        out = compute_loss(model, inputs, *args, **kwargs)
+        if model.training:
+            clock.loss((out[0] if isinstance(out, tuple) else out).item())
+        return out
+
+    trainer.compute_loss = recorded_loss
+
+    class Measure(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            clock.step_start()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            clock.step_end()
+
+    trainer.add_callback(Measure())
+    trainer.train()
+    return clock.result({})
+
+
+# --- GPU model and report ---------------------------------------------------------------------
+
+
+def build_gpu_model(path: Path) -> str:
+    """A Qwen2-0.5B-shaped causal LM with random weights, and SmolLM2's tokenizer (ids fit)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from lit_dpo.sources import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(CPU["model"]))
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def model_flops_per_pair(config: dict, lengths: list[int]) -> float:
+    """FLOPs of the plain DPO computation on one pair's two sequences of ``lengths`` tokens.
+
+    Policy forward (2 per weight and token), its backward to the inputs (2 more: the base is
+    frozen, the LoRA weight gradients are negligible) and the reference forward (2): 6 per weight
+    and token, plus causal attention. Recomputation (checkpointing) is not counted, and neither is
+    work a technique skips: this is the work of the task, so skipping some raises the figure.
+    """
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
+    q = config["num_attention_heads"] * head_dim
+    kv = config["num_key_value_heads"] * head_dim
+    per_layer = hidden * (q + 2 * kv) + q * hidden + 3 * hidden * config["intermediate_size"]
+    weights = layers * per_layer + config["vocab_size"] * hidden
+    total = 0.0
+    for n in lengths:
+        attention = 2 * 2 * layers * q * n * n / 2  # QK^T and AV, causal half
+        total += 3 * (2 * weights * n + attention)
+    return total
+
+
+def report(settings: dict, results: list, peak_tflops: float | None, out: Path | None) -> None:
+    """The table, and the summary line of the first lit-dpo run against TRL."""
+    rows = {}
+    for label, spec, r in results:
+        rows[label] = {
+            "pairs/s": spec["timed_pairs"] / r["timed_s"],
+            "tokens/s": spec["timed_tokens"] / r["timed_s"],
+            "cpu s/pair": r["timed_cpu_s"] / spec["timed_pairs"],
+            "peak GB": r["peak_bytes"] / 1e9,
+            "first loss": r["first_loss"],
+            "setup s": r["setup_s"],
+            "wall s": r["wall_s"],
+        }
+        if settings["gpu"]:
+            rows[label]["MFU %"] = _mfu(settings, spec, r, peak_tflops)
+    columns = list(next(iter(rows.values())))
+    print("\n| run | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for label, row in rows.items():
+        cells = ["-" if v is None else f"{v:.4g}" for v in row.values()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        raw = {label: r for label, _, r in results}
+        out.write_text(json.dumps({"settings": settings, "rows": rows, "raw": raw}, indent=1))
+    if "lit-dpo" in rows and "TRL" in rows:
+        lit, trl = rows["lit-dpo"], rows["TRL"]
+        print(
+            f"speedup={lit['pairs/s'] / trl['pairs/s']:.3f} "
+            f"memory_ratio={lit['peak GB'] / trl['peak GB']:.3f} "
+            f"loss_delta={abs(lit['first loss'] - trl['first loss']):.2e}"
+        )
+
+
+def _mfu(settings: dict, spec: dict, result: dict, peak_tflops: float | None) -> float | None:
+    """Model FLOPs (of the plain computation) per second over the GPU's dense bf16 peak, in %."""
+    config = json.loads((Path(settings["model_path"]) / "config.json").read_text())
+    timed = spec["ids"][settings["warmup"] * settings["batch_size"] :]
+    flops = sum(
+        model_flops_per_pair(
+            config, [len(p["prompt_ids"]) + len(p[s]) for s in ("chosen_ids", "rejected_ids")]
+        )
+        for p in timed
+    )
+    device = result["device"]
+    peak = peak_tflops or next((v for k, v in BF16_PEAK_TFLOPS.items() if k in device), None)
+    return 100 * flops / result["timed_s"] / (peak * 1e12) if peak else None
+
+
+if __name__ == "__main__":
+    main()
