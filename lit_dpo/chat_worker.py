@@ -83,7 +83,9 @@ def load_served_model(
         ModelSourceError: the base or the adapter cannot be loaded.
     """
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.policy import nf4_config
 
     merged = is_merged_model(adapter)
     if merged:
@@ -95,12 +97,7 @@ def load_served_model(
     dtype = getattr(torch, compute_dtype)
     kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": torch.device(device)}}
     if quantization == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-        )
+        kwargs["quantization_config"] = nf4_config(dtype)
     try:
         network = AutoModelForCausalLM.from_pretrained(resolve_model(name), **kwargs)
     except (OSError, ValueError) as error:

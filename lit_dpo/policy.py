@@ -51,12 +51,7 @@ def load_policy(
     dtype = getattr(torch, compute_dtype)
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if quantization == "nf4":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-        )
+        kwargs["quantization_config"] = nf4_config(dtype)
     if device is not None:
         kwargs["device_map"] = {"": torch.device(device)}
     base = AutoModelForCausalLM.from_pretrained(resolve_model(model), **kwargs)
@@ -104,6 +99,16 @@ def _keep_4bit_layers_differentiable(model: torch.nn.Module) -> None:
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+
+
+def nf4_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
+    """QLoRA's quantization: 4-bit NormalFloat weights, their scales quantized again."""
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 def trainable_summary(policy: torch.nn.Module) -> str:

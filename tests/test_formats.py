@@ -119,3 +119,29 @@ def test_column_mapping(tiny_model_dir, tmp_path):
     plain = extract_pair(ROWS["plain"], "r", "plain")
     expected = encode_pair(plain, data.tokenizer, 64, 32)
     assert data.splits["train"][0]["chosen_ids"] == expected["chosen_ids"]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "save_to_disk", "jsonl_file"])
+def test_local_sources(kind, tiny_model_dir, tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from lit_dpo.datamodule import PreferenceDataModule
+
+    train = Dataset.from_list([ROWS["ultrafeedback"]] * 4)
+    test = Dataset.from_list([ROWS["ultrafeedback"]] * 2)
+    if kind == "parquet":
+        (tmp_path / "d").mkdir()
+        train.to_parquet(str(tmp_path / "d" / "train.parquet"))
+        test.to_parquet(str(tmp_path / "d" / "test.parquet"))
+        source = tmp_path / "d"
+    elif kind == "save_to_disk":
+        source = tmp_path / "saved"
+        DatasetDict({"train_prefs": train, "test_prefs": test}).save_to_disk(str(source))
+    else:
+        source = tmp_path / "rows.jsonl"
+        train.to_json(str(source))
+    data = PreferenceDataModule(dataset=str(source), tokenizer=str(tiny_model_dir),
+                                val_fraction=0.5, max_length=64, max_prompt_length=32)
+    data.setup("fit")
+    expected = {"parquet": (4, 2), "save_to_disk": (4, 2), "jsonl_file": (2, 2)}[kind]
+    assert (len(data.splits["train"]), len(data.splits["val"])) == expected

@@ -416,19 +416,15 @@ def run_trl(spec: dict) -> dict:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
-        BitsAndBytesConfig,
         TrainerCallback,
     )
     from trl import DPOConfig, DPOTrainer
 
+    from lit_dpo.policy import nf4_config
+
     clock = StepClock(spec["warmup"], spec["gpu"])
     dtype = getattr(torch, spec["compute_dtype"])
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=dtype,
-    )
+    quantization = nf4_config(dtype)
     # Loaded as lit-dpo's policy.py loads it (norms and embeddings in fp32), so both sides train
     # the same model; TRL takes an instantiated base model with a peft_config.
     model = AutoModelForCausalLM.from_pretrained(
