@@ -7,6 +7,7 @@ file, a folder of such files (one split per file, named by the file's stem), a f
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from functools import partial
@@ -18,6 +19,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from lit_dpo import batches, pairs
 from lit_dpo.batches import collate_pairs, encode_pair
 from lit_dpo.errors import ConfigError, DataError
 from lit_dpo.pairs import detect_format, extract_pair, filter_reason
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("train_prefs", "train")
 VAL_SPLITS = ("test_prefs", "test", "validation")
+SOURCE_ROW = "_lit_dpo_source_row"
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -113,16 +116,22 @@ class PreferenceDataModule(LightningDataModule):
         self.tokenizer = load_tokenizer(self.hparams.tokenizer)
         raw = self._load_raw()
         train_name, val_name = self._split_names(raw)
+        labels = {train_name: train_name, val_name: val_name}
         if val_name is None:
-            carved = raw[train_name].train_test_split(
+            # errors in either part should name the row of the file, not of the part
+            numbered = raw[train_name].add_column(SOURCE_ROW, list(range(len(raw[train_name]))))
+            carved = numbered.train_test_split(
                 test_size=self.hparams.val_fraction, seed=self.hparams.seed
             )
             raw = datasets.DatasetDict({train_name: carved["train"], "validation": carved["test"]})
             val_name = "validation"
+            labels[val_name] = train_name
         self.split_names = {"train": train_name, "val": val_name}
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
         for stage_name, split in (("train", train_name), ("val", val_name)):
-            self.splits[stage_name] = self._prepare_split(raw[split], split, sizes[stage_name])
+            self.splits[stage_name] = self._prepare_split(
+                raw[split], split, sizes[stage_name], labels[split]
+            )
 
     def train_dataloader(self) -> DataLoader:
         import torch
@@ -208,7 +217,7 @@ class PreferenceDataModule(LightningDataModule):
         val = pick(self.hparams.val_split, VAL_SPLITS, "validation")
         return train, val
 
-    def _prepare_split(self, raw: datasets.Dataset, split: str, size: int | None):
+    def _prepare_split(self, raw: datasets.Dataset, split: str, size: int | None, label: str):
         if len(raw) == 0:
             raise DataError(f"{self.hparams.dataset}: split {split!r} is empty")
         raw = self._rename_columns(raw, split)
@@ -217,7 +226,7 @@ class PreferenceDataModule(LightningDataModule):
             row_format = detect_format(raw[0], f"{self.hparams.dataset} ({split})")
         checked = raw.map(
             _check_row,
-            fn_kwargs={"split": split, "row_format": row_format},
+            fn_kwargs={"split": label, "row_format": row_format},
             with_indices=True,
             desc=f"checking {split}",
         )
@@ -236,12 +245,19 @@ class PreferenceDataModule(LightningDataModule):
                 "tokenizer": self.tokenizer,
                 "max_length": self.hparams.max_length,
                 "max_prompt_length": self.hparams.max_prompt_length,
-                "split": split,
+                "split": label,
                 "row_format": row_format,
             },
             with_indices=True,
             remove_columns=kept.column_names,
             num_proc=self.hparams.num_proc,
+            new_fingerprint=tokenization_fingerprint(
+                kept._fingerprint,
+                self.tokenizer,
+                self.hparams.max_length,
+                self.hparams.max_prompt_length,
+                row_format,
+            ),
             desc=f"tokenizing {split}",
         )
         truncated = sum(encoded["truncated"])
@@ -283,6 +299,39 @@ class PreferenceDataModule(LightningDataModule):
         return raw.rename_columns(renames)
 
 
+def tokenization_fingerprint(
+    rows_fingerprint: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    max_prompt_length: int,
+    row_format: str,
+) -> str:
+    """Cache key of a tokenized split: the rows, the tokenizer and template, the length settings.
+
+    datasets would otherwise hash the mapped function by name, so a changed tokenizer file or a
+    new version of the formatting code could be served a stale cache; the code of the modules that
+    turn rows into token ids is part of the key for that reason.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        vocabulary = backend.to_str()
+    else:
+        vocabulary = repr(sorted(tokenizer.get_vocab().items()))
+    digest = hashlib.sha256()
+    for part in (
+        rows_fingerprint,
+        vocabulary,
+        tokenizer.chat_template or "",
+        repr(tokenizer.all_special_tokens),
+        f"{max_length}/{max_prompt_length}/{row_format}",
+        Path(batches.__file__).read_text(),
+        Path(pairs.__file__).read_text(),
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a model named as in the config, with a chat template required."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
@@ -294,12 +343,12 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 
 
 def _check_row(row: dict, index: int, split: str, row_format: str) -> dict:
-    pair = extract_pair(row, f"{split} row {index}", row_format)
+    pair = extract_pair(row, f"{split} row {row.get(SOURCE_ROW, index)}", row_format)
     return {"filter_reason": filter_reason(row, pair)}
 
 
 def _encode_row(
     row: dict, index: int, tokenizer, max_length, max_prompt_length, split, row_format
 ) -> dict:
-    pair = extract_pair(row, f"{split} row {index}", row_format)
+    pair = extract_pair(row, f"{split} row {row.get(SOURCE_ROW, index)}", row_format)
     return encode_pair(pair, tokenizer, max_length, max_prompt_length)

@@ -112,3 +112,17 @@ def test_checkpoint_holds_only_trainable_weights_and_resumes(
         )
     )
     assert (tmp_path / "resumed" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_malformed_row_stops_with_one_line_naming_it(tiny_model_dir, tmp_path, capsys):
+    from conftest import ultrafeedback_row, write_jsonl
+
+    rows = [ultrafeedback_row("Q?", "good", "bad") for _ in range(3)]
+    rows[2]["rejected"][0] = {"role": "user", "content": "another question"}
+    write_jsonl(tmp_path / "train_prefs.jsonl", rows)
+    with pytest.raises(SystemExit) as exit_info:
+        main(_fit_args(tiny_model_dir, tmp_path / "train_prefs.jsonl", tmp_path / "run"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lit-dpo: error: train row 2: 'chosen' and 'rejected' must share every turn" in err
+    assert "Traceback" not in err

@@ -145,3 +145,30 @@ def test_local_sources(kind, tiny_model_dir, tmp_path):
     data.setup("fit")
     expected = {"parquet": (4, 2), "save_to_disk": (4, 2), "jsonl_file": (2, 2)}[kind]
     assert (len(data.splits["train"]), len(data.splits["val"])) == expected
+
+
+def test_tokenization_is_cached_across_runs_and_keyed_on_settings(tiny_model_dir, tiny_data_dir,
+                                                                  monkeypatch):
+    from lit_dpo import datamodule
+
+    calls = []
+    real_encode = datamodule.encode_pair
+
+    def counting_encode(*args, **kwargs):
+        calls.append(1)
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(datamodule, "encode_pair", counting_encode)
+
+    def setup(max_length: int) -> int:
+        calls.clear()
+        data = datamodule.PreferenceDataModule(
+            dataset=str(tiny_data_dir), tokenizer=str(tiny_model_dir), max_length=max_length,
+            max_prompt_length=24,
+        )
+        data.setup("fit")
+        return len(calls)
+
+    setup(61)  # may hit the cache of an earlier session; fills it either way
+    assert setup(61) == 0, "the same settings tokenized again"
+    assert setup(62) == 8, "a new max_length must not be served the old cache"  # 6 train + 2 val
