@@ -114,3 +114,48 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     write_jsonl(path / "train_prefs.jsonl", train)
     write_jsonl(path / "test_prefs.jsonl", [ultrafeedback_row(*row) for row in ROWS[6:]])
     return path
+
+
+def tiny_fit_args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str]:
+    """`lit-dpo fit` on the tiny model: 2 steps at a learning rate that visibly moves the adapter,
+    one validation, CSV metrics and the adapter under ``root``."""
+    return [
+        "fit",
+        f"--model.model={model_dir}",
+        f"--data.dataset={data}",
+        "--data.batch_size=2",
+        "--data.max_length=64",
+        "--data.max_prompt_length=32",
+        "--model.optimizer=torch.optim.AdamW",
+        "--model.optimizer.lr=0.01",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=CSVLogger",
+        f"--trainer.logger.save_dir={root}",
+        *extra,
+    ]
+
+
+def make_adapter(model_dir: Path, path: Path, *, r: int = 4, std: float = 0.2,
+                 seed: int = 0) -> Path:
+    """A saved LoRA adapter on ``model_dir`` with random lora_B, so aligned differs from base;
+    saved with the tokenizer, as lit-dpo saves adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, std)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(path)
+    return path

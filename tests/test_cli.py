@@ -6,32 +6,20 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_fit_args
 
 from lit_dpo.cli import main
 
 
 def _fit_args(tiny_model_dir, tiny_data_dir, root, *extra):
-    return [
-        "fit",
-        f"--model.model={tiny_model_dir}",
-        f"--data.dataset={tiny_data_dir}",
-        "--data.batch_size=2",
-        "--data.max_length=64",
-        "--data.max_prompt_length=32",
-        "--model.optimizer=torch.optim.AdamW",
-        "--model.optimizer.lr=0.01",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        f"--trainer.default_root_dir={root}",
-        "--trainer.logger=CSVLogger",
-        f"--trainer.logger.save_dir={root}",
+    return tiny_fit_args(
+        tiny_model_dir,
+        tiny_data_dir,
+        root,
         "--trainer.callbacks+=lit_dpo.callbacks.GenerateSamples",
         "--trainer.callbacks.max_new_tokens=4",
         *extra,
-    ]
+    )
 
 
 def test_fit_writes_adapter_metrics_and_checkpoint(tiny_model_dir, tiny_data_dir, tmp_path):

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import make_adapter
 
 from lit_dpo.cli import main
 from lit_dpo.compare import compare
@@ -41,23 +42,6 @@ def torch_threads(count: int):
 def _one_thread():
     with torch_threads(1):
         yield
-
-
-def make_adapter(model_dir, path, std: float = 0.2, seed: int = 0):
-    """A saved LoRA adapter on ``model_dir`` whose lora_B is random, so it changes the model."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, std)
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 import torch
+from conftest import tiny_fit_args
 
 from lit_dpo.cli import main
 from lit_dpo.errors import DataError
@@ -109,25 +110,9 @@ def test_plot_command_without_metrics_says_what_to_pass(tmp_path, capsys):
 
 def test_fit_writes_metrics_png_with_the_final_validation(tiny_model_dir, tiny_data_dir, tmp_path):
     main(
-        [
-            "fit",
-            f"--model.model={tiny_model_dir}",
-            f"--data.dataset={tiny_data_dir}",
-            "--data.batch_size=2",
-            "--data.max_length=64",
-            "--data.max_prompt_length=32",
-            "--model.optimizer=torch.optim.AdamW",
-            "--model.optimizer.lr=0.01",
-            "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=2",
-            "--trainer.log_every_n_steps=1",
-            "--trainer.accelerator=cpu",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.logger=CSVLogger",
-            f"--trainer.logger.save_dir={tmp_path}",
-            "--trainer.callbacks+=lit_dpo.plot.PlotMetrics",
-        ]
+        tiny_fit_args(
+            tiny_model_dir, tiny_data_dir, tmp_path, "--trainer.callbacks+=lit_dpo.plot.PlotMetrics"
+        )
     )
     run_dir = tmp_path / "lightning_logs" / "version_0"
     png = run_dir / "metrics.png"

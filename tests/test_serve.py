@@ -27,6 +27,7 @@ import httpx
 import openai
 import pytest
 import torch
+from conftest import make_adapter
 
 from lit_dpo.chat_api import cut_at_stop, final_part
 from lit_dpo.chat_worker import Cancelled, Job, Worker, load_served_model
@@ -111,26 +112,11 @@ def running_server(log: Path, *args: str, env: dict | None = None) -> Iterator[S
                 process.wait()
 
 
-def make_adapter(model_dir: Path, path: Path, std: float = 0.5) -> Path:
-    """A LoRA adapter for ``model_dir`` with random lora_B, so aligned answers differ from base."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(1)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, std)
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(path)  # as lit-dpo saves adapters
-    return path
-
-
 @pytest.fixture(scope="module")
 def adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("serve") / "adapter")
+    return make_adapter(
+        tiny_model_dir, tmp_path_factory.mktemp("serve") / "adapter", r=8, std=0.5, seed=1
+    )
 
 
 @pytest.fixture(scope="module")
