@@ -23,7 +23,7 @@ from lit_dpo import batches, pairs
 from lit_dpo.batches import collate_pairs, encode_pair
 from lit_dpo.errors import ConfigError, DataError
 from lit_dpo.pairs import detect_format, extract_pair, filter_reason
-from lit_dpo.sampler import LengthGroupedSampler
+from lit_dpo.sampler import PairSampler
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_dataset, resolve_model
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ class PreferenceDataModule(LightningDataModule):
         seed: shuffling and subsampling seed.
         group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
             batches, reproducible from the seed) to cut padding; batches are then less random.
+
+    The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
+    of that order (``sampler.PairSampler``).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class PreferenceDataModule(LightningDataModule):
         # per source split: rows, pairs, truncated, dropped {reason: count}
         self.report: dict[str, dict] = {}
         self.split_names: dict[str, str] = {}
+        self.sampler: PairSampler | None = None
 
     def prepare_data(self) -> None:
         # Downloads and conversions happen once per machine, before any process loads them.
@@ -134,20 +138,23 @@ class PreferenceDataModule(LightningDataModule):
             )
 
     def train_dataloader(self) -> DataLoader:
-        import torch
-
         split = self.splits["train"]
-        if self.hparams.group_by_length:
-            lengths = [
-                len(p) + len(c) + len(r)
-                for p, c, r in zip(
-                    split["prompt_ids"], split["chosen_ids"], split["rejected_ids"], strict=True
-                )
-            ]
-            sampler = LengthGroupedSampler(lengths, self.hparams.batch_size, self.hparams.seed)
-            return self._loader(split, shuffle=False, sampler=sampler)
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._loader(split, shuffle=True, generator=generator)
+        lengths = [
+            len(p) + len(c) + len(r)
+            for p, c, r in zip(
+                split["prompt_ids"], split["chosen_ids"], split["rejected_ids"], strict=True
+            )
+        ]
+        trainer = self.trainer
+        self.sampler = PairSampler(
+            lengths,
+            self.hparams.batch_size,
+            seed=self.hparams.seed,
+            group_by_length=self.hparams.group_by_length,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+        )
+        return self._loader(split, shuffle=False, sampler=self.sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["val"], shuffle=False)

@@ -19,7 +19,7 @@ from lit_dpo.logps import completion_logps, sequence_logps, token_logps
 from lit_dpo.module import DPOModule
 from lit_dpo.packing import CHOSEN, PAD, REJECTED, SHARED, pack_pairs, packed_attention_mask
 from lit_dpo.pairs import PreferencePair
-from lit_dpo.sampler import BUCKET_BATCHES, LengthGroupedSampler
+from lit_dpo.sampler import BUCKET_BATCHES, PairSampler
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 
@@ -333,10 +333,10 @@ def test_fingerprints_change_with_weights_and_tokens():
 def test_length_grouped_sampler_is_a_seeded_permutation_with_grouped_batches():
     torch.manual_seed(0)
     lengths = torch.randint(10, 500, (2 * 4 * BUCKET_BATCHES + 3,)).tolist()
-    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=7)
+    sampler = PairSampler(lengths, batch_size=4, seed=7, group_by_length=True)
     order = list(sampler)
     assert sorted(order) == list(range(len(lengths)))
-    assert order == list(LengthGroupedSampler(lengths, batch_size=4, seed=7))
+    assert order == list(PairSampler(lengths, batch_size=4, seed=7, group_by_length=True))
     sampler.set_epoch(1)
     assert list(sampler) != order
     assert [lengths[i] for i in order[-3:]] and len(order) % 4 == 3  # the short batch is last
@@ -367,3 +367,33 @@ def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_d
     assert sorted(seen) == list(range(len(data.splits["train"])))
     again = [i for batch in data.train_dataloader() for i in batch["pair_index"].tolist()]
     assert seen == again
+
+
+def test_ranks_share_out_exactly_the_batches_of_one_process_with_the_global_batch():
+    lengths = list(range(10, 47))  # 37 pairs: the last global batch is short and padded
+    for group in (False, True):
+        one = list(PairSampler(lengths, batch_size=4, seed=3, group_by_length=group))
+        ranks = [
+            list(PairSampler(lengths, 2, seed=3, group_by_length=group, num_replicas=2, rank=r))
+            for r in (0, 1)
+        ]
+        assert len(ranks[0]) == len(ranks[1]) == 19
+        for step in range(len(one) // 4):
+            together = ranks[0][2 * step : 2 * step + 2] + ranks[1][2 * step : 2 * step + 2]
+            assert sorted(together) == sorted(one[4 * step : 4 * step + 4])
+        assert not set(ranks[0][:18]) & set(ranks[1][:18])
+
+
+def test_a_resumed_sampler_continues_the_interrupted_epoch_then_starts_the_next():
+    sampler = PairSampler(list(range(20)), batch_size=4, seed=5)
+    sampler.set_epoch(1)
+    epoch_1 = list(sampler)
+    sampler.set_epoch(2)
+    epoch_2 = list(sampler)
+    resumed = PairSampler(list(range(20)), batch_size=4, seed=5)
+    resumed.resume(epoch=1, consumed=8)
+    resumed.set_epoch(1)  # Lightning sets the epoch again before iterating
+    assert list(resumed) == epoch_1[8:]
+    assert len(resumed) == 20
+    resumed.set_epoch(2)
+    assert list(resumed) == epoch_2
