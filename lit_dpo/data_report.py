@@ -192,7 +192,7 @@ def main(argv: list[str]) -> None:
     for stage, split in data.splits.items():
         source_split = data.split_names[stage]
         name = f"{stage} ({source_split})"
-        stats[name] = split_statistics(split, data.report[source_split], hp.batch_size, hp.seed)
+        stats[name] = split_statistics(split, data.report[stage], hp.batch_size, hp.seed)
         examples[name] = rendered_examples(split, data.tokenizer, options.examples)
         plain = split.with_format(None).to_dict()
         lengths[name] = {k: plain[f"{k}_tokens"] for k in ("prompt", "chosen", "rejected")}

@@ -1,8 +1,9 @@
 """LightningDataModule over preference pairs: load, check, filter, subsample, tokenize, batch.
 
-Sources: a hub dataset id (``HuggingFaceH4/ultrafeedback_binarized``), a local JSON/JSONL/Parquet
-file, a folder of such files (one split per file, named by the file's stem), a folder written by
-``Dataset.save_to_disk``, or the embedded ``embedded:ultrafeedback-mini``.
+Each dataset (``data.dataset``, or every entry of ``data.mixture``) goes rows -> checked pairs ->
+token ids on its own (``loading`` reads it, ``pairs`` checks and splits rows, ``batches``
+tokenizes); the parts of a mixture are then weighted, capped and concatenated into one train and one
+validation split.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -21,17 +23,45 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lit_dpo import batches, pairs
 from lit_dpo.batches import collate_pairs, encode_pair
-from lit_dpo.errors import ConfigError, DataError
+from lit_dpo.errors import ConfigError, DataError, RowError
+from lit_dpo.loading import load_source
 from lit_dpo.pairs import detect_format, extract_pair, filter_reason
 from lit_dpo.sampler import PairSampler
-from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_dataset, resolve_model
+from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("train_prefs", "train")
 VAL_SPLITS = ("test_prefs", "test", "validation")
 SOURCE_ROW = "_lit_dpo_source_row"
-FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+Format = Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf"]
+# how many skipped rows are shown with their file and row, as examples to fix
+SHOWN_BAD_ROWS = 3
+
+
+@dataclass
+class DatasetPart:
+    """One dataset of a mixture.
+
+    Args:
+        dataset: hub id, local file or folder, or ``embedded:ultrafeedback-mini``.
+        format: row format of this dataset, or ``auto``.
+        columns: column renaming for this dataset, e.g. ``{prompt: question}``.
+        train_split: its split to train on (default: ``train_prefs``, else ``train``).
+        val_split: its held-out split (default: ``test_prefs``, ``test``, ``validation``, else a
+            seeded ``val_fraction`` of its train split).
+        weight: scales how many of its train pairs are used: 0.25 keeps a seeded quarter, 2 uses
+            every pair twice.
+        max_pairs: at most this many of its train pairs (after ``weight``).
+    """
+
+    dataset: str
+    format: Format = "auto"
+    columns: dict[str, str] | None = None
+    train_split: str | None = None
+    val_split: str | None = None
+    weight: float = 1.0
+    max_pairs: int | None = None
 
 
 class PreferenceDataModule(LightningDataModule):
@@ -45,6 +75,9 @@ class PreferenceDataModule(LightningDataModule):
             ``hh-rlhf`` (Anthropic HH transcripts).
         columns: rename columns to the names a format expects, e.g.
             ``{prompt: question, chosen: good, rejected: bad}``.
+        mixture: several datasets in one run, each with its own format, columns, splits, weight
+            and size cap (``DatasetPart``); replaces ``dataset``, ``format``, ``columns``,
+            ``train_split`` and ``val_split``.
         tokenizer: model whose tokenizer and chat template format the pairs (linked to
             ``model.model`` by the CLI).
         train_split: split to train on; by default the first of ``train_prefs``, ``train``.
@@ -61,6 +94,8 @@ class PreferenceDataModule(LightningDataModule):
         seed: shuffling and subsampling seed.
         group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
             batches, reproducible from the seed) to cut padding; batches are then less random.
+        on_bad_row: ``stop`` at the first malformed row (or invalid JSON line) with its file,
+            row and reason; ``skip`` drops such rows and reports how many and why.
 
     The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
     of that order (``sampler.PairSampler``).
@@ -69,8 +104,9 @@ class PreferenceDataModule(LightningDataModule):
     def __init__(
         self,
         dataset: str = DEFAULT_DATASET,
-        format: Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf"] = "auto",
+        format: Format = "auto",
         columns: dict[str, str] | None = None,
+        mixture: list[DatasetPart] | None = None,
         tokenizer: str = DEFAULT_MODEL,
         train_split: str | None = None,
         val_split: str | None = None,
@@ -84,6 +120,7 @@ class PreferenceDataModule(LightningDataModule):
         num_proc: int | None = None,
         seed: int = 42,
         group_by_length: bool = False,
+        on_bad_row: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         problems = []
@@ -99,55 +136,66 @@ class PreferenceDataModule(LightningDataModule):
         for name, size in (("train_size", train_size), ("val_size", val_size)):
             if size is not None and size < 1:
                 problems.append(f"{name} must be positive or null, got {size}")
+        if mixture is not None and not mixture:
+            problems.append("mixture is empty; give at least one dataset or leave it null")
+        for i, part in enumerate(mixture or []):
+            if part.weight <= 0:
+                problems.append(f"mixture[{i}].weight must be positive, got {part.weight}")
+            if part.max_pairs is not None and part.max_pairs < 1:
+                problems.append(f"mixture[{i}].max_pairs must be positive, got {part.max_pairs}")
         if problems:
             raise ConfigError("data settings: " + "; ".join(problems))
-        self.save_hyperparameters()
+        self.parts = [DatasetPart(**p) if isinstance(p, dict) else p for p in mixture or []] or [
+            DatasetPart(dataset, format, columns, train_split, val_split)
+        ]
+        # plain dicts, so hparams.yaml and checkpoints hold no lit_dpo class
+        self.save_hyperparameters(ignore=["mixture"])
+        self.hparams["mixture"] = [asdict(p) for p in self.parts] if mixture else None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: dict[str, datasets.Dataset] = {}
-        # per source split: rows, pairs, truncated, dropped {reason: count}
+        # per stage (train, val): rows, pairs, truncated, dropped {reason: count}, and the same
+        # per dataset under "parts"
         self.report: dict[str, dict] = {}
+        # per stage: the source split's name ("train_prefs"), or "mixture of N datasets"
         self.split_names: dict[str, str] = {}
         self.sampler: PairSampler | None = None
 
     def prepare_data(self) -> None:
         # Downloads and conversions happen once per machine, before any process loads them.
         resolve_model(self.hparams.tokenizer)
-        self._load_raw()
+        for part in self.parts:
+            load_source(part.dataset, skip_bad_lines=self.hparams.on_bad_row == "skip")
 
     def setup(self, stage: str) -> None:
         if self.splits:
             return
         self.tokenizer = load_tokenizer(self.hparams.tokenizer)
-        raw = self._load_raw()
-        train_name, val_name = self._split_names(raw)
-        labels = {train_name: train_name, val_name: val_name}
-        if val_name is None:
-            # errors in either part should name the row of the file, not of the part
-            numbered = raw[train_name].add_column(SOURCE_ROW, list(range(len(raw[train_name]))))
-            carved = numbered.train_test_split(
-                test_size=self.hparams.val_fraction, seed=self.hparams.seed
-            )
-            raw = datasets.DatasetDict({train_name: carved["train"], "validation": carved["test"]})
-            val_name = "validation"
-            labels[val_name] = train_name
-        self.split_names = {"train": train_name, "val": val_name}
+        single = len(self.parts) == 1
+        prepared = {"train": [], "val": []}
+        for part in self.parts:
+            for stage_name, (encoded, report) in self._prepare_part(part, single).items():
+                prepared[stage_name].append((encoded, report))
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
-        for stage_name, split in (("train", train_name), ("val", val_name)):
-            self.splits[stage_name] = self._prepare_split(
-                raw[split], split, sizes[stage_name], labels[split]
+        for stage_name, results in prepared.items():
+            encoded = datasets.concatenate_datasets([e for e, _ in results])
+            if not single and sizes[stage_name] is not None:
+                encoded = encoded.shuffle(seed=self.hparams.seed)
+                encoded = encoded.select(range(min(sizes[stage_name], len(encoded))))
+            # pair_index keys the precomputed reference log-probs (precompute_reference)
+            encoded = encoded.add_column("pair_index", list(range(len(encoded))))
+            self.splits[stage_name] = encoded.with_format(
+                columns=["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
+            )
+            self.report[stage_name] = _merge_reports([r for _, r in results], len(encoded))
+            self.split_names[stage_name] = (
+                results[0][1]["split"] if single else f"mixture of {len(results)} datasets"
             )
 
     def train_dataloader(self) -> DataLoader:
         split = self.splits["train"]
-        lengths = [
-            len(p) + len(c) + len(r)
-            for p, c, r in zip(
-                split["prompt_ids"], split["chosen_ids"], split["rejected_ids"], strict=True
-            )
-        ]
         trainer = self.trainer
         self.sampler = PairSampler(
-            lengths,
+            split.with_format(None)["num_tokens"],
             self.hparams.batch_size,
             seed=self.hparams.seed,
             group_by_length=self.hparams.group_by_length,
@@ -178,70 +226,87 @@ class PreferenceDataModule(LightningDataModule):
             **kwargs,
         )
 
-    def _load_raw(self) -> datasets.DatasetDict:
-        source = resolve_dataset(self.hparams.dataset)
-        path = Path(source)
-        try:
-            if path.is_dir() and (
-                (path / "dataset_dict.json").exists() or (path / "state.json").exists()
-            ):
-                loaded = datasets.load_from_disk(str(path))
-            elif path.is_dir():
-                files = {p.stem: str(p) for p in sorted(path.iterdir()) if p.suffix in FILE_FORMATS}
-                if not files:
-                    raise DataError(f"{path}: no .json, .jsonl or .parquet files")
-                formats = {FILE_FORMATS[Path(f).suffix] for f in files.values()}
-                if len(formats) > 1:
-                    raise DataError(f"{path}: mixes JSON and Parquet files; keep one format")
-                loaded = datasets.load_dataset(formats.pop(), data_files=files)
-            elif path.suffix in FILE_FORMATS:
-                if not path.exists():
-                    raise DataError(f"{path}: no such file")
-                loaded = datasets.load_dataset(FILE_FORMATS[path.suffix], data_files=str(path))
-            else:
-                loaded = datasets.load_dataset(source)
-        except DataError:
-            raise
-        except Exception as error:  # datasets raises many types; the user needs the source named
-            raise DataError(f"could not load dataset {self.hparams.dataset!r}: {error}") from error
-        if isinstance(loaded, datasets.Dataset):
-            loaded = datasets.DatasetDict({"train": loaded})
-        return loaded
+    def _prepare_part(self, part: DatasetPart, single: bool) -> dict[str, tuple]:
+        """One dataset's train and validation pairs, tokenized, with their reports."""
+        raw = load_source(part.dataset, skip_bad_lines=self.hparams.on_bad_row == "skip")
+        splits = raw.splits
+        train_name, val_name = _pick_splits(splits, part)
 
-    def _split_names(self, raw: datasets.DatasetDict) -> tuple[str, str | None]:
-        def pick(wanted: str | None, candidates: tuple[str, ...], role: str) -> str | None:
-            if wanted is not None:
-                if wanted not in raw:
-                    raise DataError(
-                        f"{self.hparams.dataset}: no {role} split {wanted!r}; splits: {list(raw)}"
-                    )
-                return wanted
-            return next((name for name in candidates if name in raw), None)
+        def label(split: str) -> str:
+            # errors name the file a row is in, or the dataset and split
+            return raw.files.get(split) or f"{part.dataset} ({split})"
 
-        train = pick(self.hparams.train_split, TRAIN_SPLITS, "train")
-        if train is None:
-            train = next(iter(raw))
-        val = pick(self.hparams.val_split, VAL_SPLITS, "validation")
-        return train, val
+        labels = {train_name: label(train_name), val_name: label(val_name)}
+        if val_name is None:
+            # errors in either part should name the row of the file, not of the part
+            numbered = splits[train_name].add_column(
+                SOURCE_ROW, list(range(len(splits[train_name])))
+            )
+            carved = numbered.train_test_split(
+                test_size=self.hparams.val_fraction, seed=self.hparams.seed
+            )
+            splits = {train_name: carved["train"], "validation": carved["test"]}
+            val_name = "validation"
+            labels[val_name] = labels[train_name]
+        train_cap = part.max_pairs if part.weight == 1 else None
+        if single and self.hparams.train_size is not None:
+            train_cap = min(self.hparams.train_size, train_cap or self.hparams.train_size)
+        prepared = {}
+        for stage_name, split, cap in (
+            ("train", train_name, train_cap),
+            ("val", val_name, self.hparams.val_size if single else None),
+        ):
+            # lines of a file whose validation part was carved out count once, in train
+            skipped_lines = raw.skipped.get(split, 0) if split in raw.splits else 0
+            encoded, report = self._prepare_split(
+                splits[split], split, cap, labels[split], part, skipped_lines
+            )
+            report.update(dataset=part.dataset, split=split)
+            prepared[stage_name] = (encoded, report)
+        encoded, report = prepared["train"]
+        if part.weight != 1 or part.max_pairs is not None:
+            encoded = _weighted(encoded, part.weight, part.max_pairs, self.hparams.seed)
+            report.update(pairs=len(encoded), weight=part.weight)
+            prepared["train"] = (encoded, report)
+        return prepared
 
-    def _prepare_split(self, raw: datasets.Dataset, split: str, size: int | None, label: str):
+    def _prepare_split(
+        self,
+        raw: datasets.Dataset,
+        split: str,
+        size: int | None,
+        label: str,
+        part: DatasetPart,
+        skipped_lines: int = 0,
+    ) -> tuple[datasets.Dataset, dict]:
         if len(raw) == 0:
-            raise DataError(f"{self.hparams.dataset}: split {split!r} is empty")
-        raw = self._rename_columns(raw, split)
-        row_format = self.hparams.format
+            raise DataError(f"{label}: split {split!r} is empty")
+        raw = _rename_columns(raw, part, split)
+        row_format = part.format
         if row_format == "auto":
-            row_format = detect_format(raw[0], f"{self.hparams.dataset} ({split})")
+            row_format = detect_format(raw[0], label)
         checked = raw.map(
             _check_row,
-            fn_kwargs={"split": label, "row_format": row_format},
+            fn_kwargs={
+                "label": label,
+                "row_format": row_format,
+                "skip_bad": self.hparams.on_bad_row == "skip",
+            },
             with_indices=True,
             desc=f"checking {split}",
         )
         reasons = Counter(r for r in checked["filter_reason"] if r)
+        if skipped_lines:
+            reasons["bad row: invalid JSON line"] = skipped_lines
+        bad_examples = [p for p in checked["problem"] if p][:SHOWN_BAD_ROWS]
+        if bad_examples:
+            log.warning("%s: skipped malformed rows, e.g.\n  %s", label, "\n  ".join(bad_examples))
         kept = checked.filter(lambda reason: reason is None, input_columns="filter_reason")
+        kept = kept.remove_columns(["filter_reason", "problem"])
         if len(kept) == 0:
             raise DataError(
-                f"{self.hparams.dataset}: nothing left of split {split!r} after filters"
+                f"{label}: nothing left of split {split!r} after filters "
+                f"(dropped: {dict(reasons) or 'none'})"
             )
         kept = kept.shuffle(seed=self.hparams.seed)
         if size is not None:
@@ -252,7 +317,7 @@ class PreferenceDataModule(LightningDataModule):
                 "tokenizer": self.tokenizer,
                 "max_length": self.hparams.max_length,
                 "max_prompt_length": self.hparams.max_prompt_length,
-                "split": label,
+                "label": label,
                 "row_format": row_format,
             },
             with_indices=True,
@@ -268,42 +333,79 @@ class PreferenceDataModule(LightningDataModule):
             desc=f"tokenizing {split}",
         )
         truncated = sum(encoded["truncated"])
-        self.report[split] = {
-            "rows": len(raw),
+        report = {
+            "rows": len(raw) + skipped_lines,
             "pairs": len(encoded),
             "truncated": truncated,
             "dropped": dict(reasons),
         }
         log.info(
-            "%s: %d rows -> %d pairs; dropped %s; %d truncated to max_length=%d/"
+            "%s (%s): %d rows -> %d pairs; dropped %s; %d truncated to max_length=%d/"
             "max_prompt_length=%d",
+            label,
             split,
-            len(raw),
+            report["rows"],
             len(encoded),
             dict(reasons) or "none",
             truncated,
             self.hparams.max_length,
             self.hparams.max_prompt_length,
         )
-        # pair_index keys the precomputed reference log-probs (DPOModule.precompute_reference)
-        encoded = encoded.add_column("pair_index", list(range(len(encoded))))
-        return encoded.with_format(
-            columns=["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
-        )
+        return encoded, report
 
-    def _rename_columns(self, raw: datasets.Dataset, split: str) -> datasets.Dataset:
-        mapping = self.hparams.columns or {}
-        unknown = sorted(set(mapping.values()) - set(raw.column_names))
-        if unknown:
-            raise DataError(
-                f"{self.hparams.dataset} ({split}): data.columns names {unknown}, which are not "
-                f"columns; columns: {raw.column_names}"
-            )
-        # the format's name wins over a column that already carries it
-        clashing = [ours for ours in mapping if ours in raw.column_names and mapping[ours] != ours]
-        raw = raw.remove_columns(clashing)
-        renames = {theirs: ours for ours, theirs in mapping.items() if theirs != ours}
-        return raw.rename_columns(renames)
+
+def _pick_splits(raw: datasets.DatasetDict, part: DatasetPart) -> tuple[str, str | None]:
+    def pick(wanted: str | None, candidates: tuple[str, ...], role: str) -> str | None:
+        if wanted is not None:
+            if wanted not in raw:
+                raise DataError(f"{part.dataset}: no {role} split {wanted!r}; splits: {list(raw)}")
+            return wanted
+        return next((name for name in candidates if name in raw), None)
+
+    train = pick(part.train_split, TRAIN_SPLITS, "train")
+    if train is None:
+        train = next(iter(raw))
+    val = pick(part.val_split, VAL_SPLITS, "validation")
+    return train, val
+
+
+def _rename_columns(raw: datasets.Dataset, part: DatasetPart, split: str) -> datasets.Dataset:
+    mapping = part.columns or {}
+    unknown = sorted(set(mapping.values()) - set(raw.column_names))
+    if unknown:
+        raise DataError(
+            f"{part.dataset} ({split}): data.columns names {unknown}, which are not "
+            f"columns; columns: {raw.column_names}"
+        )
+    # the format's name wins over a column that already carries it
+    clashing = [ours for ours in mapping if ours in raw.column_names and mapping[ours] != ours]
+    raw = raw.remove_columns(clashing)
+    renames = {theirs: ours for ours, theirs in mapping.items() if theirs != ours}
+    return raw.rename_columns(renames)
+
+
+def _weighted(
+    encoded: datasets.Dataset, weight: float, max_pairs: int | None, seed: int
+) -> datasets.Dataset:
+    """``round(weight * n)`` of the (already shuffled) pairs, repeating them when weight > 1,
+    then at most ``max_pairs``."""
+    count = max(1, round(weight * len(encoded)))
+    if max_pairs is not None:
+        count = min(count, max_pairs)
+    return encoded.select([i % len(encoded) for i in range(count)])
+
+
+def _merge_reports(reports: list[dict], pairs: int) -> dict:
+    dropped = Counter()
+    for report in reports:
+        dropped.update(report["dropped"])
+    return {
+        "rows": sum(r["rows"] for r in reports),
+        "pairs": pairs,
+        "truncated": sum(r["truncated"] for r in reports),
+        "dropped": dict(dropped),
+        "parts": reports,
+    }
 
 
 def tokenization_fingerprint(
@@ -333,6 +435,7 @@ def tokenization_fingerprint(
         f"{max_length}/{max_prompt_length}/{row_format}",
         Path(batches.__file__).read_text(),
         Path(pairs.__file__).read_text(),
+        Path(__file__).read_text(),
     ):
         digest.update(part.encode())
         digest.update(b"\0")
@@ -349,13 +452,24 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _check_row(row: dict, index: int, split: str, row_format: str) -> dict:
-    pair = extract_pair(row, f"{split} row {row.get(SOURCE_ROW, index)}", row_format)
-    return {"filter_reason": filter_reason(row, pair)}
+def _check_row(row: dict, index: int, label: str, row_format: str, skip_bad: bool) -> dict:
+    where = f"{label} row {row.get(SOURCE_ROW, index)}"
+    try:
+        pair = extract_pair(row, where, row_format)
+    except RowError as error:
+        if not skip_bad:
+            raise
+        return {"filter_reason": f"bad row: {error.reason}", "problem": str(error)}
+    return {"filter_reason": filter_reason(row, pair), "problem": None}
 
 
 def _encode_row(
-    row: dict, index: int, tokenizer, max_length, max_prompt_length, split, row_format
+    row: dict, index: int, tokenizer, max_length, max_prompt_length, label, row_format
 ) -> dict:
-    pair = extract_pair(row, f"{split} row {row.get(SOURCE_ROW, index)}", row_format)
-    return encode_pair(pair, tokenizer, max_length, max_prompt_length)
+    pair = extract_pair(row, f"{label} row {row.get(SOURCE_ROW, index)}", row_format)
+    encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
+    # the sampler's length grouping reads this instead of every token list
+    encoded["num_tokens"] = sum(
+        len(encoded[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids")
+    )
+    return encoded

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lit_dpo.errors import DataError
+from lit_dpo.errors import DataError, RowError
 
 ROLES = ("system", "user", "assistant")
 
@@ -67,69 +68,112 @@ def detect_format(row: dict[str, Any], source: str) -> str:
 def extract_pair(
     row: dict[str, Any], where: str, format: str = "ultrafeedback"
 ) -> PreferencePair:
-    """Split a row into prompt messages and the two final replies.
+    """Split a row into prompt messages and the two final replies, checking it on the way.
+
+    A row is malformed (``RowError``) when a field is missing or of the wrong type, a message has
+    an unknown role or the turns are out of order, a reply is empty, both replies are the same,
+    or a score is not a finite number.
 
     Args:
         row: one row in ``format``.
-        where: names the row in errors, e.g. ``"train_prefs row 12"``.
+        where: names the row in errors, e.g. ``"train_prefs.jsonl row 12"``.
         format: one of ``FORMATS``.
 
     Raises:
-        DataError: the row is malformed; the message names ``where`` and the field.
+        RowError: the row is malformed; the message names ``where`` and the field.
+        DataError: ``format`` is unknown.
     """
+    if not isinstance(row, Mapping):
+        raise RowError(where, "a row must be a mapping of columns", f", got {type(row).__name__}")
     missing = [k for k in ("chosen", "rejected") if row.get(k) is None]
     if format in ("conversational", "plain") and row.get("prompt") is None:
         missing.insert(0, "prompt")
     if missing:
-        raise DataError(f"{where}: missing {', '.join(map(repr, missing))}; columns: {sorted(row)}")
+        raise RowError(
+            where, f"missing {', '.join(map(repr, missing))}", f"; columns: {sorted(row)}"
+        )
     if format == "plain":
         for field in ("prompt", "chosen", "rejected"):
             if not isinstance(row[field], str):
-                raise DataError(f"{where}: {field!r} must be a string in the plain format")
-        return PreferencePair(
+                raise RowError(where, f"{field!r} must be a string in the plain format")
+        pair = PreferencePair(
             [{"role": "user", "content": row["prompt"]}], row["chosen"], row["rejected"]
         )
-    if format == "hh-rlhf":
+    elif format == "hh-rlhf":
         chosen_turns = _hh_messages(row["chosen"], where, "chosen")
         rejected_turns = _hh_messages(row["rejected"], where, "rejected")
+        pair = _split_final_reply(chosen_turns, rejected_turns, where)
     elif format == "conversational":
         prompt = _messages(row["prompt"], where, "prompt", final_role=None)
         chosen_turns = prompt + _messages(row["chosen"], where, "chosen")
         rejected_turns = prompt + _messages(row["rejected"], where, "rejected")
+        pair = _split_final_reply(chosen_turns, rejected_turns, where)
     elif format == "ultrafeedback":
         chosen_turns = _messages(row["chosen"], where, "chosen")
         rejected_turns = _messages(row["rejected"], where, "rejected")
+        pair = _split_final_reply(chosen_turns, rejected_turns, where)
     else:
         raise DataError(f"unknown format {format!r}; choose one of {FORMATS}")
-    return _split_final_reply(chosen_turns, rejected_turns, where)
+    _check_replies(pair, where)
+    _check_scores(row, where)
+    return pair
 
 
 def _split_final_reply(
     chosen_turns: list[dict[str, str]], rejected_turns: list[dict[str, str]], where: str
 ) -> PreferencePair:
     if chosen_turns[:-1] != rejected_turns[:-1]:
-        raise DataError(
-            f"{where}: 'chosen' and 'rejected' must share every turn before the final reply"
+        raise RowError(
+            where, "'chosen' and 'rejected' must share every turn before the final reply"
         )
     if len(chosen_turns) < 2:
-        raise DataError(f"{where}: a conversation needs at least one turn before the final reply")
+        raise RowError(where, "a conversation needs at least one turn before the final reply")
+    _check_order(chosen_turns, where)
     return PreferencePair(
         chosen_turns[:-1], chosen_turns[-1]["content"], rejected_turns[-1]["content"]
     )
 
 
-def filter_reason(row: dict[str, Any], pair: PreferencePair) -> str | None:
-    """Why a well-formed pair teaches DPO nothing (or noise), or None to keep it."""
+def _check_order(turns: list[dict[str, str]], where: str) -> None:
+    """An optional system message, then user and assistant turns taking turns, user first."""
+    roles = [t["role"] for t in turns]
+    if "system" in roles[1:]:
+        raise RowError(where, "a system message may only come first")
+    chat = roles[1:] if roles[0] == "system" else roles
+    for i, role in enumerate(chat):
+        expected = ("user", "assistant")[i % 2]
+        if role != expected:
+            raise RowError(
+                where,
+                "turns out of order: user and assistant must alternate, user first",
+                f" (turn {i + (len(roles) - len(chat))} is {role!r})",
+            )
+
+
+def _check_replies(pair: PreferencePair, where: str) -> None:
     if not pair.chosen.strip() or not pair.rejected.strip():
-        return "empty reply"
+        raise RowError(where, "empty reply")
     if pair.chosen.strip() == pair.rejected.strip():
-        return "identical replies"
+        raise RowError(where, "'chosen' and 'rejected' replies are identical")
+
+
+def _check_scores(row: dict[str, Any], where: str) -> None:
+    for field in ("score_chosen", "score_rejected"):
+        score = row.get(field)
+        if score is None:
+            continue
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise RowError(where, f"{field!r} must be a number", f", got {score!r}")
+        if not math.isfinite(score):
+            raise RowError(where, f"{field!r} is not a finite number", f" ({score})")
+
+
+def filter_reason(row: dict[str, Any], pair: PreferencePair) -> str | None:
+    """Why a well-formed pair teaches DPO nothing, or None to keep it: both replies scored the
+    same (a tie)."""
     score_chosen, score_rejected = row.get("score_chosen"), row.get("score_rejected")
-    if isinstance(score_chosen, (int, float)) and isinstance(score_rejected, (int, float)):
-        if math.isnan(score_chosen) or math.isnan(score_rejected):
-            return "NaN score"
-        if score_chosen == score_rejected:
-            return "tie"
+    if score_chosen is not None and score_chosen == score_rejected:
+        return "tie"
     return None
 
 
@@ -137,32 +181,35 @@ def _messages(
     value: Any, where: str, field: str, final_role: str | None = "assistant"
 ) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
-        raise DataError(f"{where}: {field!r} must be a non-empty list of messages")
+        raise RowError(where, f"{field!r} must be a non-empty list of messages")
     turns = []
     for i, message in enumerate(value):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise DataError(
-                f"{where}: {field}[{i}] must be a message with role one of {ROLES}, got {message!r}"
+            raise RowError(
+                where,
+                f"{field} holds a message without a role in {ROLES}",
+                f" ({field}[{i}] is {message!r:.80})",
             )
         if not isinstance(message.get("content"), str):
-            raise DataError(f"{where}: {field}[{i}].content must be a string")
+            raise RowError(where, f"{field} holds a message whose content is not a string",
+                           f" ({field}[{i}])")
         turns.append({"role": message["role"], "content": message["content"]})
     if final_role and turns[-1]["role"] != final_role:
-        raise DataError(f"{where}: the last message of {field!r} must be the assistant's reply")
+        raise RowError(where, f"the last message of {field!r} must be the assistant's reply")
     return turns
 
 
 def _hh_messages(text: Any, where: str, field: str) -> list[dict[str, str]]:
     if not isinstance(text, str):
-        raise DataError(f"{where}: {field!r} must be a transcript string in the hh-rlhf format")
+        raise RowError(where, f"{field!r} must be a transcript string in the hh-rlhf format")
     parts = HH_TURN.split(text)
     # split() gives [preamble, role, content, role, content, ...]
     if len(parts) < 3 or parts[0].strip():
-        raise DataError(f"{where}: {field!r} does not start with '\\n\\nHuman: '")
+        raise RowError(where, f"{field!r} does not start with '\\n\\nHuman: '")
     turns = [
         {"role": HH_ROLES[role], "content": content.strip()}
         for role, content in zip(parts[1::2], parts[2::2], strict=True)
     ]
     if turns[-1]["role"] != "assistant":
-        raise DataError(f"{where}: {field!r} must end with an 'Assistant:' turn")
+        raise RowError(where, f"{field!r} must end with an 'Assistant:' turn")
     return turns

@@ -386,7 +386,7 @@ def _longest_row(data_hp: Any, packed: bool, worst_case: bool, sample: int) -> t
         [len(x) for x in split["rejected_ids"]],
         packed,
     )
-    report = data.report[data.split_names["train"]] if hasattr(data, "split_names") else {}
+    report = data.report.get("train", {})
     truncated = report.get("truncated", 0)
     ordered = sorted(lengths)
     median = ordered[len(ordered) // 2]

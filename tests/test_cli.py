@@ -112,5 +112,6 @@ def test_malformed_row_stops_with_one_line_naming_it(tiny_model_dir, tmp_path, c
         main(_fit_args(tiny_model_dir, tmp_path / "train_prefs.jsonl", tmp_path / "run"))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "lit-dpo: error: train row 2: 'chosen' and 'rejected' must share every turn" in err
+    path = tmp_path / "train_prefs.jsonl"
+    assert f"lit-dpo: error: {path} row 2: 'chosen' and 'rejected' must share every turn" in err
     assert "Traceback" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import ultrafeedback_row
 
-from lit_dpo.errors import DataError
+from lit_dpo.errors import DataError, RowError
 from lit_dpo.pairs import extract_pair, filter_reason
 
 
@@ -49,7 +49,7 @@ def test_plain_string_rows_become_one_user_turn():
                     {"role": "assistant", "content": "b"},
                 ],
             },
-            "role one of",
+            "without a role in",
         ),
         (
             {
@@ -59,7 +59,7 @@ def test_plain_string_rows_become_one_user_turn():
                     {"role": "assistant", "content": "b"},
                 ],
             },
-            "content must be a string",
+            "content is not a string",
         ),
         (
             {
@@ -89,16 +89,61 @@ def test_malformed_rows_name_the_row_and_the_problem(row, message):
     assert "train_prefs row 17" in str(error.value)
 
 
+def test_ties_are_filtered_not_errors():
+    row = ultrafeedback_row("Q?", "good", "also good", scores=(7.0, 7.0))
+    assert filter_reason(row, extract_pair(row, "row")) == "tie"
+    row = ultrafeedback_row("Q?", "good", "bad", scores=(8.0, 3.0))
+    assert filter_reason(row, extract_pair(row, "row")) is None
+
+
+def _turns(*roles: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": f"{role} {i}"} for i, role in enumerate(roles)]
+
+
 @pytest.mark.parametrize(
     ("chosen", "rejected", "scores", "reason"),
     [
-        ("good", "bad", (8.0, 3.0), None),
-        ("good", "also good", (7.0, 7.0), "tie"),
         ("  ", "bad", (8.0, 3.0), "empty reply"),
-        ("same", "same ", (8.0, 3.0), "identical replies"),
-        ("good", "bad", (float("nan"), 3.0), "NaN score"),
+        ("same", "same ", (8.0, 3.0), "replies are identical"),
+        ("good", "bad", (float("nan"), 3.0), "'score_chosen' is not a finite number"),
+        ("good", "bad", (8.0, float("inf")), "'score_rejected' is not a finite number"),
+        ("good", "bad", ("high", 3.0), "'score_chosen' must be a number"),
     ],
 )
-def test_filter_reasons(chosen, rejected, scores, reason):
+def test_bad_replies_and_scores_are_row_errors_with_a_countable_reason(
+    chosen, rejected, scores, reason
+):
     row = ultrafeedback_row("Q?", chosen, rejected, scores=scores)
-    assert filter_reason(row, extract_pair(row, "row")) == reason
+    with pytest.raises(RowError, match=reason) as error:
+        extract_pair(row, "train.jsonl row 4")
+    assert str(error.value).startswith("train.jsonl row 4: ")
+    assert "row 4" not in error.value.reason
+
+
+@pytest.mark.parametrize(
+    ("history", "problem"),
+    [
+        (("user", "user"), "out of order"),
+        (("assistant", "user", "user"), "out of order"),
+        (("system", "user", "system", "user"), "system message may only come first"),
+        (("user", "assistant", "assistant", "user"), "out of order"),
+    ],
+)
+def test_turns_out_of_order_are_row_errors(history, problem):
+    row = {
+        "chosen": [*_turns(*history), {"role": "assistant", "content": "a"}],
+        "rejected": [*_turns(*history), {"role": "assistant", "content": "b"}],
+    }
+    with pytest.raises(RowError, match=problem):
+        extract_pair(row, "row 0")
+    ok = {
+        "chosen": [
+            *_turns("system", "user", "assistant", "user"),
+            {"role": "assistant", "content": "a"},
+        ],
+        "rejected": [
+            *_turns("system", "user", "assistant", "user"),
+            {"role": "assistant", "content": "b"},
+        ],
+    }
+    assert extract_pair(ok, "row 0").prompt[0]["role"] == "system"
