@@ -80,6 +80,7 @@ def split_statistics(encoded: Any, report: dict[str, Any], batch_size: int,
         "rows": report["rows"],
         "pairs": len(prompt),
         "dropped": report["dropped"],
+        "parts": report.get("parts", []),
         "lengths": {
             "prompt": length_summary(prompt),
             "chosen": length_summary(chosen),
@@ -129,6 +130,12 @@ def markdown_report(source: str, settings: dict[str, Any], stats: dict[str, dict
             ("padding, shuffled batches", f"{100 * s['padding']['shuffled']:.1f}%"),
             ("padding, length-grouped batches", f"{100 * s['padding']['length_grouped']:.1f}%"),
         ]
+        if len(s["parts"]) > 1:
+            rows += [
+                (f"from {part['dataset']} ({part['split']})",
+                 f"{part['rows']} rows -> {part['pairs']} pairs")
+                for part in s["parts"]
+            ]
         for name, summary in s["lengths"].items():
             rows.append(
                 (f"{name} tokens (min / median / p90 / max)",
@@ -198,7 +205,10 @@ def main(argv: list[str]) -> None:
         lengths[name] = {k: plain[f"{k}_tokens"] for k in ("prompt", "chosen", "rejected")}
     settings = {"max_length": hp.max_length, "max_prompt_length": hp.max_prompt_length,
                 "batch_size": hp.batch_size, "tokenizer": hp.tokenizer}
-    text = markdown_report(hp.dataset, settings, stats, examples)
+    source = hp.dataset
+    if hp.mixture:
+        source = "mixture of " + ", ".join(part["dataset"] for part in hp.mixture)
+    text = markdown_report(source, settings, stats, examples)
     out = Path(options.out or Path(cli.trainer.default_root_dir) / "data_report")
     out.mkdir(parents=True, exist_ok=True)
     (out / "data_report.md").write_text(text)
