@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench scale clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: setup
 # lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
 bench: setup
 	$(BIN)/python tools/bench.py
+
+# time and memory of preparing a full-size (61k-pair) UltraFeedback-shaped split
+scale: setup
+	$(BIN)/python tools/scale_check.py
 
 lint: setup
 	$(BIN)/ruff check lit_dpo tests tools
