@@ -182,7 +182,7 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
     alarms = [r.getMessage() for r in caplog.records if "health alarm" in r.getMessage()]
     assert len(alarms) == 3, alarms
     assert alarms[0].startswith("health alarm at step 0: train: 6 of 6 pairs (100%)")
-    assert alarms[1].startswith("health alarm at step 0: test_prefs: 2 of 2 pairs (100%)")
+    assert alarms[1].startswith("health alarm at step 0: val: 2 of 2 pairs (100%)")
     assert alarms[2].startswith("health alarm at step 2: preference accuracy averaged")
     out = capsys.readouterr().out
     assert "run summary" in out
