@@ -187,7 +187,7 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
     out = capsys.readouterr().out
     assert "run summary" in out
     assert "3 optimizer steps (3 batches)" in out and "pairs seen              6" in out
-    raised = "3: truncated:train_prefs (step 0), truncated:test_prefs (step 0), chance (step 2)"
+    raised = "3: truncated:train (step 0), truncated:val (step 0), chance (step 2)"
     assert raised in out
     assert str(tmp_path / "adapter") in out
     assert "reports                 none" in out  # no logger, no validation
