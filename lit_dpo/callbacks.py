@@ -3,6 +3,10 @@
 Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
 path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
 crash mid-write never leaves half an adapter where a good one was.
+
+Under DDP every rank holds the same adapter and rank 0 alone writes files. Under FSDP each rank
+holds a shard of it: every rank takes part in gathering it, then rank 0 writes
+(:func:`gathered_policy_state`).
 """
 
 from __future__ import annotations
@@ -14,19 +18,26 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_dpo.generate import generate_text
 
 log = logging.getLogger(__name__)
 
 
-def save_adapter(pl_module: LightningModule, trainer: Trainer, path: str | Path) -> Path:
-    """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``."""
+def save_adapter(
+    pl_module: LightningModule, trainer: Trainer, path: str | Path, state_dict: dict | None = None
+) -> Path:
+    """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``.
+
+    ``state_dict``: the policy's weights when the policy does not hold them whole (FSDP).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        pl_module.policy.save_pretrained(staging)
+        pl_module.policy.save_pretrained(staging, state_dict=state_dict)
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
@@ -43,6 +54,24 @@ def save_adapter(pl_module: LightningModule, trainer: Trainer, path: str | Path)
     return path
 
 
+def gathered_policy_state(trainer: Trainer) -> dict | None:
+    """The policy's full state dict on rank 0 under FSDP (None elsewhere), else None.
+
+    FSDP leaves each rank a shard of every weight outside its forward; this gathers them, unit by
+    unit, into rank 0's CPU memory. It is a collective: every rank must call it. Other strategies
+    need nothing gathered: the policy itself holds its weights.
+    """
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
+    with FSDP.state_dict_type(trainer.strategy.model, StateDictType.FULL_STATE_DICT, config):
+        state = trainer.strategy.model.state_dict()
+    return {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
+
+
 def adapter_path(checkpoint_path: str | Path) -> Path:
     """``.../epoch=0-step=10.ckpt`` -> ``.../epoch=0-step=10.adapter``."""
     return Path(checkpoint_path).with_suffix(".adapter")
@@ -56,8 +85,9 @@ class AdapterCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
+        state = gathered_policy_state(trainer)
         if trainer.is_global_zero:
-            save_adapter(trainer.lightning_module, trainer, adapter_path(filepath))
+            save_adapter(trainer.lightning_module, trainer, adapter_path(filepath), state)
 
     def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         super()._remove_checkpoint(trainer, filepath)
@@ -76,10 +106,11 @@ class SaveAdapter(Callback):
         self.dirpath = dirpath
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        state = gathered_policy_state(trainer)
         if not trainer.is_global_zero:
             return
         default = Path(trainer.default_root_dir) / "adapter"
-        path = save_adapter(pl_module, trainer, self.dirpath or default)
+        path = save_adapter(pl_module, trainer, self.dirpath or default, state)
         log.info("adapter saved to %s", path)
 
 
@@ -118,10 +149,18 @@ class GenerateSamples(Callback):
         self._validations = 0
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
+        if isinstance(trainer.strategy, FSDPStrategy):
+            # each forward of a sharded model gathers weights from every rank, so one rank
+            # cannot generate alone
+            rank_zero_warn("GenerateSamples does nothing under FSDP; use lit-dpo compare after fit")
+            return
+        # every rank counts and reads log_dir (a broadcast); rank 0 alone generates and writes,
+        # while the others wait at the next collective (the checkpoint's or the next step's)
         self._validations += 1
-        if self._validations % self.every_n_validations:
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        if self._validations % self.every_n_validations or not trainer.is_global_zero:
             return
         tokenizer = trainer.datamodule.tokenizer
         prompt_ids = self._prompt_ids(trainer, tokenizer)
@@ -132,7 +171,7 @@ class GenerateSamples(Callback):
                 base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
             rows.append((tokenizer.decode(ids), base, aligned))
         text = _samples_markdown(trainer.global_step, rows)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        path = Path(log_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)
         (path / f"step_{trainer.global_step}.md").write_text(text)
         for logger in trainer.loggers:

@@ -26,7 +26,7 @@ from lit_dpo.batches import collate_pairs, encode_pair
 from lit_dpo.errors import ConfigError, DataError, RowError
 from lit_dpo.loading import load_source
 from lit_dpo.pairs import detect_format, extract_pair, filter_reason
-from lit_dpo.sampler import PairSampler
+from lit_dpo.sampler import EvaluationSampler, PairSampler
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class PreferenceDataModule(LightningDataModule):
             row and reason; ``skip`` drops such rows and reports how many and why.
 
     The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
-    of that order (``sampler.PairSampler``).
+    of that order (``sampler.PairSampler``), and validation visits every pair once over all ranks
+    (``sampler.EvaluationSampler``). Under DDP the first process of each machine tokenizes before
+    the others, which then read its ``datasets`` cache.
     """
 
     def __init__(
@@ -169,6 +171,26 @@ class PreferenceDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.splits:
             return
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            self._setup_splits()
+            return
+        # The first process of each machine fills the datasets cache; the others then read it
+        # instead of tokenizing the same pairs at the same time. A failure waits for the barrier,
+        # so that no rank waits for ever: the others then fail the same way on the same data.
+        failure = None
+        if trainer.local_rank == 0:
+            try:
+                self._setup_splits()
+            except Exception as error:  # re-raised below, after the barrier
+                failure = error
+        trainer.strategy.barrier("lit_dpo_tokenize")
+        if failure is not None:
+            raise failure
+        if trainer.local_rank != 0:
+            self._setup_splits()
+
+    def _setup_splits(self) -> None:
         self.tokenizer = load_tokenizer(self.hparams.tokenizer)
         single = len(self.parts) == 1
         prepared = {"train": [], "val": []}
@@ -205,7 +227,17 @@ class PreferenceDataModule(LightningDataModule):
         return self._loader(split, shuffle=False, sampler=self.sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["val"], shuffle=False)
+        split, trainer = self.splits["val"], self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self._loader(split, shuffle=False)
+        if len(split) < trainer.world_size:
+            raise DataError(
+                f"the validation split has {len(split)} pairs, fewer than "
+                f"the {trainer.world_size} processes; every process needs one (raise "
+                "data.val_size or data.val_fraction)"
+            )
+        sampler = EvaluationSampler(len(split), trainer.world_size, trainer.global_rank)
+        return self._loader(split, shuffle=False, sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

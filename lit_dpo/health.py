@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from lit_dpo.callbacks import SaveAdapter
 
@@ -180,6 +181,11 @@ def default_loss_range(loss_type: str, beta: float) -> tuple[float, float]:
     return 0.0, 2.0
 
 
+@rank_zero_only
+def _warn_on_rank_zero(message: str, *args) -> None:
+    log.warning(message, *args)
+
+
 class HealthAlarms(Callback):
     """Warn (once each) when training shows a known DPO failure; optionally stop the run.
 
@@ -290,7 +296,9 @@ class HealthAlarms(Callback):
         step = trainer.global_step
         self.raised[name] = (step, finding)
         stopping = "; stopping (health.stop_on_alarm)" if self.stop_on_alarm else ""
-        log.warning("health alarm at step %d: %s%s", step, finding, stopping)
+        _warn_on_rank_zero("health alarm at step %d: %s%s", step, finding, stopping)
+        # Under DDP every rank sees the same step metrics (synced across ranks), so every rank
+        # raises the same alarm at the same step and stops together.
         if self.stop_on_alarm:
             trainer.should_stop = True
 
@@ -308,7 +316,8 @@ class RunSummary(Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.pairs += batch["input_ids"].shape[0] // 2
+        # at each step every rank trains on a batch of this size (PairSampler evens them out)
+        self.pairs += batch["input_ids"].shape[0] // 2 * trainer.world_size
         self.batches += 1
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -318,6 +327,8 @@ class RunSummary(Callback):
         self.validations.append({"step": trainer.global_step, **metrics})
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # log_dir is a broadcast under DDP: every rank must read it
+        log_dir = trainer.log_dir
         if not trainer.is_global_zero:
             return
         alarms = next((c.raised for c in trainer.callbacks if isinstance(c, HealthAlarms)), {})
@@ -326,7 +337,7 @@ class RunSummary(Callback):
         # what this fit leaves behind: the CLI writes fit_metrics.json after fit when it validated
         reports = [str(root / "fit_metrics.json")] if self.validations else []
         if any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
-            reports.append(str(Path(trainer.log_dir) / "metrics.csv"))
+            reports.append(str(Path(log_dir) / "metrics.csv"))
         print(
             summary_table(
                 steps=trainer.global_step,

@@ -53,8 +53,15 @@ ACCURACY_KEYS = (
 )
 
 
-def preference_metrics() -> torch.nn.ModuleDict:
-    """One metric per logged key; ``/`` is not allowed in module names, so keys use ``:``."""
-    metrics = {key: MeanMetric() for key in MEAN_KEYS}
-    metrics.update({key: PreferenceAccuracy() for key in ACCURACY_KEYS})
+def preference_metrics(dist_sync_on_step: bool = False) -> torch.nn.ModuleDict:
+    """One metric per logged key; ``/`` is not allowed in module names, so keys use ``:``.
+
+    Args:
+        dist_sync_on_step: under DDP, make each step's value (``forward``) the value over every
+            rank's batch, as one process with the global batch would log it; without it a step
+            logs rank 0's share only. Epoch values (``compute``) are synced either way.
+    """
+    sync = {"dist_sync_on_step": dist_sync_on_step}
+    metrics = {key: MeanMetric(**sync) for key in MEAN_KEYS}
+    metrics.update({key: PreferenceAccuracy(**sync) for key in ACCURACY_KEYS})
     return torch.nn.ModuleDict({key.replace("/", ":"): metric for key, metric in metrics.items()})

@@ -14,12 +14,15 @@ without changing what it computes (tests/test_techniques.py checks each against 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.strategies import FSDPStrategy
 from transformers import get_scheduler
 
 from lit_dpo import reference
@@ -69,7 +72,11 @@ class DPOModule(LightningModule):
         precompute_reference: compute the reference log-probs of the train and validation pairs
             in one no-grad pass before training, cache them on disk (``LIT_DPO_CACHE``) and skip
             the reference forward in every step. Needs batches carrying ``pair_index``
-            (PreferenceDataModule's do).
+            (PreferenceDataModule's do). Under DDP each rank scores its share of the pairs and
+            rank 0 writes the cache; not available under FSDP.
+        quant_storage: dtype holding the packed 4-bit weights; ``bfloat16`` (with
+            ``compute_dtype: bfloat16`` and ``trainer.precision: bf16-true``) for FSDP, which
+            shards float tensors of one dtype per wrapped block; null keeps uint8.
     """
 
     def __init__(
@@ -93,6 +100,7 @@ class DPOModule(LightningModule):
         logps_chunk_size: int | None = 512,
         share_prompt: bool = True,
         precompute_reference: bool = False,
+        quant_storage: DType | None = None,
     ) -> None:
         super().__init__()
         problems = []
@@ -110,12 +118,15 @@ class DPOModule(LightningModule):
             problems.append(f"logps_chunk_size must be positive or null, got {logps_chunk_size}")
         if share_prompt and logps_chunk_size is None:
             problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
+        if quant_storage is not None and quantization != "nf4":
+            problems.append("quant_storage applies to quantization nf4 only")
         if problems:
             raise ConfigError("model settings: " + "; ".join(problems))
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.policy = None
-        self.train_metrics = preference_metrics()
+        # a step's logged value covers every rank's batch (one all-gather per metric under DDP)
+        self.train_metrics = preference_metrics(dist_sync_on_step=True)
         self.val_metrics = preference_metrics()
         # Checkpoints hold only the trainable LoRA weights (see on_save_checkpoint).
         self.strict_loading = False
@@ -127,6 +138,16 @@ class DPOModule(LightningModule):
         if self.policy is not None:
             return
         hp = self.hparams
+        if (
+            hp.precompute_reference
+            and self._trainer
+            and isinstance(self.trainer.strategy, FSDPStrategy)
+        ):
+            # its pass runs in a hook, outside FSDP's forward, where each rank holds a shard only
+            raise ConfigError(
+                "model.precompute_reference does not work with the fsdp strategy; set it false "
+                "or train with trainer.strategy ddp"
+            )
         self.policy = load_policy(
             hp.model,
             quantization=hp.quantization,
@@ -139,6 +160,7 @@ class DPOModule(LightningModule):
             gradient_checkpointing=hp.gradient_checkpointing,
             trust_remote_code=hp.trust_remote_code,
             device=self.trainer.strategy.root_device if self._trainer else None,
+            quant_storage=hp.quant_storage,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
         if hp.logps_chunk_size is not None:
@@ -207,7 +229,12 @@ class DPOModule(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen base (hundreds of MB, 4-bit) is reloaded from its source; a checkpoint keeps
         # what training changed: the LoRA weights, plus optimizer and scheduler state.
-        trainable = {f"policy.{n}" for n, p in self.policy.named_parameters() if p.requires_grad}
+        trainable = {
+            # FSDP's wrappers are in the module's names but not in the state dict's
+            f"policy.{n.replace('_fsdp_wrapped_module.', '')}"
+            for n, p in self.policy.named_parameters()
+            if p.requires_grad
+        }
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if k in trainable or "metrics" in k
         }
@@ -329,10 +356,29 @@ class DPOModule(LightningModule):
                 return self._sequence_logps(batch)
 
         log.info("reference log-probs (%s): %d pairs", stage, len(dataset))
-        self.reference_tables[stage] = reference.cached_table(
-            path, lambda: reference.compute_table(score, dataset, loader.collate_fn, batch_size)
-        )
+        compute = partial(reference.compute_table, score, dataset, loader.collate_fn, batch_size)
+        if self.trainer.world_size == 1:
+            self.reference_tables[stage] = reference.cached_table(path, compute)
+        else:
+            self.reference_tables[stage] = self._shared_reference_table(path, compute)
         self._reference_paths[stage] = path
+
+    def _shared_reference_table(self, path: Path, compute: Callable[..., torch.Tensor]):
+        """``reference.cached_table`` under DDP: every rank scores its share, rank 0 writes.
+
+        Rank 0's cache decides for all ranks, as the nodes of a run need not share a cache folder.
+        """
+        trainer, strategy = self.trainer, self.trainer.strategy
+        if strategy.broadcast(path.exists()):
+            log.info("reference log-probs: reusing %s", path)
+            table = torch.load(path, weights_only=True) if trainer.is_global_zero else None
+            return strategy.broadcast(table)
+        shard = compute(rank=trainer.global_rank, world_size=trainer.world_size)
+        # (world_size, N, 2); all_gather needs the tensors on the device NCCL works on
+        table = reference.merge_shards(strategy.all_gather(shard.to(self.device)).cpu())
+        if trainer.is_global_zero:
+            reference.save_table(path, table)
+        return table
 
 
 def _check_hidden_state_scoring(policy, share_prompt: bool) -> None:

@@ -31,6 +31,7 @@ def load_policy(
     gradient_checkpointing: bool = True,
     trust_remote_code: bool = False,
     device: torch.device | str | None = None,
+    quant_storage: DType | None = None,
 ) -> PeftModel:
     """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
 
@@ -47,11 +48,13 @@ def load_policy(
         gradient_checkpointing: recompute activations in backward to save memory.
         trust_remote_code: run model code from the hub; off unless the user asks.
         device: where to load; 4-bit weights are quantized as they land there.
+        quant_storage: float dtype holding the packed 4-bit weights (uint8 when None); FSDP
+            shards only float tensors, and only one dtype per wrapped unit.
     """
     dtype = getattr(torch, compute_dtype)
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if quantization == "nf4":
-        kwargs["quantization_config"] = nf4_config(dtype)
+        kwargs["quantization_config"] = nf4_config(dtype, quant_storage)
     if device is not None:
         kwargs["device_map"] = {"": torch.device(device)}
     base = AutoModelForCausalLM.from_pretrained(resolve_model(model), **kwargs)
@@ -101,13 +104,23 @@ def _keep_4bit_layers_differentiable(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def nf4_config(compute_dtype: torch.dtype) -> BitsAndBytesConfig:
-    """QLoRA's quantization: 4-bit NormalFloat weights, their scales quantized again."""
+def nf4_config(
+    compute_dtype: torch.dtype, quant_storage: DType | None = None
+) -> BitsAndBytesConfig:
+    """QLoRA's quantization: 4-bit NormalFloat weights, their scales quantized again.
+
+    Args:
+        compute_dtype: dtype the 4-bit weights are dequantized to for each matmul.
+        quant_storage: dtype of the tensors that hold the packed 4-bit weights; None keeps
+            bitsandbytes' uint8. FSDP-QLoRA sets it to the dtype of the other weights (bfloat16)
+            so that the quantized layers are sharded with the rest of their block.
+    """
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=quant_storage,
     )
 
 

@@ -78,6 +78,8 @@ def compute_table(
     dataset,
     collate: Callable[[list[dict]], dict[str, torch.Tensor]],
     batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> torch.Tensor:
     """Reference log-probs of every pair, batch by batch in order of length (less padding).
 
@@ -86,6 +88,10 @@ def compute_table(
         dataset: pairs with ``pair_index`` and the ``PAIR_COLUMNS``.
         collate: list of pairs -> batch holding ``pair_index`` (B,), as ``collate_pairs``.
         batch_size: pairs per batch.
+        rank: with ``world_size``, score only every ``world_size``-th pair of the length order
+            from position ``rank`` (so ranks get similar lengths); the other rows stay NaN for
+            :func:`merge_shards`.
+        world_size: ranks sharing the work.
 
     Returns:
         (N, 2) fp32: column 0 chosen, column 1 rejected, row = ``pair_index``.
@@ -94,7 +100,7 @@ def compute_table(
         len(p) + len(c) + len(r)
         for p, c, r in zip(*(dataset[column] for column in PAIR_COLUMNS), strict=True)
     ]
-    order = np.argsort(lengths, kind="stable")
+    order = np.argsort(lengths, kind="stable")[rank::world_size]
     table = torch.full((len(lengths), 2), float("nan"))
     for start in range(0, len(order), batch_size):
         batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
@@ -102,9 +108,24 @@ def compute_table(
         pairs = len(batch["pair_index"])
         table[batch["pair_index"], 0] = logps[:pairs]
         table[batch["pair_index"], 1] = logps[pairs:]
-    if table.isnan().any():
+    if world_size == 1 and table.isnan().any():
         raise ValueError("pair_index does not number the pairs 0..N-1: some pairs have no entry")
     return table
+
+
+def merge_shards(shards: torch.Tensor) -> torch.Tensor:
+    """(W, N, 2) tables of :func:`compute_table` on ranks 0..W-1 -> the (N, 2) table of all pairs.
+
+    Raises:
+        ValueError: a pair scored by no rank or by several (or a NaN log-prob).
+    """
+    scored = (~shards.isnan()).sum(0)
+    if (scored != 1).any():
+        raise ValueError(
+            f"rank shards of the reference table do not cover each pair exactly once: "
+            f"{int((scored != 1).any(-1).sum())} of {shards.shape[1]} pairs are off"
+        )
+    return shards.nan_to_num(0.0).sum(0)
 
 
 def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -113,6 +134,12 @@ def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tenso
         log.info("reference log-probs: reusing %s", path)
         return torch.load(path, weights_only=True)
     table = compute()
+    save_table(path, table)
+    return table
+
+
+def save_table(path: Path, table: torch.Tensor) -> None:
+    """Write ``table`` to ``path`` whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # another process may write the same table at the same time; each renames a whole file
     handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -120,7 +147,6 @@ def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tenso
     torch.save(table, staging)
     os.replace(staging, path)
     log.info("reference log-probs: %d pairs cached in %s", len(table), path)
-    return table
 
 
 def lookup(table: torch.Tensor, pair_index: torch.Tensor) -> torch.Tensor:

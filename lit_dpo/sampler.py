@@ -10,6 +10,9 @@ megabatches of 50, made reproducible from a seed and an epoch).
 Under DDP each of ``W`` ranks takes every W-th position of that order, so at every step the ranks
 together see exactly the ``W * batch_size`` pairs one process with batch ``W * batch_size`` would
 see. After a resume, the pairs an interrupted epoch already consumed are skipped.
+
+Evaluation visits every pair exactly once across ranks (``EvaluationSampler``), without the pairs
+``DistributedSampler`` repeats to even the ranks out, which would count twice in the metrics.
 """
 
 from __future__ import annotations
@@ -122,6 +125,33 @@ class PairSampler(DistributedSampler):
         # the skipped batches as done.
         self.skip = 0
         return iter(remaining[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class EvaluationSampler(DistributedSampler):
+    """One rank's share of the validation pairs, in order: every pair once over all ranks.
+
+    Ranks may get one batch more than others, which evaluation allows (no gradient all-reduce)
+    and training would not. A ``DistributedSampler``, so Lightning does not replace it with one
+    that repeats pairs.
+
+    Args:
+        num_pairs: size of the split; at least ``num_replicas``: every rank needs a batch, as
+            DDP syncs buffers in the first forward of each rank.
+        num_replicas: ranks sharing the split.
+        rank: this rank.
+    """
+
+    def __init__(self, num_pairs: int, num_replicas: int = 1, rank: int = 0) -> None:
+        if num_pairs < num_replicas:
+            raise ValueError(f"{num_pairs} pairs cannot give each of {num_replicas} ranks one")
+        super().__init__(range(num_pairs), num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, num_pairs, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
 
     def __len__(self) -> int:
         return self.num_samples

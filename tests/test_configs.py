@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lit_dpo.cli import DPOCLI
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.module import DPOModule
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# Lightning builds an FSDP trainer only on a CUDA accelerator; these are parsed, not instantiated.
+GPU_ONLY = {"multi_gpu.yaml"}
 
 
 def _parse(*args: str) -> DPOCLI:
@@ -20,6 +23,18 @@ def _parse(*args: str) -> DPOCLI:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_prints(config, capsys):
+    """``--print_config`` parses and type-checks every value without building anything."""
+    with pytest.raises(SystemExit) as done:
+        _parse("--config", str(config), "--print_config")
+    assert done.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["model"] == yaml.safe_load(config.read_text())["model"]["model"]
+
+
+@pytest.mark.parametrize(
+    "config", [c for c in CONFIGS if c.name not in GPU_ONLY], ids=lambda p: p.name
+)
 def test_config_parses(config):
     cli = _parse("--config", str(config), "--trainer.accelerator=cpu")
     assert isinstance(cli.model, DPOModule)
@@ -35,6 +50,23 @@ def test_t4_recipe():
     assert (data.batch_size, data.max_length, data.max_prompt_length) == (2, 1024, 512)
     assert cli.trainer.accumulate_grad_batches == 8
     assert cli.config.trainer.precision == "16-mixed"  # on a CPU Lightning would run bf16
+
+
+def test_multi_gpu_recipe_is_fsdp_qlora(capsys):
+    with pytest.raises(SystemExit):
+        _parse("--config", "configs/multi_gpu.yaml", "--print_config")
+    printed = yaml.safe_load(capsys.readouterr().out)
+    trainer, model = printed["trainer"], printed["model"]
+    assert trainer["strategy"]["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
+    assert trainer["strategy"]["init_args"]["state_dict_type"] == "full"
+    # one dtype everywhere, so FSDP can flatten the 4-bit weights with the rest of each block
+    assert trainer["precision"] == "bf16-true"
+    assert (model["quantization"], model["compute_dtype"], model["quant_storage"]) == (
+        "nf4",
+        "bfloat16",
+        "bfloat16",
+    )
+    assert not model["precompute_reference"]
 
 
 def test_dotted_overrides_reach_the_module():
