@@ -2,7 +2,8 @@
 
 Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
 path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
-crash mid-write never leaves half an adapter where a good one was.
+crash mid-write never leaves half an adapter where a good one was. Weights that are NaN or infinite
+are never written, so a good adapter is never replaced by a broken one.
 """
 
 from __future__ import annotations
@@ -15,14 +16,29 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lit_dpo.errors import NonFiniteError
 from lit_dpo.generate import generate_text
+from lit_dpo.nonfinite import advice, first_nonfinite
 
 log = logging.getLogger(__name__)
 
 
 def save_adapter(pl_module: LightningModule, trainer: Trainer, path: str | Path) -> Path:
-    """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``."""
+    """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``.
+
+    Raises:
+        NonFiniteError: a LoRA weight is NaN or infinite; nothing is written.
+    """
+    from peft import get_peft_model_state_dict
+
     path = Path(path)
+    bad = first_nonfinite(get_peft_model_state_dict(pl_module.policy).items())
+    if bad is not None:
+        kept = "the adapter already there is kept" if path.exists() else "nothing was written"
+        raise NonFiniteError(
+            f"refusing to write the adapter {path}: the weight {bad[0]} holds {bad[1]} values "
+            f"({kept}). Try: {advice(str(getattr(trainer, 'precision', '')), 'weights')}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
@@ -68,6 +84,10 @@ class AdapterCheckpoint(ModelCheckpoint):
 class SaveAdapter(Callback):
     """Write the final adapter when training ends.
 
+    When training stops on a non-finite loss or gradient (``model.on_nonfinite stop``), the step
+    was not applied: the weights of the last good step are written beside, to
+    ``<dirpath>-step<N>``, and an adapter already at ``dirpath`` is left as it was.
+
     Args:
         dirpath: where the adapter goes; ``<trainer.default_root_dir>/adapter`` when None.
     """
@@ -78,9 +98,28 @@ class SaveAdapter(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        default = Path(trainer.default_root_dir) / "adapter"
-        path = save_adapter(pl_module, trainer, self.dirpath or default)
+        path = save_adapter(pl_module, trainer, self._path(trainer))
         log.info("adapter saved to %s", path)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, NonFiniteError) or not trainer.is_global_zero:
+            return
+        if trainer.global_step == 0 or getattr(pl_module, "policy", None) is None:
+            return  # nothing trained yet
+        final = self._path(trainer)
+        try:
+            path = save_adapter(
+                pl_module, trainer, final.with_name(f"{final.name}-step{trainer.global_step}")
+            )
+        except NonFiniteError as error:  # the weights themselves went bad: report, write nothing
+            log.warning("%s", error)
+            return
+        log.warning("the adapter of the last good step (%d) saved to %s", trainer.global_step, path)
+
+    def _path(self, trainer: Trainer) -> Path:
+        return Path(self.dirpath or Path(trainer.default_root_dir) / "adapter")
 
 
 class GenerateSamples(Callback):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.health import HealthAlarms, RunSummary
 from lit_dpo.module import DPOModule
+from lit_dpo.run_checks import check_run
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
 EXTRA_COMMANDS: dict[str, str] = {
@@ -44,9 +46,32 @@ class DPOCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data is formatted with the chat template of the model being trained.
         parser.link_arguments("model.model", "data.tokenizer")
+        parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
         parser.add_lightning_class_args(SaveAdapter, "save_adapter")
         parser.add_lightning_class_args(HealthAlarms, "health")
         parser.add_lightning_class_args(RunSummary, "summary")
+
+    def before_fit(self) -> None:
+        self._before_run()
+
+    def before_validate(self) -> None:
+        self._before_run()
+
+    def before_test(self) -> None:
+        self._before_run()
+
+    def before_predict(self) -> None:
+        self._before_run()
+
+    def _before_run(self) -> None:
+        # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
+        check_run(self.model.hparams, self.trainer)
+        # Resuming reads the checkpoint with torch.load's restricted unpickler (tensors and plain
+        # types only). torch >= 2.6 defaults to it too; saying so keeps it whatever the env says.
+        # `--weights_only false` is the user's explicit opt-in for a checkpoint they trust.
+        method_args = self.config_init[self.subcommand]
+        if "weights_only" in method_args and method_args["weights_only"] is None:
+            method_args["weights_only"] = True
 
     def after_fit(self) -> None:
         self._report("fit")
@@ -97,6 +122,15 @@ def main(args: list[str] | None = None) -> None:
         )
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except pickle.UnpicklingError as error:
+        # torch.load(weights_only=True) refused a checkpoint holding more than tensors
+        first_line = str(error).strip().splitlines()[0]
+        print(
+            f"lit-dpo: error: refused to unpickle a checkpoint that holds more than tensors "
+            f"({first_line}); if you made it and trust it, pass --weights_only false",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

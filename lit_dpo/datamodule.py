@@ -61,6 +61,8 @@ class PreferenceDataModule(LightningDataModule):
         seed: shuffling and subsampling seed.
         group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
             batches, reproducible from the seed) to cut padding; batches are then less random.
+        trust_remote_code: run tokenizer code from the hub (linked to
+            ``model.trust_remote_code`` by the CLI).
 
     The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
     of that order (``sampler.PairSampler``).
@@ -84,6 +86,7 @@ class PreferenceDataModule(LightningDataModule):
         num_proc: int | None = None,
         seed: int = 42,
         group_by_length: bool = False,
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -117,7 +120,7 @@ class PreferenceDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.splits:
             return
-        self.tokenizer = load_tokenizer(self.hparams.tokenizer)
+        self.tokenizer = load_tokenizer(self.hparams.tokenizer, self.hparams.trust_remote_code)
         raw = self._load_raw()
         train_name, val_name = self._split_names(raw)
         labels = {train_name: train_name, val_name: val_name}
@@ -339,9 +342,11 @@ def tokenization_fingerprint(
     return digest.hexdigest()[:32]
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer of a model named as in the config, with a chat template required."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model(name), trust_remote_code=trust_remote_code
+    )
     if not tokenizer.chat_template:
         raise ConfigError(
             f"the tokenizer of {name!r} has no chat template; use an instruct/chat model"
