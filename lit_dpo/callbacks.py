@@ -157,7 +157,10 @@ class GenerateSamples(Callback):
         self._validations = 0
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
+            return
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if not trainer.is_global_zero:
             return
         self._validations += 1
         if self._validations % self.every_n_validations:
@@ -171,7 +174,7 @@ class GenerateSamples(Callback):
                 base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
             rows.append((tokenizer.decode(ids), base, aligned))
         text = _samples_markdown(trainer.global_step, rows)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
+        path = Path(log_dir or trainer.default_root_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)
         (path / f"step_{trainer.global_step}.md").write_text(text)
         for logger in trainer.loggers:

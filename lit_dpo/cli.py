@@ -66,12 +66,6 @@ class DPOCLI(LightningCLI):
     def _before_run(self) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
         check_run(self.model.hparams, self.trainer)
-        # Resuming reads the checkpoint with torch.load's restricted unpickler (tensors and plain
-        # types only). torch >= 2.6 defaults to it too; saying so keeps it whatever the env says.
-        # `--weights_only false` is the user's explicit opt-in for a checkpoint they trust.
-        method_args = self.config_init[self.subcommand]
-        if "weights_only" in method_args and method_args["weights_only"] is None:
-            method_args["weights_only"] = True
 
     def after_fit(self) -> None:
         self._report("fit")
@@ -124,11 +118,13 @@ def main(args: list[str] | None = None) -> None:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
         sys.exit(2)
     except pickle.UnpicklingError as error:
-        # torch.load(weights_only=True) refused a checkpoint holding more than tensors
+        # LightningCLI reads a --ckpt_path checkpoint with torch.load(weights_only=True) to take
+        # its hyperparameters, before anything else: a file holding objects refuses to load.
         first_line = str(error).strip().splitlines()[0]
         print(
-            f"lit-dpo: error: refused to unpickle a checkpoint that holds more than tensors "
-            f"({first_line}); if you made it and trust it, pass --weights_only false",
+            "lit-dpo: error: refused to unpickle a file that holds more than tensors and plain "
+            f"values ({first_line}); checkpoints load only with torch.load(weights_only=True), "
+            "as lit-dpo writes them",
             file=sys.stderr,
         )
         sys.exit(2)

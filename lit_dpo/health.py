@@ -318,6 +318,7 @@ class RunSummary(Callback):
         self.validations.append({"step": trainer.global_step, **metrics})
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         alarms = next((c.raised for c in trainer.callbacks if isinstance(c, HealthAlarms)), {})
@@ -326,7 +327,7 @@ class RunSummary(Callback):
         # what this fit leaves behind: the CLI writes fit_metrics.json after fit when it validated
         reports = [str(root / "fit_metrics.json")] if self.validations else []
         if any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
-            reports.append(str(Path(trainer.log_dir) / "metrics.csv"))
+            reports.append(str(Path(log_dir) / "metrics.csv"))
         print(
             summary_table(
                 steps=trainer.global_step,

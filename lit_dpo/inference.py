@@ -20,6 +20,8 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.policy import DType, Quantization, load_policy
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
 
 def adapter_base_model(adapter: str | Path, model: str | None = None) -> str:
     """The base model to load: ``model`` when given, else the adapter's own record of its base.

@@ -144,6 +144,7 @@ class PlotMetrics(Callback):
         self.filename = filename
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not trainer.is_global_zero:
             return
         # CSVLogger on its own writes rows every flush_logs_every_n_steps and at teardown, which
@@ -151,7 +152,7 @@ class PlotMetrics(Callback):
         # keeps the last steps and the final validation in the plot without relying on that.
         for logger in trainer.loggers:
             logger.save()
-        csv_path = Path(trainer.log_dir or trainer.default_root_dir) / "metrics.csv"
+        csv_path = Path(log_dir or trainer.default_root_dir) / "metrics.csv"
         if not csv_path.is_file():
             log.warning(
                 "PlotMetrics: no %s (it needs trainer.logger: CSVLogger); no plot", csv_path

@@ -140,3 +140,70 @@ def test_zero_loss_gives_zero_gradients_and_finite_checks():
     assert not nonfinite.all_finite(t for _, t in named)
     assert nonfinite.first_nonfinite(named) == ("b", "inf")
     assert "bf16-mixed" in nonfinite.advice("16-mixed", "loss")
+
+
+NAN_ON_RANK_1 = """
+import sys
+
+import torch.distributed as dist
+
+from lit_dpo.cli import main
+from lit_dpo.module import DPOModule
+
+dpo_step = DPOModule._dpo_step
+
+
+def faulty_dpo_step(self, batch, stage):
+    stats = dpo_step(self, batch, stage)
+    if stage == "train" and self.global_step == 1 and dist.get_rank() == 1:
+        stats["loss"] = stats["loss"] * float("nan")
+    return stats
+
+
+DPOModule._dpo_step = faulty_dpo_step
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_nan_on_one_ddp_rank_is_decided_by_all(
+    on_nonfinite, tiny_model_dir, tiny_data_dir, tmp_path
+):
+    """Two CPU processes; rank 1 alone sees a NaN loss. Neither waits forever on the other."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    args = tiny_fit_args(
+        tiny_model_dir,
+        tiny_data_dir,
+        tmp_path,
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--data.batch_size=1",
+        "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
+        f"--model.on_nonfinite={on_nonfinite}",
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=environment,
+        cwd=tmp_path,
+    )
+    if on_nonfinite == "stop":
+        assert done.returncode != 0
+        assert "lit-dpo: error: non-finite loss at optimizer step 2 (the loss is " in done.stderr
+        assert _saved(tmp_path / "adapter-step1")
+    else:
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "step 2 skipped" in done.stderr
+        weights = _saved(tmp_path / "adapter")
+        assert all(torch.isfinite(w).all() for w in weights.values())

@@ -139,6 +139,5 @@ def test_resume_refuses_a_checkpoint_holding_more_than_tensors(
         main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, f"--ckpt_path={checkpoint}"))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "lit-dpo: error: refused to unpickle a checkpoint that holds more than tensors" in err
-    assert "--weights_only false" in err
+    assert "lit-dpo: error: refused to unpickle a file that holds more than tensors" in err
     assert not marker.exists()
