@@ -38,8 +38,9 @@ LORA_KINDS = {
 MAX_LISTED = 3
 
 
-def check_adapter(adapter: str | Path) -> list[str]:
-    """Problems with an adapter folder (empty when it looks loadable), for one combined error."""
+def check_adapter(adapter: str | Path, allow_pickle: bool = False) -> list[str]:
+    """Problems with an adapter folder (empty when it looks loadable), for one combined error:
+    not a folder, not an adapter, no weights, or weights only as a pickle not allowed."""
     path = Path(adapter)
     if not path.is_dir():
         return [f"--adapter {path}: no such folder (a lit-dpo run writes runs/<config>/adapter)"]
@@ -47,7 +48,8 @@ def check_adapter(adapter: str | Path) -> list[str]:
         return [f"--adapter {path}: no {ADAPTER_CONFIG}; is this a PEFT adapter folder?"]
     if not (path / SAFETENSORS_WEIGHTS).is_file() and not (path / PICKLED_WEIGHTS).is_file():
         return [f"--adapter {path}: no {SAFETENSORS_WEIGHTS}; the adapter has no weights"]
-    return []
+    problem = pickle_problem(path, allow_pickle, what="adapter")
+    return [problem] if problem else []
 
 
 def recorded_base(adapter: str | Path) -> str | None:
@@ -139,10 +141,7 @@ def check_adapter_folder(adapter: str | Path, allow_pickle: bool = False) -> Non
     Raises:
         ConfigError: saying what the folder lacks or how to allow pickles.
     """
-    problems = check_adapter(adapter)
-    if not problems:
-        problem = pickle_problem(adapter, allow_pickle, what="adapter")
-        problems = [problem] if problem else []
+    problems = check_adapter(adapter, allow_pickle)
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -101,7 +101,7 @@ def compare(
         DataError: the prompts file or the dataset is unusable.
     """
     prompt_budget = max_length - max_new_tokens - END_OF_TURN_ROOM
-    problems = check_adapter(adapter) + _setting_problems(
+    problems = check_adapter(adapter, allow_pickle) + _setting_problems(
         beta, max_new_tokens, max_length, prompt_budget, val_size, batch_size
     )
     if not (prompts or edge_cases or val_size):

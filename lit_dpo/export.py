@@ -54,7 +54,7 @@ def export(
         ConfigError: bad adapter folder, dtype, or an ``out`` folder that already holds files.
     """
     target = Path(out)
-    problems = check_adapter(adapter)
+    problems = check_adapter(adapter, allow_pickle)
     if dtype not in DTYPES:
         problems.append(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):

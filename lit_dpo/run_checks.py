@@ -17,7 +17,7 @@ import torch
 from lit_dpo.adapters import check_adapter
 from lit_dpo.errors import ConfigError
 from lit_dpo.preflight import Device, precision_problems
-from lit_dpo.sources import model_name_problem, pickle_problem
+from lit_dpo.sources import model_name_problem
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,10 @@ def source_problems(model: str, adapter: str | None, allow_pickle: bool) -> list
     if problem:
         problems.append(f"model.model: {problem}")
     if adapter is not None:
-        folder = check_adapter(adapter)
-        if not folder:
-            pickled = pickle_problem(adapter, allow_pickle, what="adapter")
-            folder = [pickled] if pickled else []
-        problems += [f"model.adapter: {p.removeprefix('--adapter ')}" for p in folder]
+        problems += [
+            f"model.adapter: {p.removeprefix('--adapter ')}"
+            for p in check_adapter(adapter, allow_pickle)
+        ]
     return problems
 
 

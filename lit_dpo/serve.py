@@ -397,7 +397,7 @@ def check_args(args: argparse.Namespace) -> None:
                 "with its own weights; leave --model out"
             )
     else:
-        problems += check_adapter(args.adapter)
+        problems += check_adapter(args.adapter, args.allow_pickle)
     if not 0 <= args.port <= 65535:
         problems.append(f"--port {args.port}: must be between 0 and 65535")
     for option in ("max_tokens_limit", "queue_size"):

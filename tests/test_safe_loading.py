@@ -57,7 +57,8 @@ def test_fit_on_pickled_weights_stops_with_one_line(
     assert f"lit-dpo: error: model {pickled_model_dir} holds its weights only as pickle" in err
 
 
-def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
+def _pickled_adapter(tiny_model_dir, tmp_path) -> tuple[Path, Path]:
+    """(adapter saved as safetensors, the same adapter saved as adapter_model.bin only)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -66,6 +67,11 @@ def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), saved)
     model.save_pretrained(pickled, safe_serialization=False)
     assert [p.name for p in pickled.glob("adapter_model.*")] == ["adapter_model.bin"]
+    return saved, pickled
+
+
+def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
+    saved, pickled = _pickled_adapter(tiny_model_dir, tmp_path)
 
     with pytest.raises(ConfigError, match="adapter .*pickled holds its weights only as pickle"):
         load_full_precision(pickled, str(tiny_model_dir))
@@ -75,6 +81,18 @@ def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
     expected = load_full_precision(saved, str(tiny_model_dir))
     ids = torch.tensor([[3, 4, 5, 6]])
     assert torch.equal(allowed(input_ids=ids).logits, expected(input_ids=ids).logits)
+
+
+def test_export_takes_a_pickled_adapter_only_with_allow_pickle(tiny_model_dir, tmp_path, capsys):
+    _, pickled = _pickled_adapter(tiny_model_dir, tmp_path)
+    export = ["export", f"--adapter={pickled}", f"--model={tiny_model_dir}", "--dtype=fp32"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*export, f"--out={tmp_path / 'refused'}"])
+    assert exit_info.value.code == 2
+    assert "holds its weights only as pickle files (adapter_model.bin)" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    main([*export, f"--out={tmp_path / 'merged'}", "--allow-pickle"])
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
 
 
 def test_model_code_in_the_folder_is_never_run(tiny_model_dir, tmp_path):
