@@ -11,13 +11,14 @@ can hand them a T4's compute capability on a machine without a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from lit_dpo.adapters import check_adapter
 from lit_dpo.errors import ConfigError
 from lit_dpo.preflight import Device, precision_problems
-from lit_dpo.sources import model_name_problem
+from lit_dpo.sources import model_name_problem, pickle_problem, remote_code_problem
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,18 @@ def quantization_problems(quantization: str, device_kind: str, bnb: BitsAndBytes
     return []
 
 
-def source_problems(model: str, adapter: str | None, allow_pickle: bool) -> list[str]:
-    """A model or adapter that is not where the settings say (nothing is loaded)."""
+def source_problems(
+    model: str, adapter: str | None, allow_pickle: bool, trust_remote_code: bool = False
+) -> list[str]:
+    """A model or adapter that is not where the settings say, or that lit-dpo would not load as
+    set (only pickled weights, code of its own). Nothing is loaded."""
     problems = []
     problem = model_name_problem(model)
+    local = Path(model).expanduser()
+    if problem is None and local.is_dir():
+        problem = pickle_problem(local, allow_pickle) or remote_code_problem(
+            local, trust_remote_code
+        )
     if problem:
         problems.append(f"model.model: {problem}")
     if adapter is not None:
@@ -93,13 +102,16 @@ def run_problems(
 
     Args:
         hparams: DPOModule's hparams (``model``, ``adapter``, ``quantization``,
-            ``compute_dtype``, ``allow_pickle``).
+            ``compute_dtype``, ``allow_pickle``, ``trust_remote_code``).
         precision: the trainer's precision, e.g. ``16-mixed``, ``bf16-mixed``, ``32-true``.
         device: the device trained on; ``capability`` is the CUDA compute capability.
         bnb: the bitsandbytes probe; None skips the quantization check.
     """
     problems = source_problems(
-        hparams["model"], hparams.get("adapter"), hparams.get("allow_pickle", False)
+        hparams["model"],
+        hparams.get("adapter"),
+        hparams.get("allow_pickle", False),
+        hparams.get("trust_remote_code", False),
     )
     if bnb is not None:
         problems += quantization_problems(hparams["quantization"], device.kind, bnb)

@@ -123,6 +123,30 @@ def pickle_problem(folder: str | Path, allow_pickle: bool, what: str = "model") 
     )
 
 
+def remote_code_problem(folder: str | Path, trust_remote_code: bool) -> str | None:
+    """A local model whose architecture exists only in its own Python code, not trusted.
+
+    A config that names its code (``auto_map``) but a ``model_type`` transformers knows loads
+    with transformers' own class and the code never runs; an unknown type cannot load without it.
+    """
+    config_path = Path(folder) / "config.json"
+    if trust_remote_code or not config_path.is_file():
+        return None
+    import json
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = json.loads(config_path.read_text())
+    model_type = config.get("model_type")
+    if "auto_map" not in config or model_type in CONFIG_MAPPING:
+        return None
+    return (
+        f"model {folder} needs its own Python code (model_type {model_type!r} is not in "
+        "transformers, config.json has auto_map), which lit-dpo does not run by default; read it, "
+        "and set model.trust_remote_code true only if you trust it"
+    )
+
+
 def check_weights(name: str, allow_pickle: bool, what: str = "model") -> None:
     """Raise ``ModelSourceError`` for a local folder holding only pickled weights."""
     path = Path(name).expanduser()

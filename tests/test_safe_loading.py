@@ -54,7 +54,8 @@ def test_fit_on_pickled_weights_stops_with_one_line(
         main(tiny_fit_args(pickled_model_dir, tiny_data_dir, tmp_path))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"lit-dpo: error: model {pickled_model_dir} holds its weights only as pickle" in err
+    assert f"lit-dpo: error: model.model: model {pickled_model_dir} holds its weights" in err
+    assert not (tmp_path / "lightning_logs").exists()  # refused before data or model loaded
 
 
 def _pickled_adapter(tiny_model_dir, tmp_path) -> tuple[Path, Path]:
@@ -116,6 +117,21 @@ def test_model_code_in_the_folder_is_never_run(tiny_model_dir, tmp_path):
     assert type(policy.get_base_model()).__name__ == "LlamaForCausalLM"
     assert tokenizer.chat_template
     assert not marker.exists()
+
+
+def test_a_model_that_only_its_own_code_can_load_stops_fit(
+    tiny_model_dir, tiny_data_dir, tmp_path, capsys
+):
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "custom")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="custom-llama", auto_map={"AutoConfig": "configuration_x.XConfig"})
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_fit_args(folder, tiny_data_dir, tmp_path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"lit-dpo: error: model.model: model {folder} needs its own Python code" in err
+    assert "set model.trust_remote_code true only if you trust it" in err
 
 
 def test_every_from_pretrained_says_whether_to_trust_remote_code():
