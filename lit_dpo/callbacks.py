@@ -2,7 +2,8 @@
 
 Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
 path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
-crash mid-write never leaves half an adapter where a good one was.
+crash mid-write never leaves half an adapter where a good one was. Weights that are NaN or infinite
+are never written, so a good adapter is never replaced by a broken one.
 
 Under DDP every rank holds the same adapter and rank 0 alone writes files. Under FSDP each rank
 holds a shard of it: every rank takes part in gathering it, then rank 0 writes
@@ -21,7 +22,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lit_dpo.errors import NonFiniteError
 from lit_dpo.generate import generate_text
+from lit_dpo.nonfinite import advice, first_nonfinite
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,21 @@ def save_adapter(
     """Write the policy's adapter (and the data module's tokenizer, if any) to ``path``.
 
     ``state_dict``: the policy's weights when the policy does not hold them whole (FSDP).
+
+    Raises:
+        NonFiniteError: a LoRA weight is NaN or infinite; nothing is written.
     """
+    from peft import get_peft_model_state_dict
+
     path = Path(path)
+    adapter_state = get_peft_model_state_dict(pl_module.policy, state_dict=state_dict)
+    bad = first_nonfinite(adapter_state.items())
+    if bad is not None:
+        kept = "the adapter already there is kept" if path.exists() else "nothing was written"
+        raise NonFiniteError(
+            f"refusing to write the adapter {path}: the weight {bad[0]} holds {bad[1]} values "
+            f"({kept}). Try: {advice(str(getattr(trainer, 'precision', '')), 'weights')}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
@@ -98,6 +114,10 @@ class AdapterCheckpoint(ModelCheckpoint):
 class SaveAdapter(Callback):
     """Write the final adapter when training ends.
 
+    When training stops on a non-finite loss or gradient (``model.on_nonfinite stop``), the step
+    was not applied: the weights of the last good step are written beside, to
+    ``<dirpath>-step<N>``, and an adapter already at ``dirpath`` is left as it was.
+
     Args:
         dirpath: where the adapter goes; ``<trainer.default_root_dir>/adapter`` when None.
     """
@@ -109,9 +129,30 @@ class SaveAdapter(Callback):
         state = gathered_policy_state(trainer)
         if not trainer.is_global_zero:
             return
-        default = Path(trainer.default_root_dir) / "adapter"
-        path = save_adapter(pl_module, trainer, self.dirpath or default, state)
+        path = save_adapter(pl_module, trainer, self._path(trainer), state)
         log.info("adapter saved to %s", path)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, NonFiniteError) or not trainer.is_global_zero:
+            return
+        if trainer.global_step == 0 or getattr(pl_module, "policy", None) is None:
+            return  # nothing trained yet
+        if isinstance(trainer.strategy, FSDPStrategy):
+            return  # gathering the shards is a collective, out of reach in an exception hook
+        final = self._path(trainer)
+        try:
+            path = save_adapter(
+                pl_module, trainer, final.with_name(f"{final.name}-step{trainer.global_step}")
+            )
+        except NonFiniteError as error:  # the weights themselves went bad: report, write nothing
+            log.warning("%s", error)
+            return
+        log.warning("the adapter of the last good step (%d) saved to %s", trainer.global_step, path)
+
+    def _path(self, trainer: Trainer) -> Path:
+        return Path(self.dirpath or Path(trainer.default_root_dir) / "adapter")
 
 
 class GenerateSamples(Callback):

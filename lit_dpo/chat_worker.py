@@ -26,11 +26,12 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from lit_dpo.adapters import attach_adapter, check_adapter_folder
 from lit_dpo.chat_api import FinishReason, cut_at_stop
 from lit_dpo.errors import ModelSourceError
 from lit_dpo.inference import adapter_base_model, load_adapter_tokenizer
 from lit_dpo.policy import DType, Quantization
-from lit_dpo.sources import DEFAULT_MODEL, resolve_model
+from lit_dpo.sources import DEFAULT_MODEL, check_weights, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def load_served_model(
     quantization: Quantization = "nf4",
     compute_dtype: DType = "float32",
     device: str = "cpu",
+    allow_pickle: bool = False,
 ) -> ServedModel:
     """Load the base and attach the adapter, frozen, for generation.
 
@@ -77,17 +79,20 @@ def load_served_model(
         quantization: ``nf4`` (the 4-bit base of training) or ``none``.
         compute_dtype: dtype of the 4-bit matmuls and of the other weights.
         device: where the weights go (``cpu``, ``cuda``, ``cuda:1``).
+        allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
 
     Raises:
-        ConfigError: the adapter records a base folder that is not here and ``model`` is None.
+        ConfigError: the adapter records a base folder that is not here and ``model`` is None,
+            or does not fit the model.
         ModelSourceError: the base or the adapter cannot be loaded.
     """
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from lit_dpo.policy import nf4_config
 
     merged = is_merged_model(adapter)
+    if not merged:
+        check_adapter_folder(adapter, allow_pickle)
     if merged:
         name = str(adapter)
     elif model is None and not _recorded_base(adapter):
@@ -95,24 +100,25 @@ def load_served_model(
     else:
         name = adapter_base_model(adapter, model)
     dtype = getattr(torch, compute_dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": torch.device(device)}}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "device_map": {"": torch.device(device)},
+        # serve has no option to run model code from the hub
+        **load_kwargs(allow_pickle, trust_remote_code=False),
+    }
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config(dtype)
+    source = resolve_model(name)
+    check_weights(source, allow_pickle)
     try:
-        network = AutoModelForCausalLM.from_pretrained(resolve_model(name), **kwargs)
+        network = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelSourceError(
             f"cannot load the model {name!r}: {error}\npass --model with a local folder, a hub id "
             f"or {DEFAULT_MODEL}"
         ) from error
     if not merged:
-        try:
-            network = PeftModel.from_pretrained(network, adapter, is_trainable=False)
-        except RuntimeError as error:  # size mismatch: the adapter was trained on another base
-            raise ModelSourceError(
-                f"the adapter {adapter} does not fit the model {name!r}: {error}\n"
-                "pass the --model it was trained on"
-            ) from error
+        network = attach_adapter(network, adapter, name, allow_pickle=allow_pickle)
     return ServedModel(
         model=network.eval(),
         tokenizer=load_adapter_tokenizer(adapter, name),

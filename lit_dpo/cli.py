@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.health import HealthAlarms, RunSummary
 from lit_dpo.module import DPOModule
+from lit_dpo.run_checks import check_run
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
 EXTRA_COMMANDS: dict[str, str] = {
@@ -44,9 +46,26 @@ class DPOCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data is formatted with the chat template of the model being trained.
         parser.link_arguments("model.model", "data.tokenizer")
+        parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
         parser.add_lightning_class_args(SaveAdapter, "save_adapter")
         parser.add_lightning_class_args(HealthAlarms, "health")
         parser.add_lightning_class_args(RunSummary, "summary")
+
+    def before_fit(self) -> None:
+        self._before_run()
+
+    def before_validate(self) -> None:
+        self._before_run()
+
+    def before_test(self) -> None:
+        self._before_run()
+
+    def before_predict(self) -> None:
+        self._before_run()
+
+    def _before_run(self) -> None:
+        # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
+        check_run(self.model.hparams, self.trainer)
 
     def after_fit(self) -> None:
         self._report("fit")
@@ -97,6 +116,17 @@ def main(args: list[str] | None = None) -> None:
         )
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except pickle.UnpicklingError as error:
+        # LightningCLI reads a --ckpt_path checkpoint with torch.load(weights_only=True) to take
+        # its hyperparameters, before anything else: a file holding objects refuses to load.
+        first_line = str(error).strip().splitlines()[0]
+        print(
+            "lit-dpo: error: refused to unpickle a file that holds more than tensors and plain "
+            f"values ({first_line}); checkpoints load only with torch.load(weights_only=True), "
+            "as lit-dpo writes them",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 

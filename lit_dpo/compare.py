@@ -26,16 +26,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
+from lit_dpo.adapters import check_adapter
 from lit_dpo.batches import encode_pair
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import ConfigError
 from lit_dpo.generate import answer_length, decode_answer, generate_ids
-from lit_dpo.inference import (
-    adapter_base_model,
-    check_adapter,
-    load_adapter_tokenizer,
-    load_quantized,
-)
+from lit_dpo.inference import adapter_base_model, load_adapter_tokenizer, load_quantized
 from lit_dpo.judge import judge_scores, load_judge, win_rate
 from lit_dpo.pairs import PreferencePair
 from lit_dpo.policy import DType, Quantization
@@ -75,6 +71,7 @@ def compare(
     quantization: Quantization = "nf4",
     compute_dtype: DType = "float32",
     device: str | None = None,
+    allow_pickle: bool = False,
 ) -> CompareReport:
     """Compare base and aligned, write the report files, and return the report.
 
@@ -96,13 +93,15 @@ def compare(
         quantization: ``nf4`` (as QLoRA training) or ``none``.
         compute_dtype: dtype of the 4-bit matmuls and of the other weights.
         device: ``cuda``, ``cpu``...; by default the GPU when there is one.
+        allow_pickle: also read model, adapter and judge weights stored as pickles (``.bin``);
+            else safetensors only.
 
     Raises:
         ConfigError: bad settings or adapter folder (all problems in one message).
         DataError: the prompts file or the dataset is unusable.
     """
     prompt_budget = max_length - max_new_tokens - END_OF_TURN_ROOM
-    problems = check_adapter(adapter) + _setting_problems(
+    problems = check_adapter(adapter, allow_pickle) + _setting_problems(
         beta, max_new_tokens, max_length, prompt_budget, val_size, batch_size
     )
     if not (prompts or edge_cases or val_size):
@@ -115,7 +114,9 @@ def compare(
     cases = load_prompts(prompts) if prompts else []
     base_name = adapter_base_model(adapter, model)
     context = getattr(
-        AutoConfig.from_pretrained(resolve_model(base_name)), "max_position_embeddings", None
+        AutoConfig.from_pretrained(resolve_model(base_name), trust_remote_code=False),
+        "max_position_embeddings",
+        None,
     )
     if context is not None and max_length > context:
         raise ConfigError(f"--max-length {max_length} is beyond {base_name}'s context of {context}")
@@ -135,7 +136,7 @@ def compare(
         settings.update(dataset=dataset, val_size=val_size)
     report = CompareReport(base_name, str(adapter), settings)
 
-    policy = load_quantized(adapter, base_name, quantization, compute_dtype, device)
+    policy = load_quantized(adapter, base_name, quantization, compute_dtype, device, allow_pickle)
     generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
     for case in tqdm(cases, desc="generating", unit="prompt"):
         report.results.append(
@@ -150,7 +151,7 @@ def compare(
         torch.cuda.empty_cache()
     if judge and report.results:
         settings["judge"] = judge
-        _judge(report, judge, device, getattr(torch, compute_dtype))
+        _judge(report, judge, device, getattr(torch, compute_dtype), allow_pickle)
     _write(report, Path(out))
     return report
 
@@ -236,8 +237,10 @@ def _token_counter(tokenizer):
     return count
 
 
-def _judge(report: CompareReport, name: str, device: str, dtype: torch.dtype) -> None:
-    model, tokenizer = load_judge(name, device, dtype)
+def _judge(
+    report: CompareReport, name: str, device: str, dtype: torch.dtype, allow_pickle: bool
+) -> None:
+    model, tokenizer = load_judge(name, device, dtype, allow_pickle)
     items = [(r.case.messages, a.text) for r in report.results for a in (r.base, r.aligned)]
     scores = judge_scores(model, tokenizer, items)
     for result, base_score, aligned_score in zip(
@@ -289,4 +292,9 @@ def main(argv: list[str]) -> None:
     option("--quantization", "base weights, as in training", choices=get_args(Quantization))
     option("--compute-dtype", "dtype of the matmuls", choices=get_args(DType))
     parser.add_argument("--device", help="cuda, cpu... (default: the GPU if there is one)")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also load weights stored as pickles (.bin); only for files you trust",
+    )
     compare(**vars(parser.parse_args(argv)))

@@ -96,6 +96,8 @@ class PreferenceDataModule(LightningDataModule):
             batches, reproducible from the seed) to cut padding; batches are then less random.
         on_bad_row: ``stop`` at the first malformed row (or invalid JSON line) with its file,
             row and reason; ``skip`` drops such rows and reports how many and why.
+        trust_remote_code: run tokenizer code from the hub (linked to
+            ``model.trust_remote_code`` by the CLI).
 
     The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
     of that order (``sampler.PairSampler``), and validation visits every pair once over all ranks
@@ -123,6 +125,7 @@ class PreferenceDataModule(LightningDataModule):
         seed: int = 42,
         group_by_length: bool = False,
         on_bad_row: Literal["stop", "skip"] = "stop",
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -191,7 +194,7 @@ class PreferenceDataModule(LightningDataModule):
             self._setup_splits()
 
     def _setup_splits(self) -> None:
-        self.tokenizer = load_tokenizer(self.hparams.tokenizer)
+        self.tokenizer = load_tokenizer(self.hparams.tokenizer, self.hparams.trust_remote_code)
         single = len(self.parts) == 1
         prepared = {"train": [], "val": []}
         for part in self.parts:
@@ -474,9 +477,11 @@ def tokenization_fingerprint(
     return digest.hexdigest()[:32]
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer of a model named as in the config, with a chat template required."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model(name), trust_remote_code=trust_remote_code
+    )
     if not tokenizer.chat_template:
         raise ConfigError(
             f"the tokenizer of {name!r} has no chat template; use an instruct/chat model"

@@ -27,3 +27,7 @@ class ConfigError(LitDPOError):
 
 class ModelSourceError(LitDPOError):
     """A model name resolves to nothing loadable."""
+
+
+class NonFiniteError(LitDPOError):
+    """The loss, a gradient or a weight of training became NaN or infinite."""

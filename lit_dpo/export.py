@@ -19,13 +19,9 @@ from typing import Literal, get_args
 
 import torch
 
+from lit_dpo.adapters import check_adapter
 from lit_dpo.errors import ConfigError
-from lit_dpo.inference import (
-    adapter_base_model,
-    check_adapter,
-    load_adapter_tokenizer,
-    load_full_precision,
-)
+from lit_dpo.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +35,7 @@ def export(
     dtype: ExportDType = "bf16",
     model: str | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> Path:
     """Merge ``adapter`` into its base and write a standalone model folder to ``out``.
 
@@ -48,6 +45,7 @@ def export(
         dtype: dtype of the saved weights: ``bf16``, ``fp16`` (half the size of fp32) or ``fp32``.
         model: base model; by default the adapter's ``base_model_name_or_path``.
         trust_remote_code: run model code from the hub; off unless the user asks.
+        allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
 
     Returns:
         The folder written.
@@ -56,7 +54,7 @@ def export(
         ConfigError: bad adapter folder, dtype, or an ``out`` folder that already holds files.
     """
     target = Path(out)
-    problems = check_adapter(adapter)
+    problems = check_adapter(adapter, allow_pickle)
     if dtype not in DTYPES:
         problems.append(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -64,8 +62,9 @@ def export(
     if problems:
         raise ConfigError("export: " + "; ".join(problems))
     base = adapter_base_model(adapter, model)
-    tokenizer = load_adapter_tokenizer(adapter, base)
-    merged = load_full_precision(adapter, base, trust_remote_code).merge_and_unload()
+    tokenizer = load_adapter_tokenizer(adapter, base, trust_remote_code)
+    merged = load_full_precision(adapter, base, trust_remote_code, allow_pickle)
+    merged = merged.merge_and_unload()
     merged = merged.to(DTYPES[dtype])
     # Training loads switch the cache off; a model for inference wants it on.
     merged.config.use_cache = True
@@ -101,5 +100,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", help="base model (default: the adapter's own record)")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="run model code from the hub"
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also load weights stored as pickles (.bin); only for files you trust",
     )
     export(**vars(parser.parse_args(argv)))

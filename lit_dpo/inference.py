@@ -15,21 +15,12 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from lit_dpo.adapters import attach_adapter, check_adapter_folder
 from lit_dpo.errors import ConfigError
 from lit_dpo.policy import DType, Quantization, load_policy
-from lit_dpo.sources import resolve_model
+from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-
-
-def check_adapter(adapter: str | Path) -> list[str]:
-    """Problems with an adapter folder (empty when it looks loadable), for one combined error."""
-    path = Path(adapter)
-    if not path.is_dir():
-        return [f"--adapter {path}: no such folder (a lit-dpo run writes runs/<config>/adapter)"]
-    if not (path / "adapter_config.json").is_file():
-        return [f"--adapter {path}: no adapter_config.json; is this a PEFT adapter folder?"]
-    return []
 
 
 def adapter_base_model(adapter: str | Path, model: str | None = None) -> str:
@@ -52,14 +43,16 @@ def adapter_base_model(adapter: str | Path, model: str | None = None) -> str:
     return base
 
 
-def load_adapter_tokenizer(adapter: str | Path, base: str) -> PreTrainedTokenizerBase:
+def load_adapter_tokenizer(
+    adapter: str | Path, base: str, trust_remote_code: bool = False
+) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the adapter (the one training used), else the base model's.
 
     Raises:
         ConfigError: the tokenizer has no chat template, so prompts cannot be rendered.
     """
     source = adapter if (Path(adapter) / "tokenizer_config.json").is_file() else resolve_model(base)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if not tokenizer.chat_template:
         raise ConfigError(
             f"the tokenizer in {source} has no chat template; use an instruct/chat model"
@@ -73,6 +66,7 @@ def load_quantized(
     quantization: Quantization = "nf4",
     compute_dtype: DType = "float32",
     device: str | None = None,
+    allow_pickle: bool = False,
 ) -> PeftModel:
     """The base loaded as in training (4-bit NF4 by default) with the adapter attached, in eval.
 
@@ -85,16 +79,20 @@ def load_quantized(
         adapter=str(adapter),
         gradient_checkpointing=False,
         device=device,
+        allow_pickle=allow_pickle,
     )
     model.requires_grad_(False)
     return model.eval()
 
 
 def load_full_precision(
-    adapter: str | Path, base: str, trust_remote_code: bool = False
+    adapter: str | Path, base: str, trust_remote_code: bool = False, allow_pickle: bool = False
 ) -> PeftModel:
     """The base in fp32, never quantized, with the adapter attached, in eval mode."""
+    check_adapter_folder(adapter, allow_pickle)
+    source = resolve_model(base)
+    check_weights(source, allow_pickle)
     model = AutoModelForCausalLM.from_pretrained(
-        resolve_model(base), dtype=torch.float32, trust_remote_code=trust_remote_code
+        source, dtype=torch.float32, **load_kwargs(allow_pickle, trust_remote_code)
     )
-    return PeftModel.from_pretrained(model, str(adapter)).eval()
+    return attach_adapter(model, adapter, base, allow_pickle=allow_pickle).eval()

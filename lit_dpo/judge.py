@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from lit_dpo.errors import ModelSourceError
-from lit_dpo.sources import resolve_model
+from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 Messages = list[dict[str, str]]
 # Cap on the judge's input; longer conversations keep their end, where the answer is.
@@ -29,17 +29,24 @@ MAX_JUDGE_TOKENS = 4096
 
 
 def load_judge(
-    name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    name: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    allow_pickle: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a sequence-classification model and its tokenizer from a hub id or a local folder.
 
     Raises:
-        ModelSourceError: nothing loadable as a sequence-classification model is there.
+        ModelSourceError: nothing loadable as a sequence-classification model is there, or only
+            pickled weights when ``allow_pickle`` is off.
     """
     source = resolve_model(name)
+    check_weights(source, allow_pickle, what="judge")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=dtype, **load_kwargs(allow_pickle, trust_remote_code=False)
+        )
     except (OSError, ValueError) as error:
         raise ModelSourceError(
             f"--judge {name!r}: could not load a sequence-classification (reward) model: {error}"

@@ -25,14 +25,16 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.strategies import FSDPStrategy
 from transformers import get_scheduler
 
-from lit_dpo import reference
+from lit_dpo import nonfinite, reference
 from lit_dpo.batches import IGNORE_INDEX
-from lit_dpo.errors import ConfigError
+from lit_dpo.errors import ConfigError, NonFiniteError
 from lit_dpo.logps import completion_logps, gathered_logps, sequence_logps
 from lit_dpo.loss import LossType, dpo_loss
 from lit_dpo.metrics import ACCURACY_KEYS, MEAN_KEYS, preference_metrics
+from lit_dpo.nonfinite import OnNonFinite
 from lit_dpo.packing import pack_pairs
 from lit_dpo.policy import DType, Quantization, load_policy, trainable_summary
+from lit_dpo.run_checks import check_run
 from lit_dpo.sources import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ class DPOModule(LightningModule):
 
     Args:
         model: hub id, local folder or ``embedded:SmolLM2-135M-Instruct``.
-        adapter: a saved PEFT adapter to start from (e.g. to validate a trained one).
+        adapter: a saved PEFT adapter folder to start from (e.g. to validate a trained one); it
+            must fit the model (same layer shapes).
         quantization: ``nf4`` for QLoRA, ``none`` to keep the base in ``compute_dtype``.
         compute_dtype: dtype of 4-bit matmuls and non-quantized weights; float16 on a T4.
         lora_r: LoRA rank.
@@ -77,6 +80,11 @@ class DPOModule(LightningModule):
         quant_storage: dtype holding the packed 4-bit weights; ``bfloat16`` (with
             ``compute_dtype: bfloat16`` and ``trainer.precision: bf16-true``) for FSDP, which
             shards float tensors of one dtype per wrapped block; null keeps uint8.
+        on_nonfinite: what a NaN or infinite loss or gradient does: ``stop`` raises, naming the
+            step and what to try; ``skip`` drops that optimizer step, warns and counts it in
+            ``train/skipped_steps``. Either way the bad step is never applied.
+        allow_pickle: also load model and adapter weights stored as pickles (``.bin``); off,
+            only safetensors are read.
     """
 
     def __init__(
@@ -101,6 +109,8 @@ class DPOModule(LightningModule):
         share_prompt: bool = True,
         precompute_reference: bool = False,
         quant_storage: DType | None = None,
+        on_nonfinite: OnNonFinite = "stop",
+        allow_pickle: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -133,6 +143,9 @@ class DPOModule(LightningModule):
         # stage ("train", "val") -> (N, 2) reference log-probs by pair_index (precompute_reference)
         self.reference_tables: dict[str, torch.Tensor] = {}
         self._reference_paths: dict[str, Path] = {}
+        # optimizer steps dropped for a non-finite loss or gradient (on_nonfinite skip)
+        self.skipped_steps = 0
+        self._skip_optimizer_step = False
 
     def configure_model(self) -> None:
         if self.policy is not None:
@@ -148,6 +161,8 @@ class DPOModule(LightningModule):
                 "model.precompute_reference does not work with the fsdp strategy; set it false "
                 "or train with trainer.strategy ddp"
             )
+        if self._trainer is not None:
+            check_run(hp, self.trainer)
         self.policy = load_policy(
             hp.model,
             quantization=hp.quantization,
@@ -161,6 +176,7 @@ class DPOModule(LightningModule):
             trust_remote_code=hp.trust_remote_code,
             device=self.trainer.strategy.root_device if self._trainer else None,
             quant_storage=hp.quant_storage,
+            allow_pickle=hp.allow_pickle,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
         if hp.logps_chunk_size is not None:
@@ -171,6 +187,10 @@ class DPOModule(LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         stats = self._dpo_step(batch, "train")
+        # one flag reduced over ranks, so that all stop or skip together
+        finite = bool(torch.isfinite(stats["loss"]))
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return self._nonfinite_loss(stats["loss"], batch, batch_idx)
         pairs = batch["input_ids"].shape[0] // 2
         for key in MEAN_KEYS + ("rewards/accuracies",):
             metric = self.train_metrics[key.replace("/", ":")]
@@ -238,6 +258,32 @@ class DPOModule(LightningModule):
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if k in trainable or "metrics" in k
         }
+        checkpoint["skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.skipped_steps = checkpoint.get("skipped_steps", 0)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Runs after backward (and DDP's all-reduce) and after AMP unscaling, before the step.
+        skip, self._skip_optimizer_step = self._skip_optimizer_step, False
+        if not skip and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            named = [(n, p.grad) for n, p in self.policy.named_parameters() if p.grad is not None]
+            if not nonfinite.all_finite(grad for _, grad in named):
+                name, kind = nonfinite.first_nonfinite(named)
+                where = f"gradient of {name} is {kind}"
+                if self.hparams.on_nonfinite == "stop":
+                    raise NonFiniteError(
+                        nonfinite.stop_message(
+                            "gradient", where, self.global_step, str(self.trainer.precision)
+                        )
+                    )
+                log.warning("step %d skipped: %s", self.global_step + 1, where)
+                skip = True
+        if skip:
+            # optimizers leave parameters without a gradient untouched (no momentum, no decay)
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1)
 
     def on_train_start(self) -> None:
         if self.hparams.precompute_reference:
@@ -248,6 +294,22 @@ class DPOModule(LightningModule):
         # with several validation loaders a batch does not say whose pair_index it carries
         if self.hparams.precompute_reference and not isinstance(loaders, list | tuple):
             self._precompute_reference("val", loaders)
+
+    def _nonfinite_loss(
+        self, loss: torch.Tensor, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """Stop, or mark this optimizer step skipped and back-propagate zero."""
+        value = f"is {loss.item()}" if not torch.isfinite(loss) else "is not finite on another rank"
+        where = f"the loss {value}; epoch {self.current_epoch}, batch {batch_idx}"
+        if "pair_index" in batch:
+            where += f", train pairs {batch['pair_index'].tolist()}"
+        if self.hparams.on_nonfinite == "stop":
+            raise NonFiniteError(
+                nonfinite.stop_message("loss", where, self.global_step, str(self.trainer.precision))
+            )
+        log.warning("step %d skipped: %s", self.global_step + 1, where)
+        self._skip_optimizer_step = True
+        return nonfinite.zero_loss(p for p in self.policy.parameters() if p.requires_grad)
 
     def _dpo_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         policy_logps = self._sequence_logps(batch)

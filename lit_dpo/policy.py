@@ -12,8 +12,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+from lit_dpo.adapters import attach_adapter, check_adapter_folder
 from lit_dpo.errors import ConfigError
-from lit_dpo.sources import resolve_model
+from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 Quantization = Literal["nf4", "none"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -32,6 +33,7 @@ def load_policy(
     trust_remote_code: bool = False,
     device: torch.device | str | None = None,
     quant_storage: DType | None = None,
+    allow_pickle: bool = False,
 ) -> PeftModel:
     """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
 
@@ -50,14 +52,23 @@ def load_policy(
         device: where to load; 4-bit weights are quantized as they land there.
         quant_storage: float dtype holding the packed 4-bit weights (uint8 when None); FSDP
             shards only float tensors, and only one dtype per wrapped unit.
+        allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+
+    Raises:
+        ConfigError: LoRA targets that match nothing, or an adapter that does not fit the model.
+        ModelSourceError: the model or adapter is missing, or holds only pickled weights.
     """
     dtype = getattr(torch, compute_dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+    kwargs = {"dtype": dtype, **load_kwargs(allow_pickle, trust_remote_code)}
     if quantization == "nf4":
         kwargs["quantization_config"] = nf4_config(dtype, quant_storage)
     if device is not None:
         kwargs["device_map"] = {"": torch.device(device)}
-    base = AutoModelForCausalLM.from_pretrained(resolve_model(model), **kwargs)
+    if adapter is not None:
+        check_adapter_folder(adapter, allow_pickle)
+    source = resolve_model(model)
+    check_weights(source, allow_pickle)
+    base = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     # The KV cache is useless in training and conflicts with gradient checkpointing.
     base.config.use_cache = False
     checkpointing_kwargs = {"use_reentrant": False}
@@ -75,7 +86,8 @@ def load_policy(
 
     _keep_4bit_layers_differentiable(base)
     if adapter is not None:
-        return PeftModel.from_pretrained(base, adapter, is_trainable=True).train()
+        policy = attach_adapter(base, adapter, model, is_trainable=True, allow_pickle=allow_pickle)
+        return policy.train()
     config = LoraConfig(
         r=lora_r,
         lora_alpha=lora_alpha,

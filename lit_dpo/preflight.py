@@ -348,7 +348,7 @@ def _model_shape(model: str, config_path: str | None) -> tuple[ModelShape, str, 
 
     path = resolve_model(model)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as error:
         if model in BUILTIN_SHAPES:
             return BUILTIN_SHAPES[model], "built-in copy of its published config", 0.0

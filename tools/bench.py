@@ -432,6 +432,8 @@ def run_trl(spec: dict) -> dict:
         dtype=dtype,
         quantization_config=quantization,
         device_map={"": "cuda"} if spec["gpu"] else None,
+        use_safetensors=True,
+        trust_remote_code=False,
     )
     model.config.use_cache = False
     model = prepare_model_for_kbit_training(
@@ -464,7 +466,7 @@ def run_trl(spec: dict) -> dict:
         bf16=spec["gpu"],
         seed=spec["seed"],
     )
-    tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
+    tokenizer = AutoTokenizer.from_pretrained(spec["model_path"], trust_remote_code=False)
     lora = LoraConfig(
         r=spec["lora_r"],
         lora_alpha=spec["lora_alpha"],
@@ -524,7 +526,7 @@ def build_gpu_model(path: Path) -> str:
 
     from lit_dpo.sources import resolve_model
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(CPU["model"]))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(CPU["model"]), trust_remote_code=False)
     config = Qwen2Config(
         vocab_size=151936,
         hidden_size=896,
