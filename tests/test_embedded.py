@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lit_dpo.cli import main
-from lit_dpo.datamodule import PreferenceDataModule
-from lit_dpo.sources import DEFAULT_MODEL, resolve_model
+from lit_dpo.loading import load_source
+from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +35,7 @@ def test_embedded_model_is_converted_once_and_answers():
 
 
 def test_embedded_data_has_the_promised_shape():
-    data = PreferenceDataModule(max_length=256, max_prompt_length=128)
-    raw = data._load_raw()
+    raw = load_source(DEFAULT_DATASET).splits
     assert len(raw["train_prefs"]) >= 300 and len(raw["test_prefs"]) >= 100
     rows = raw["train_prefs"].to_list()
     assert {"prompt", "prompt_id", "chosen", "rejected", "messages", "score_chosen",
