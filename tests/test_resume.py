@@ -1,0 +1,218 @@
+"""Interrupts and resume: Ctrl-C or SIGTERM during fit leaves a checkpoint and the adapter, and
+``--ckpt_path last`` continues to the losses an uninterrupted fit logs, step for step."""
+
+from __future__ import annotations
+
+import csv
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_fit_args
+from lightning import Callback
+
+from lit_dpo.cli import main
+from lit_dpo.resume import resume_command
+from lit_dpo.sampler import PairSampler
+
+# 6 train pairs in batches of 2: 3 steps an epoch, 9 in all.
+EPOCHS, STEPS_PER_EPOCH = 3, 3
+
+
+class SignalAt(Callback):
+    """Sends this process ``signum`` after optimizer step ``step``, as a user or scheduler would.
+
+    Args:
+        step: the optimizer step after which to signal.
+        signum: the signal (2: SIGINT, Ctrl-C).
+        times: how many times to send it.
+    """
+
+    def __init__(self, step: int, signum: int = 2, times: int = 1) -> None:
+        self.step, self.signum, self.times = step, signum, times
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+class Pace(Callback):
+    """Prints each finished step and waits, so a test can signal a subprocess mid-fit.
+
+    Args:
+        seconds: wait after each step.
+    """
+
+    def __init__(self, seconds: float = 0.5) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        print(f"finished step {trainer.global_step}", flush=True)
+        time.sleep(self.seconds)
+
+
+def _args(tiny_model_dir, tiny_data_dir, root, *extra):
+    return tiny_fit_args(
+        tiny_model_dir,
+        tiny_data_dir,
+        root,
+        "--trainer.limit_train_batches=1.0",
+        f"--trainer.max_epochs={EPOCHS}",
+        # dropout draws from the random state, so a resume that did not restore it would differ
+        "--model.lora_dropout=0.2",
+        "--trainer.num_sanity_val_steps=0",
+        *extra,
+    )
+
+
+def _logged(root: Path) -> dict[str, dict[int, float]]:
+    """{metric: {step: value}} over every metrics.csv of the runs under ``root``."""
+    logged: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
+    for path in sorted(root.glob("lightning_logs/version_*/metrics.csv")):
+        for row in csv.DictReader(path.open()):
+            for key, values in logged.items():
+                if row.get(key):
+                    assert int(row["step"]) not in values, f"step {row['step']} logged twice"
+                    values[int(row["step"])] = float(row[key])
+    return logged
+
+
+def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
+    tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
+):
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight"))
+    straight = _logged(tmp_path / "straight")
+    assert sorted(straight["train/loss"]) == list(range(EPOCHS * STEPS_PER_EPOCH))
+
+    # Ctrl-C after step 4: the middle of the second epoch
+    run = tmp_path / "interrupted"
+    with pytest.raises(SystemExit) as stopped:
+        main(
+            _args(
+                tiny_model_dir,
+                tiny_data_dir,
+                run,
+                "--trainer.callbacks+=test_resume.SignalAt",
+                "--trainer.callbacks.step=4",
+            )
+        )
+    assert stopped.value.code == 128 + signal.SIGINT
+    err = capfd.readouterr().err
+    checkpoint = run / "checkpoints" / "interrupted.ckpt"
+    assert f"checkpoint: {checkpoint}" in err
+    assert "--ckpt_path last" in err
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
+    assert sorted(_logged(run)["train/loss"]) == [0, 1, 2, 3]
+
+    main(_args(tiny_model_dir, tiny_data_dir, run, "--ckpt_path=last"))
+    resumed = _logged(run)
+    assert f"Restoring states from the checkpoint path at {checkpoint}" in caplog.text
+    assert sorted(resumed["train/loss"]) == sorted(straight["train/loss"])
+    differences = [abs(resumed["train/loss"][s] - v) for s, v in straight["train/loss"].items()]
+    print("per-step |resumed - straight| train/loss:", differences)
+    assert max(differences) < 1e-6, differences
+    assert resumed["val/loss"] == pytest.approx(straight["val/loss"], abs=1e-6)
+    assert not checkpoint.exists(), "a completed resume leaves its interrupted checkpoint behind"
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
+    tiny_model_dir, tiny_data_dir, tmp_path, capfd
+):
+    extra = (
+        "--trainer.callbacks+=test_resume.SignalAt",
+        "--trainer.callbacks.step=1",
+        "--trainer.callbacks.times=2",
+    )
+    with pytest.raises(SystemExit) as stopped:
+        main(_args(tiny_model_dir, tiny_data_dir, tmp_path, *extra))
+    assert stopped.value.code == 1  # Lightning's exit for a KeyboardInterrupt
+    assert "stopped at once, without a checkpoint" in capfd.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _reader(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def test_sigterm_leaves_an_adapter_and_a_checkpoint_that_resumes(
+    tiny_model_dir, tiny_data_dir, tmp_path
+):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    args = _args(
+        tiny_model_dir,
+        tiny_data_dir,
+        tmp_path,
+        "--trainer.callbacks+=test_resume.Pace",
+        "--trainer.max_epochs=20",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lit_dpo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
+    output = []
+    try:
+        while "finished step 2\n" not in output:
+            output.append(lines.get(timeout=60))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+    time.sleep(0.1)
+    while not lines.empty():
+        output.append(lines.get())
+    text = "".join(output)
+    assert "SIGTERM received: stopping after this training step" in text
+    assert "lit-dpo: stopped by SIGTERM after step " in text
+    assert "lit-dpo fit " in text and "--ckpt_path last" in text
+    stopped_at = int(text.split("lit-dpo: stopped by SIGTERM after step ")[1].split()[0])
+    assert 2 <= stopped_at < 20 * STEPS_PER_EPOCH
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    adapter = PeftModel.from_pretrained(base, tmp_path / "adapter")
+    assert any(p.abs().sum() > 0 for n, p in adapter.named_parameters() if "lora_B" in n)
+
+    checkpoint = torch.load(tmp_path / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == stopped_at
+    main(
+        _args(
+            tiny_model_dir,
+            tiny_data_dir,
+            tmp_path,
+            "--ckpt_path=last",
+            f"--trainer.max_steps={stopped_at + 2}",
+            "--trainer.max_epochs=20",
+        )
+    )
+    steps = sorted(_logged(tmp_path)["train/loss"])
+    assert steps == list(range(stopped_at + 2))
+
+
+def test_resume_command_replaces_any_ckpt_path():
+    argv = ["fit", "--config", "my run.yaml", "--ckpt_path", "a.ckpt", "--ckpt_path=b.ckpt"]
+    assert resume_command(argv) == "lit-dpo fit --config 'my run.yaml' --ckpt_path last"
+
+
+def test_a_checkpoint_at_the_end_of_an_epoch_resumes_at_the_start_of_the_next():
+    fresh = PairSampler(list(range(10)), batch_size=2, seed=1)
+    fresh.set_epoch(1)
+    resumed = PairSampler(list(range(10)), batch_size=2, seed=1)
+    resumed.resume(epoch=0, consumed=10)
+    # no set_epoch: DataLoader workers draw indices before Lightning sets the epoch
+    assert list(resumed) == list(fresh)
