@@ -210,11 +210,8 @@ class InterruptCheckpoint(Callback):
             return
         os.replace(staging, path)  # a kill while writing leaves the previous checkpoint whole
         save_adapter(pl_module, trainer, adapter)
-        loop = trainer.fit_loop.epoch_loop.batch_progress.current
-        name = signal.Signals(self._requested).name
         print(
-            f"lit-dpo: stopped by {name} after step {trainer.global_step} (epoch "
-            f"{trainer.current_epoch}, batch {loop.processed} of {trainer.num_training_batches})\n"
+            f"lit-dpo: stopped by {self._requested.name} after step {trainer.global_step}\n"
             f"  checkpoint: {path}\n  adapter:    {adapter}\n"
             f"resume with:\n  {self.resume_hint}",
             file=sys.stderr,

@@ -27,19 +27,21 @@ EPOCHS, STEPS_PER_EPOCH = 3, 3
 
 
 class SignalAt(Callback):
-    """Sends this process ``signum`` after optimizer step ``step``, as a user or scheduler would.
+    """Sends this process ``signum`` after its ``batches``-th batch, as a user or scheduler would.
 
     Args:
-        step: the optimizer step after which to signal.
+        batches: batches trained in this process before the signal.
         signum: the signal (2: SIGINT, Ctrl-C).
         times: how many times to send it.
     """
 
-    def __init__(self, step: int, signum: int = 2, times: int = 1) -> None:
-        self.step, self.signum, self.times = step, signum, times
+    def __init__(self, batches: int, signum: int = 2, times: int = 1) -> None:
+        self.batches, self.signum, self.times = batches, signum, times
+        self.seen = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        self.seen += 1
+        if self.seen == self.batches:
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
 
@@ -85,14 +87,23 @@ def _logged(root: Path) -> dict[str, dict[int, float]]:
     return logged
 
 
+@pytest.mark.parametrize(
+    ("accumulate", "stopped_at"),
+    [
+        (1, 4),  # Ctrl-C after step 4, in the middle of the second epoch
+        # Ctrl-C after batch 4, whose gradients wait for batch 5: the fit stops after that step
+        (2, 3),
+    ],
+)
 def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
-    tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
+    accumulate, stopped_at, tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
 ):
-    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight"))
+    extra = (f"--trainer.accumulate_grad_batches={accumulate}",)
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight", *extra))
     straight = _logged(tmp_path / "straight")
-    assert sorted(straight["train/loss"]) == list(range(EPOCHS * STEPS_PER_EPOCH))
+    steps = EPOCHS * (STEPS_PER_EPOCH if accumulate == 1 else 2)  # the odd last batch steps too
+    assert sorted(straight["train/loss"]) == list(range(steps))
 
-    # Ctrl-C after step 4: the middle of the second epoch
     run = tmp_path / "interrupted"
     with pytest.raises(SystemExit) as stopped:
         main(
@@ -100,19 +111,20 @@ def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
                 tiny_model_dir,
                 tiny_data_dir,
                 run,
+                *extra,
                 "--trainer.callbacks+=test_resume.SignalAt",
-                "--trainer.callbacks.step=4",
+                "--trainer.callbacks.batches=4",
             )
         )
     assert stopped.value.code == 128 + signal.SIGINT
     err = capfd.readouterr().err
     checkpoint = run / "checkpoints" / "interrupted.ckpt"
-    assert f"checkpoint: {checkpoint}" in err
+    assert f"stopped by SIGINT after step {stopped_at}\n  checkpoint: {checkpoint}" in err
     assert "--ckpt_path last" in err
     assert (run / "adapter" / "adapter_model.safetensors").exists()
-    assert sorted(_logged(run)["train/loss"]) == [0, 1, 2, 3]
+    assert sorted(_logged(run)["train/loss"]) == list(range(stopped_at))
 
-    main(_args(tiny_model_dir, tiny_data_dir, run, "--ckpt_path=last"))
+    main(_args(tiny_model_dir, tiny_data_dir, run, *extra, "--ckpt_path=last"))
     resumed = _logged(run)
     assert f"Restoring states from the checkpoint path at {checkpoint}" in caplog.text
     assert sorted(resumed["train/loss"]) == sorted(straight["train/loss"])
@@ -128,7 +140,7 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
 ):
     extra = (
         "--trainer.callbacks+=test_resume.SignalAt",
-        "--trainer.callbacks.step=1",
+        "--trainer.callbacks.batches=1",
         "--trainer.callbacks.times=2",
     )
     with pytest.raises(SystemExit) as stopped:
