@@ -197,21 +197,23 @@ class InterruptCheckpoint(Callback):
         if isinstance(exception, SIGTERMException) and self._stopping:
             self._save(trainer, pl_module)
             # a shell or scheduler sees the code of a process ended by that signal
-            exception.code = 128 + self._requested
+            exception.code = 128 + (self._requested or signal.SIGTERM)
         elif isinstance(exception, KeyboardInterrupt) and self._requested is not None:
             print("lit-dpo: stopped at once, without a checkpoint", file=sys.stderr, flush=True)
 
     def _save(self, trainer: Trainer, pl_module: LightningModule) -> None:
         path = self.path(trainer)
         staging = path.with_name(f".{path.name}.partial")
-        trainer.save_checkpoint(staging)  # every rank assembles; rank 0 writes
+        trainer.save_checkpoint(staging, weights_only=False)  # every rank assembles; rank 0 writes
         adapter = final_adapter_path(trainer)
         if not trainer.is_global_zero:
             return
         os.replace(staging, path)  # a kill while writing leaves the previous checkpoint whole
         save_adapter(pl_module, trainer, adapter)
+        # under DDP the signal may have reached another rank only
+        cause = self._requested.name if self._requested else "a signal to another rank"
         print(
-            f"lit-dpo: stopped by {self._requested.name} after step {trainer.global_step}\n"
+            f"lit-dpo: stopped by {cause} after step {trainer.global_step}\n"
             f"  checkpoint: {path}\n  adapter:    {adapter}\n"
             f"resume with:\n  {self.resume_hint}",
             file=sys.stderr,

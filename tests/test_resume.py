@@ -22,8 +22,8 @@ from lit_dpo.cli import main
 from lit_dpo.resume import resume_command
 from lit_dpo.sampler import PairSampler
 
-# 6 train pairs in batches of 2: 3 steps an epoch, 9 in all.
-EPOCHS, STEPS_PER_EPOCH = 3, 3
+# 6 train pairs in batches of 2: 3 steps an epoch, 6 in all.
+EPOCHS, STEPS_PER_EPOCH = 2, 3
 
 
 class SignalAt(Callback):
@@ -46,6 +46,22 @@ class SignalAt(Callback):
                 os.kill(os.getpid(), self.signum)
 
 
+class CrashAt(Callback):
+    """Fails in its ``batches``-th batch, as an out-of-memory error or a lost node would.
+
+    Args:
+        batches: batches trained in this process before the failing one.
+    """
+
+    def __init__(self, batches: int) -> None:
+        self.batches, self.seen = batches, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen += 1
+        if self.seen > self.batches:
+            raise RuntimeError("simulated crash")
+
+
 class Pace(Callback):
     """Prints each finished step and waits, so a test can signal a subprocess mid-fit.
 
@@ -59,6 +75,16 @@ class Pace(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         print(f"finished step {trainer.global_step}", flush=True)
         time.sleep(self.seconds)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Ops on the tiny model are too small to share: on a loaded 2-core machine, two threads made
+    each fit ~20x slower (26 s against 1.2 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _args(tiny_model_dir, tiny_data_dir, root, *extra):
@@ -75,10 +101,10 @@ def _args(tiny_model_dir, tiny_data_dir, root, *extra):
     )
 
 
-def _logged(root: Path) -> dict[str, dict[int, float]]:
-    """{metric: {step: value}} over every metrics.csv of the runs under ``root``."""
+def _logged(root: Path, version: str = "*") -> dict[str, dict[int, float]]:
+    """{metric: {step: value}} over the metrics.csv of the runs (versions) under ``root``."""
     logged: dict[str, dict[int, float]] = {"train/loss": {}, "val/loss": {}}
-    for path in sorted(root.glob("lightning_logs/version_*/metrics.csv")):
+    for path in sorted(root.glob(f"lightning_logs/version_{version}/metrics.csv")):
         for row in csv.DictReader(path.open()):
             for key, values in logged.items():
                 if row.get(key):
@@ -88,15 +114,16 @@ def _logged(root: Path) -> dict[str, dict[int, float]]:
 
 
 @pytest.mark.parametrize(
-    ("accumulate", "stopped_at"),
+    ("accumulate", "batches", "stopped_at"),
     [
-        (1, 4),  # Ctrl-C after step 4, in the middle of the second epoch
+        (1, 4, 4),  # Ctrl-C after step 4, in the middle of the second epoch
         # Ctrl-C after batch 4, whose gradients wait for batch 5: the fit stops after that step
-        (2, 3),
+        (2, 4, 3),
+        (1, 3, 3),  # Ctrl-C after the last step of the first epoch: stops after its validation
     ],
 )
 def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
-    accumulate, stopped_at, tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
+    accumulate, batches, stopped_at, tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
 ):
     extra = (f"--trainer.accumulate_grad_batches={accumulate}",)
     main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight", *extra))
@@ -113,7 +140,7 @@ def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
                 run,
                 *extra,
                 "--trainer.callbacks+=test_resume.SignalAt",
-                "--trainer.callbacks.batches=4",
+                f"--trainer.callbacks.batches={batches}",
             )
         )
     assert stopped.value.code == 128 + signal.SIGINT
@@ -133,6 +160,32 @@ def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
     assert max(differences) < 1e-6, differences
     assert resumed["val/loss"] == pytest.approx(straight["val/loss"], abs=1e-6)
     assert not checkpoint.exists(), "a completed resume leaves its interrupted checkpoint behind"
+
+
+def test_a_checkpoint_saved_before_a_validation_resumes_exactly(
+    tiny_model_dir, tiny_data_dir, tmp_path
+):
+    """A fit that crashed after a ModelCheckpoint's save at step 3, made before the validation
+    that ends the epoch: ``--ckpt_path last`` finds it, and the validation the resumed fit skips
+    must not shift its dropout."""
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight"))
+    straight = _logged(tmp_path / "straight")["train/loss"]
+
+    run = tmp_path / "run"
+    every_3_steps = (
+        "--trainer.callbacks+=ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={run / 'saved'}",
+        "--trainer.callbacks.every_n_train_steps=3",
+        "--trainer.callbacks.save_last=true",
+    )
+    crash = ("--trainer.callbacks+=test_resume.CrashAt", "--trainer.callbacks.batches=4")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(_args(tiny_model_dir, tiny_data_dir, run, *every_3_steps, *crash))
+    assert not (run / "checkpoints").exists(), "a crash is not an interrupt"
+    main(_args(tiny_model_dir, tiny_data_dir, run, *every_3_steps, "--ckpt_path=last"))
+    resumed = _logged(run, version="1")["train/loss"]
+    assert sorted(resumed) == [3, 4, 5]
+    assert [resumed[step] for step in (3, 4, 5)] == [straight[step] for step in (3, 4, 5)]
 
 
 def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
@@ -168,7 +221,11 @@ def test_sigterm_leaves_an_adapter_and_a_checkpoint_that_resumes(
         "--trainer.callbacks+=test_resume.Pace",
         "--trainer.max_epochs=20",
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path]),
+        "OMP_NUM_THREADS": "1",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "lit_dpo", *args],
         stdout=subprocess.PIPE,
