@@ -188,6 +188,21 @@ def test_a_checkpoint_saved_before_a_validation_resumes_exactly(
     assert [resumed[step] for step in (3, 4, 5)] == [straight[step] for step in (3, 4, 5)]
 
 
+def test_sampled_generations_leave_training_randomness_alone(
+    tiny_model_dir, tiny_data_dir, tmp_path
+):
+    """GenerateSamples sampling after each validation draws from its own copy of the random
+    state, so the dropout masks after it, and a resume from a checkpoint saved before it, match."""
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "plain"))
+    sampling = (
+        "--trainer.callbacks+=lit_dpo.callbacks.GenerateSamples",
+        "--trainer.callbacks.do_sample=true",
+        "--trainer.callbacks.max_new_tokens=4",
+    )
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "sampling", *sampling))
+    assert _logged(tmp_path / "sampling") == _logged(tmp_path / "plain")
+
+
 def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
     tiny_model_dir, tiny_data_dir, tmp_path, capfd
 ):
