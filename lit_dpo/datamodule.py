@@ -174,10 +174,12 @@ class PreferenceDataModule(LightningDataModule):
         if self.sampler is None or trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        global_batch = self.hparams.batch_size * self.sampler.num_replicas
         return {
             "epoch": self.sampler.epoch,
-            "consumed": batches * self.hparams.batch_size * self.sampler.num_replicas,
+            "consumed": batches * global_batch,
             "pairs": len(self.sampler.lengths),
+            "global_batch": global_batch,
         }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
@@ -185,16 +187,26 @@ class PreferenceDataModule(LightningDataModule):
         self._resume_position = dict(state_dict) if state_dict else None
 
     def _resume(self, position: dict[str, int], pairs: int) -> None:
+        # Lightning counts the epoch's batches done; both must mean what they meant when saved.
+        global_batch = self.hparams.batch_size * self.sampler.num_replicas
+        problems = []
         if position["pairs"] != pairs:
+            problems.append(f"{position['pairs']} train pairs, these data settings give {pairs}")
+        if position["global_batch"] != global_batch:
+            problems.append(
+                f"{position['global_batch']} pairs per batch over all devices, this fit "
+                f"{global_batch} (data.batch_size x devices)"
+            )
+        if problems:
             raise ConfigError(
-                f"the checkpoint was trained on {position['pairs']} train pairs and these data "
-                f"settings give {pairs}: resume with the data settings of the interrupted fit"
+                "the checkpoint was trained on " + "; ".join(problems) + ": resume with the data "
+                "settings and devices of the interrupted fit, or start without --ckpt_path"
             )
         self.sampler.resume(position["epoch"], position["consumed"])
         log.info(
             "resuming epoch %d after %d of its %d train pairs",
-            position["epoch"],
-            position["consumed"],
+            self.sampler.epoch,
+            self.sampler.skip,
             pairs,
         )
         # Lightning warns that a mid-epoch resume repeats data unless the loader is stateful;

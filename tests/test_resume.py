@@ -123,7 +123,7 @@ def _logged(root: Path, version: str = "*") -> dict[str, dict[int, float]]:
     ],
 )
 def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
-    accumulate, batches, stopped_at, tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog
+    accumulate, batches, stopped_at, tiny_model_dir, tiny_data_dir, tmp_path, capfd, caplog, recwarn
 ):
     extra = (f"--trainer.accumulate_grad_batches={accumulate}",)
     main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight", *extra))
@@ -160,6 +160,8 @@ def test_an_interrupted_fit_resumes_to_the_losses_of_an_uninterrupted_one(
     assert max(differences) < 1e-6, differences
     assert resumed["val/loss"] == pytest.approx(straight["val/loss"], abs=1e-6)
     assert not checkpoint.exists(), "a completed resume leaves its interrupted checkpoint behind"
+    # Lightning warns that a mid-epoch resume repeats data; the sampler skips it, so it must not
+    assert not [w for w in recwarn if "dataloader is not resumable" in str(w.message)]
 
 
 def test_a_checkpoint_saved_before_a_validation_resumes_exactly(
@@ -201,6 +203,38 @@ def test_sampled_generations_leave_training_randomness_alone(
     )
     main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "sampling", *sampling))
     assert _logged(tmp_path / "sampling") == _logged(tmp_path / "plain")
+
+
+def test_a_resume_with_other_data_or_batch_settings_stops_with_what_changed(
+    tiny_model_dir, tiny_data_dir, tmp_path, capfd
+):
+    interrupt = ("--trainer.callbacks+=test_resume.SignalAt", "--trainer.callbacks.batches=1")
+    with pytest.raises(SystemExit):
+        main(_args(tiny_model_dir, tiny_data_dir, tmp_path, *interrupt))
+    for changed, expected in (
+        ("--data.train_size=4", "6 train pairs, these data settings give 4"),
+        ("--data.batch_size=1", "2 pairs per batch over all devices, this fit 1"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(_args(tiny_model_dir, tiny_data_dir, tmp_path, changed, "--ckpt_path=last"))
+        assert stopped.value.code == 2
+        assert f"lit-dpo: error: the checkpoint was trained on {expected}" in capfd.readouterr().err
+
+
+def test_ckpt_path_last_without_a_checkpoint_starts_anew_and_a_new_fit_keeps_an_old_interrupt(
+    tiny_model_dir, tiny_data_dir, tmp_path, caplog
+):
+    one_step = "--trainer.max_steps=1"
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "empty", one_step, "--ckpt_path=last"))
+    assert "--ckpt_path last: no checkpoint to resume from" in caplog.text
+    assert sorted(_logged(tmp_path / "empty")["train/loss"]) == [0]
+
+    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    interrupted.parent.mkdir(parents=True)
+    interrupted.write_bytes(b"another fit's")
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path / "run", one_step))
+    assert f"{interrupted} holds an interrupted fit; this fit starts anew" in caplog.text
+    assert interrupted.read_bytes() == b"another fit's"
 
 
 def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
