@@ -187,6 +187,8 @@ class InterruptCheckpoint(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._restore_handlers()
+        if self._requested is not None and trainer.is_global_zero:
+            print("lit-dpo: that was the last step; the fit ends as usual", file=sys.stderr)
         path = self.path(trainer)
         resumed_from_it = trainer.ckpt_path and Path(trainer.ckpt_path).resolve() == path.resolve()
         if trainer.is_global_zero and resumed_from_it and path.exists():
@@ -229,7 +231,8 @@ class InterruptCheckpoint(Callback):
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: installed outside Python, cannot be put back
+                signal.signal(signum, handler)
         self._previous_handlers.clear()
 
     def _handle(self, signum: int, frame) -> None:

@@ -237,6 +237,19 @@ def test_ckpt_path_last_without_a_checkpoint_starts_anew_and_a_new_fit_keeps_an_
     assert interrupted.read_bytes() == b"another fit's"
 
 
+def test_ctrl_c_during_the_last_step_lets_the_fit_end_as_usual(
+    tiny_model_dir, tiny_data_dir, tmp_path, capfd
+):
+    signal_last_step = (
+        "--trainer.callbacks+=test_resume.SignalAt",
+        f"--trainer.callbacks.batches={EPOCHS * STEPS_PER_EPOCH}",
+    )
+    main(_args(tiny_model_dir, tiny_data_dir, tmp_path, *signal_last_step))
+    assert "that was the last step; the fit ends as usual" in capfd.readouterr().err
+    assert (tmp_path / "fit_metrics.json").exists()
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(
     tiny_model_dir, tiny_data_dir, tmp_path, capfd
 ):
