@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
@@ -125,11 +126,14 @@ class SaveAdapter(Callback):
     def __init__(self, dirpath: str | None = None) -> None:
         self.dirpath = dirpath
 
+    def path(self, trainer: Trainer) -> Path:
+        return Path(self.dirpath or Path(trainer.default_root_dir) / "adapter")
+
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         state = gathered_policy_state(trainer)
         if not trainer.is_global_zero:
             return
-        path = save_adapter(pl_module, trainer, self._path(trainer), state)
+        path = save_adapter(pl_module, trainer, self.path(trainer), state)
         log.info("adapter saved to %s", path)
 
     def on_exception(
@@ -141,7 +145,7 @@ class SaveAdapter(Callback):
             return  # nothing trained yet
         if isinstance(trainer.strategy, FSDPStrategy):
             return  # gathering the shards is a collective, out of reach in an exception hook
-        final = self._path(trainer)
+        final = self.path(trainer)
         try:
             path = save_adapter(
                 pl_module, trainer, final.with_name(f"{final.name}-step{trainer.global_step}")
@@ -151,8 +155,13 @@ class SaveAdapter(Callback):
             return
         log.warning("the adapter of the last good step (%d) saved to %s", trainer.global_step, path)
 
-    def _path(self, trainer: Trainer) -> Path:
-        return Path(self.dirpath or Path(trainer.default_root_dir) / "adapter")
+
+def final_adapter_path(trainer: Trainer) -> Path:
+    """Where the fit's adapter goes: SaveAdapter's folder, else ``<default_root_dir>/adapter``."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, SaveAdapter):
+            return callback.path(trainer)
+    return Path(trainer.default_root_dir) / "adapter"
 
 
 class GenerateSamples(Callback):
@@ -206,11 +215,15 @@ class GenerateSamples(Callback):
         tokenizer = trainer.datamodule.tokenizer
         prompt_ids = self._prompt_ids(trainer, tokenizer)
         rows = []
-        for ids in prompt_ids:
-            aligned = generate_text(pl_module.policy, tokenizer, ids, self.generation)
-            with pl_module.policy.disable_adapter():
-                base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
-            rows.append((tokenizer.decode(ids), base, aligned))
+        # Sampling must not move the random state training draws dropout masks from: a fit with
+        # samples trains as one without, and resumes exactly from a checkpoint saved before them.
+        devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for ids in prompt_ids:
+                aligned = generate_text(pl_module.policy, tokenizer, ids, self.generation)
+                with pl_module.policy.disable_adapter():
+                    base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
+                rows.append((tokenizer.decode(ids), base, aligned))
         text = _samples_markdown(trainer.global_step, rows)
         path = Path(log_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)

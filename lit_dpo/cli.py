@@ -12,6 +12,7 @@ import logging
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -20,6 +21,7 @@ from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.health import HealthAlarms, RunSummary
 from lit_dpo.module import DPOModule
+from lit_dpo.resume import InterruptCheckpoint, last_checkpoint, resume_command
 from lit_dpo.run_checks import check_run
 
 # Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
@@ -43,6 +45,12 @@ SUMMARY_ROWS = (
 
 
 class DPOCLI(LightningCLI):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args")
+        # the command as typed, for the resume command an interrupted fit prints
+        self.argv = list(given) if isinstance(given, list) else sys.argv[1:]
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data is formatted with the chat template of the model being trained.
         parser.link_arguments("model.model", "data.tokenizer")
@@ -50,6 +58,16 @@ class DPOCLI(LightningCLI):
         parser.add_lightning_class_args(SaveAdapter, "save_adapter")
         parser.add_lightning_class_args(HealthAlarms, "health")
         parser.add_lightning_class_args(RunSummary, "summary")
+        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
+
+    def fit(self, model: DPOModule, ckpt_path: str | None = None, **kwargs: Any) -> None:
+        """``trainer.fit``; ``--ckpt_path last`` also finds an interrupted fit's checkpoint."""
+        if ckpt_path == "last":
+            ckpt_path = last_checkpoint(self.trainer)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, InterruptCheckpoint):
+                callback.resume_hint = resume_command(self.argv)
+        self.trainer.fit(model, ckpt_path=ckpt_path, **kwargs)
 
     def before_fit(self) -> None:
         self._before_run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -17,7 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 import datasets
+import torch
 from lightning import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -164,6 +167,8 @@ class PreferenceDataModule(LightningDataModule):
         # per stage: the source split's name ("train_prefs"), or "mixture of N datasets"
         self.split_names: dict[str, str] = {}
         self.sampler: PairSampler | None = None
+        # where a resumed fit picks up (load_state_dict), applied when the sampler is built
+        self._resume_position: dict[str, int] | None = None
 
     def prepare_data(self) -> None:
         # Downloads and conversions happen once per machine, before any process loads them.
@@ -227,7 +232,61 @@ class PreferenceDataModule(LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
         )
+        if self._resume_position is not None:
+            self._resume(self._resume_position, len(split))
+            self._resume_position = None
         return self._loader(split, shuffle=False, sampler=self.sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the pair order; Lightning keeps it in every checkpoint.
+
+        ``consumed`` counts global pairs: batches the loop has processed in the sampler's epoch
+        (each one's optimizer step done, or a micro-batch's gradients added) x batch x ranks.
+        """
+        trainer = self.trainer
+        if self.sampler is None or trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        global_batch = self.hparams.batch_size * self.sampler.num_replicas
+        return {
+            "epoch": self.sampler.epoch,
+            "consumed": batches * global_batch,
+            "pairs": len(self.sampler.lengths),
+            "global_batch": global_batch,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # Lightning calls this before train_dataloader(), so the position waits for the sampler.
+        self._resume_position = dict(state_dict) if state_dict else None
+
+    def _resume(self, position: dict[str, int], pairs: int) -> None:
+        # Lightning counts the epoch's batches done; both must mean what they meant when saved.
+        global_batch = self.hparams.batch_size * self.sampler.num_replicas
+        problems = []
+        if position["pairs"] != pairs:
+            problems.append(f"{position['pairs']} train pairs, these data settings give {pairs}")
+        if position["global_batch"] != global_batch:
+            problems.append(
+                f"{position['global_batch']} pairs per batch over all devices, this fit "
+                f"{global_batch} (data.batch_size x devices)"
+            )
+        if problems:
+            raise ConfigError(
+                "the checkpoint was trained on " + "; ".join(problems) + ": resume with the data "
+                "settings and devices of the interrupted fit, or start without --ckpt_path"
+            )
+        self.sampler.resume(position["epoch"], position["consumed"])
+        log.info(
+            "resuming epoch %d after %d of its %d train pairs",
+            self.sampler.epoch,
+            self.sampler.skip,
+            pairs,
+        )
+        # Lightning warns that a mid-epoch resume repeats data unless the loader is stateful;
+        # the sampler skips what was consumed, so the warning would be false here.
+        warnings.filterwarnings(
+            "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+        )
 
     def val_dataloader(self) -> DataLoader:
         split, trainer = self.splits["val"], self.trainer
@@ -258,6 +317,11 @@ class PreferenceDataModule(LightningDataModule):
             shuffle=shuffle,
             num_workers=self.hparams.num_workers,
             collate_fn=partial(collate_pairs, pad_token_id=pad_token_id),
+            # Each new iterator draws a worker seed from this generator, not from torch's global
+            # one: a validation run does not shift the dropout masks of the steps after it, so a
+            # fit resumed from a checkpoint saved before a validation draws what an uninterrupted
+            # one does.
+            generator=torch.Generator().manual_seed(self.hparams.seed),
             **kwargs,
         )
 

@@ -106,6 +106,9 @@ class PairSampler(DistributedSampler):
 
     def resume(self, epoch: int, consumed: int) -> None:
         """Start at position ``consumed`` of epoch ``epoch``'s global order."""
+        if consumed >= self.total_size:
+            # a checkpoint saved at the end of an epoch: the next one starts from its beginning
+            epoch, consumed = epoch + 1, 0
         self.epoch, self.skip = epoch, consumed
 
     def global_order(self) -> list[int]:
