@@ -24,6 +24,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_dpo.errors import NonFiniteError
+from lit_dpo.files import write_text_atomically
 from lit_dpo.generate import generate_text
 from lit_dpo.nonfinite import advice, first_nonfinite
 
@@ -227,7 +228,7 @@ class GenerateSamples(Callback):
         text = _samples_markdown(trainer.global_step, rows)
         path = Path(log_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)
-        (path / f"step_{trainer.global_step}.md").write_text(text)
+        write_text_atomically(path / f"step_{trainer.global_step}.md", text)
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):
                 logger.log_text(

@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_dpo.callbacks import SaveAdapter
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
+from lit_dpo.files import write_text_atomically
 from lit_dpo.health import HealthAlarms, RunSummary
 from lit_dpo.module import DPOModule
 from lit_dpo.resume import InterruptCheckpoint, last_checkpoint, resume_command
@@ -111,7 +112,7 @@ class DPOCLI(LightningCLI):
         print("\n".join(lines), flush=True)
         path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def main(args: list[str] | None = None) -> None:

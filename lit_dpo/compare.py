@@ -30,6 +30,7 @@ from lit_dpo.adapters import check_adapter
 from lit_dpo.batches import encode_pair
 from lit_dpo.datamodule import PreferenceDataModule
 from lit_dpo.errors import ConfigError
+from lit_dpo.files import write_text_atomically
 from lit_dpo.generate import answer_length, decode_answer, generate_ids
 from lit_dpo.inference import adapter_base_model, load_adapter_tokenizer, load_quantized
 from lit_dpo.judge import judge_scores, load_judge, win_rate
@@ -252,9 +253,9 @@ def _judge(
 
 def _write(report: CompareReport, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.html").write_text(to_html(report), encoding="utf-8")
-    (out / "compare.md").write_text(to_markdown(report), encoding="utf-8")
-    (out / "compare.json").write_text(to_json(report), encoding="utf-8")
+    write_text_atomically(out / "compare.html", to_html(report))
+    write_text_atomically(out / "compare.md", to_markdown(report))
+    write_text_atomically(out / "compare.json", to_json(report))
     print(summary_table(report), flush=True)
     print(f"\nreport: {out / 'compare.html'} and {out / 'compare.md'}", flush=True)
 

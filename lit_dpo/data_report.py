@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lit_dpo.files import write_atomically, write_text_atomically
+
 BOUNDARY = "⟦completion⟧"
 
 
@@ -165,7 +167,7 @@ def write_histogram(stats_lengths: dict[str, dict[str, list[int]]], path: Path) 
         axis.set_ylabel("pairs")
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_atomically(path, lambda staging: figure.savefig(staging, dpi=100, format="png"))
     plt.close(figure)
 
 
@@ -211,7 +213,7 @@ def main(argv: list[str]) -> None:
     text = markdown_report(source, settings, stats, examples)
     out = Path(options.out or Path(cli.trainer.default_root_dir) / "data_report")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "data_report.md").write_text(text)
+    write_text_atomically(out / "data_report.md", text)
     write_histogram(lengths, out / "token_lengths.png")
     print(text)
     print(f"written: {out / 'data_report.md'}, {out / 'token_lengths.png'}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from lightning import Callback, LightningModule, Trainer
 
 from lit_dpo.errors import DataError
+from lit_dpo.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,8 @@ def plot_metrics(series: Series, out: str | Path, title: str = "") -> Path:
     """:func:`draw_metrics` saved as a PNG at ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    draw_metrics(series, title).savefig(out, format="png")
+    figure = draw_metrics(series, title)
+    write_atomically(out, lambda staging: figure.savefig(staging, format="png"))
     return out
 
 
