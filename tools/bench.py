@@ -181,6 +181,7 @@ def plan_work(settings: dict) -> dict:
     from lit_dpo.batches import encode_pair
     from lit_dpo.datamodule import PreferenceDataModule
     from lit_dpo.errors import DataError
+    from lit_dpo.loading import load_source
     from lit_dpo.pairs import detect_format, extract_pair
 
     batches_needed = settings["warmup"] + settings["steps"]
@@ -191,7 +192,7 @@ def plan_work(settings: dict) -> dict:
     if len(batches) < batches_needed:
         raise SystemExit(f"only {len(split)} pairs: fewer than {batches_needed} batches")
 
-    raw = data._load_raw()[data.split_names["train"]]
+    raw = load_source(settings["dataset"]).splits[data.split_names["train"]]
     row_format = detect_format(raw[0], settings["dataset"])
     by_ids = {}
     for i, row in enumerate(raw):
