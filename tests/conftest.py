@@ -55,6 +55,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads and lose much to contention on a busy 2-core box
+    (a tiny fit took 26 s on two threads against 1.2 s on one). Opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tmp_path_factory):
     """A word-level ChatML tokenizer over the fixture text (no download)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_adapter
 from safetensors import safe_open
 
 from lit_dpo.cli import main
@@ -16,32 +17,13 @@ from lit_dpo.inference import ADAPTER_FILES
 FP32_TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads and lose much to contention on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def adapter(tiny_model_dir, tmp_path_factory):
     """A saved LoRA adapter with random, non-zero lora_B (so merging changes the weights)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear")
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.2)
-    path = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
-    return path
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
 
 
 def _logits(model, input_ids: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ import os
 import struct
 
 import pytest
-import torch
 from conftest import tiny_fit_args
 
 from lit_dpo.cli import main
@@ -27,13 +26,7 @@ val/logps_accuracy/reference,val/rewards/margins,val/rewards/chosen,val/rewards/
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads and lose much to contention on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def png_size(path) -> tuple[int, int]:

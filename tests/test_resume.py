@@ -77,14 +77,7 @@ class Pace(Callback):
         time.sleep(self.seconds)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Ops on the tiny model are too small to share: on a loaded 2-core machine, two threads made
-    each fit ~20x slower (26 s against 1.2 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(tiny_model_dir, tiny_data_dir, root, *extra):
