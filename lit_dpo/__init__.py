@@ -1,3 +1,8 @@
 """lit-dpo: Direct Preference Optimization with a 4-bit LoRA policy on Lightning."""
 
-__version__ = "0.1.0"
+from lit_dpo import _moved
+
+__version__ = "0.2.0"
+
+# lit-dpo 0.1's module paths (lit_dpo.health, lit_dpo.module...) import for one more release
+_moved.install()

@@ -1,40 +1,69 @@
-"""``lit-dpo``: LightningCLI over DPOModule and PreferenceDataModule.
+"""``lit-dpo``: one command line for every command, all built by jsonargparse.
 
-``lit-dpo fit --config configs/cpu.yaml``, ``lit-dpo validate --config ... --model.adapter PATH``,
-``lit-dpo test``, ``lit-dpo predict``; any setting can be overridden (``--model.beta 0.2``).
+``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI over ``DPOModule`` and
+``PreferenceDataModule`` (``lit-dpo fit --config configs/cpu.yaml --model.beta 0.2``). The other
+commands are functions whose typed signatures and docstrings become their arguments and
+``--help`` (as LitGPT's ``__main__``); every command takes ``--config FILE.yaml`` and
+``--print_config``. ``data`` and ``preflight`` also read a fit config, through ``parse_config``.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import pickle
 import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from lit_dpo.callbacks import SaveAdapter
-from lit_dpo.datamodule import PreferenceDataModule
+from lit_dpo.callbacks import HealthAlarms, InterruptCheckpoint, RunSummary, SaveAdapter
+from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
+from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.files import write_text_atomically
-from lit_dpo.health import HealthAlarms, RunSummary
-from lit_dpo.module import DPOModule
-from lit_dpo.resume import InterruptCheckpoint, last_checkpoint, resume_command
-from lit_dpo.run_checks import check_run
+from lit_dpo.train import DPOModule
+from lit_dpo.train.run_checks import check_run
 
-# Commands beside LightningCLI's fit/validate/test/predict: name -> module with main(argv).
-EXTRA_COMMANDS: dict[str, str] = {
-    "data": "lit_dpo.data_report",
-    "compare": "lit_dpo.compare",
-    "export": "lit_dpo.export",
-    "plot": "lit_dpo.plot",
-    "serve": "lit_dpo.serve",
-    "preflight": "lit_dpo.preflight",
+
+@dataclass(frozen=True)
+class Command:
+    """A command beside LightningCLI's: the function that is it, found by name when it runs.
+
+    Attributes:
+        module: the module holding the function.
+        function: its name; its typed parameters and their docstring lines are the arguments.
+        reads_fit_config: the first parameter takes the parsed fit config (``FitConfig``), and
+            the command accepts every fit setting (``--config``, ``--model.*``, ``--data.*``...).
+    """
+
+    module: str
+    function: str
+    reads_fit_config: bool = False
+    summary: str = ""
+
+
+COMMANDS = {
+    "data": Command(
+        "lit_dpo.data_report", "data_report", True, "what is in the preference data"
+    ),
+    "preflight": Command(
+        "lit_dpo.preflight.command", "preflight", True, "will a config fit its device, how long"
+    ),
+    "compare": Command("lit_dpo.compare.command", "compare", summary="base vs aligned answers"),
+    "serve": Command("lit_dpo.serve.command", "serve", summary="an OpenAI-compatible HTTP API"),
+    "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
+    "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),
 }
 
+# validation metric keys of the table fit and validate print: (row label, reference, policy)
 SUMMARY_ROWS = (
     ("log-prob accuracy, summed", "val/logps_accuracy/reference", "val/logps_accuracy/policy"),
     (
@@ -43,6 +72,13 @@ SUMMARY_ROWS = (
         "val/logps_accuracy_per_token/policy",
     ),
 )
+
+
+class _KeepEpilogLines(DefaultHelpFormatter):
+    """jsonargparse's help, with the epilog (the list of commands) printed as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
 class DPOCLI(LightningCLI):
@@ -93,21 +129,21 @@ class DPOCLI(LightningCLI):
         self._report("validate")
 
     def _report(self, stage: str) -> None:
-        """Print base vs aligned on the held-out pairs, and keep the numbers as JSON."""
+        """Print reference vs policy on the held-out pairs, and keep the numbers as JSON."""
         metrics = {
             k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
         }
         if not self.trainer.is_global_zero or not metrics:
             return
         lines = [
-            f"\nheld-out preference ({stage}): base = adapters off, aligned = adapters on",
-            f"{'':34}{'base':>8}{'aligned':>9}",
+            f"\nheld-out preference ({stage}): reference = adapters off, policy = adapters on",
+            f"{'':34}{'reference':>10}{'policy':>8}",
         ]
-        for label, base_key, aligned_key in SUMMARY_ROWS:
-            lines.append(f"{label:34}{metrics[base_key]:8.3f}{metrics[aligned_key]:9.3f}")
+        for label, reference_key, policy_key in SUMMARY_ROWS:
+            lines.append(f"{label:34}{metrics[reference_key]:10.3f}{metrics[policy_key]:8.3f}")
         lines.append(
-            f"{'implicit-reward accuracy / margin':34}{'':8}"
-            f"{metrics['val/rewards/accuracies']:9.3f} / {metrics['val/rewards/margins']:.3f}"
+            f"{'implicit-reward accuracy / margin':34}{'':10}"
+            f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
         )
         print("\n".join(lines), flush=True)
         path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
@@ -115,13 +151,118 @@ class DPOCLI(LightningCLI):
         write_text_atomically(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+@dataclass(frozen=True)
+class FitConfig:
+    """A fit config read as ``lit-dpo fit`` reads it, for commands that work from one.
+
+    Attributes:
+        model: the DPOModule it describes (settings checked; no weights loaded).
+        data: the PreferenceDataModule it describes (no data loaded).
+        trainer: the trainer's settings (``accelerator``, ``precision``...); no Trainer is built,
+            so a GPU config parses on a machine without a GPU.
+        config: the whole parsed config (``config.model.optimizer``...).
+        files: the ``--config`` files given.
+    """
+
+    model: DPOModule
+    data: PreferenceDataModule
+    trainer: Namespace
+    config: Namespace
+    files: list[str]
+
+
+class _FitConfigOnly(DPOCLI):
+    """DPOCLI that parses and builds model and data, but no trainer, and also takes a command's
+    own arguments at the top level."""
+
+    def __init__(self, command: Callable | None, *args: Any, **kwargs: Any) -> None:
+        self.command = command
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        if self.command is not None:
+            skip = {next(iter(inspect.signature(self.command).parameters))}
+            parser.add_function_arguments(self.command, as_group=False, skip=skip)
+
+    def instantiate_trainer(self, **kwargs: Any) -> None:
+        return None
+
+
+def parse_config(
+    args: list[str], command: Callable | None = None, prog: str = "lit-dpo"
+) -> tuple[FitConfig, dict[str, Any]]:
+    """Read a fit config (``--config``, ``--model.*``, ``--data.*``, ``--trainer.*``) as ``fit``
+    does, and, with ``command``, that function's own arguments (all but its first parameter).
+
+    Returns:
+        ``(fit_config, command_arguments)``.
+    """
+    description = _description(command) if command is not None else None
+    with warnings.catch_warnings():
+        # LightningCLI warns when given args while sys.argv also holds some: here by design
+        warnings.filterwarnings("ignore", message=".*args parameter is intended")
+        cli = _FitConfigOnly(
+            command,
+            DPOModule,
+            PreferenceDataModule,
+            run=False,
+            args=args,
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": prog, "description": description},
+        )
+    own = {}
+    if command is not None:
+        names = list(inspect.signature(command).parameters)[1:]
+        own = {name: cli.config[name] for name in names}
+    files = [str(path) for path in (cli.config.get("config") or [])]
+    fit = FitConfig(cli.model, cli.datamodule, cli.config.trainer, cli.config, files)
+    return fit, own
+
+
+def command_parser(function: Callable, prog: str) -> ArgumentParser:
+    """A parser of ``function``'s typed parameters, with ``--config`` and ``--print_config``."""
+    parser = ArgumentParser(prog=prog, description=_description(function))
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="a YAML file holding any of these settings"
+    )
+    parser.add_function_arguments(function, as_group=False)
+    return parser
+
+
+def parse_command(function: Callable, args: list[str], prog: str) -> dict[str, Any]:
+    """``function``'s keyword arguments from the command line (and any ``--config`` file)."""
+    parsed = command_parser(function, prog).parse_args(args)
+    return {name: parsed[name] for name in inspect.signature(function).parameters}
+
+
+def run_command(name: str, args: list[str]) -> Any:
+    """Parse ``args`` for the command ``name``, run it, and return what it returns."""
+    command = COMMANDS[name]
+    function = getattr(importlib.import_module(command.module), command.function)
+    prog = f"lit-dpo {name}"
+    if command.reads_fit_config:
+        fit, own = parse_config(args, function, prog)
+        return function(fit, **own)
+    return function(**parse_command(function, args, prog))
+
+
+def _description(function: Callable) -> str:
+    doc = inspect.getdoc(function) or ""
+    return doc.split("\n\n")[0]
+
+
 def main(args: list[str] | None = None) -> None:
     logging.basicConfig(format="%(message)s")
     logging.getLogger("lit_dpo").setLevel(logging.INFO)
     argv = sys.argv[1:] if args is None else args
     try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+        if argv and argv[0] in COMMANDS:
+            result = run_command(argv[0], argv[1:])
+            # a command says "not ok" (preflight: the step does not fit) with an exit status
+            status = getattr(result, "exit_status", 0)
+            if status:
+                sys.exit(status)
             return
         DPOCLI(
             DPOModule,
@@ -130,7 +271,7 @@ def main(args: list[str] | None = None) -> None:
             # The module builds its own optimizer and warmup schedule from model.optimizer.
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"epilog": _extra_commands_help()},
+            parser_kwargs={"epilog": _commands_help(), "formatter_class": _KeepEpilogLines},
             args=args,
         )
     except LitDPOError as error:
@@ -149,10 +290,9 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-def _extra_commands_help() -> str:
-    if not EXTRA_COMMANDS:
-        return ""
-    return "other commands: " + ", ".join(f"lit-dpo {name} --help" for name in EXTRA_COMMANDS)
+def _commands_help() -> str:
+    lines = [f"  lit-dpo {name:10} {command.summary}" for name, command in COMMANDS.items()]
+    return "other commands (each with --help):\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

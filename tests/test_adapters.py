@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import make_adapter
 
-from lit_dpo.adapters import fit_problems
-from lit_dpo.chat_worker import load_served_model
 from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError
-from lit_dpo.inference import load_full_precision
-from lit_dpo.policy import load_policy
+from lit_dpo.models.adapters import fit_problems
+from lit_dpo.models.inference import load_full_precision
+from lit_dpo.models.policy import load_policy
+from lit_dpo.serve.worker import load_served_model
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_a_renamed_copy_of_the_base_loads_with_a_warning(
     adapter_dir, tiny_model_dir, tmp_path, caplog
 ):
     copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
-    with caplog.at_level(logging.WARNING, logger="lit_dpo.adapters"):
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.models.adapters"):
         model = load_full_precision(adapter_dir, str(copy))
     assert model.peft_config["default"].r == 4
     assert f"records the base {tiny_model_dir}; loading it on {copy}" in caplog.text

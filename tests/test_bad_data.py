@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lit_dpo.cli import main
-from lit_dpo.datamodule import PreferenceDataModule
+from lit_dpo.data.datamodule import PreferenceDataModule
+from lit_dpo.data.loading import bad_json_lines
+from lit_dpo.data.pairs import FORMATS, PreferencePair, extract_pair
 from lit_dpo.errors import DataError, LitDPOError
-from lit_dpo.loading import bad_json_lines
-from lit_dpo.pairs import FORMATS, PreferencePair, extract_pair
 
 
 def _good_rows(n: int = 6) -> list[dict]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lit_dpo.batches import IGNORE_INDEX, collate_pairs, encode_pair, render_pair
-from lit_dpo.pairs import PreferencePair
+from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair, render_pair
+from lit_dpo.data.pairs import PreferencePair
 
 PAIR = PreferencePair(
     [{"role": "user", "content": "What is the capital of France?"}],

@@ -12,12 +12,12 @@ import torch
 from conftest import make_adapter
 
 from lit_dpo.cli import main
-from lit_dpo.compare import compare
+from lit_dpo.compare.command import compare
+from lit_dpo.compare.judge import judge_scores, load_judge, wilson_interval, win_rate
+from lit_dpo.compare.prompts import EDGE_CASES, is_refusal, load_prompts, long_context_case
+from lit_dpo.compare.report import Answer, PromptResult, category_rows
+from lit_dpo.compare.scoring import preference_summary
 from lit_dpo.errors import ConfigError, DataError
-from lit_dpo.judge import judge_scores, load_judge, wilson_interval, win_rate
-from lit_dpo.prompts import EDGE_CASES, is_refusal, load_prompts, long_context_case
-from lit_dpo.report import Answer, PromptResult, category_rows
-from lit_dpo.scoring import preference_summary
 
 MAX_NEW_TOKENS = 6
 MAX_LENGTH = 96
@@ -78,9 +78,9 @@ def run(tiny_adapter, tiny_data_dir, tiny_judge, tmp_path_factory):
                 f"--dataset={tiny_data_dir}",
                 f"--judge={tiny_judge}",
                 f"--out={root / 'out'}",
-                f"--max-new-tokens={MAX_NEW_TOKENS}",
-                f"--max-length={MAX_LENGTH}",
-                "--batch-size=2",
+                f"--max_new_tokens={MAX_NEW_TOKENS}",
+                f"--max_length={MAX_LENGTH}",
+                "--batch_size=2",
             ]
         )
     out = root / "out"
@@ -113,7 +113,7 @@ def test_implicit_reward_matches_a_hand_computation(run, tiny_adapter, tiny_mode
     """beta * (log p_aligned - log p_base) of the answer tokens plus end-of-turn, by hand."""
     from transformers import AutoTokenizer
 
-    from lit_dpo.inference import load_quantized
+    from lit_dpo.models.inference import load_quantized
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
     model = load_quantized(tiny_adapter, str(tiny_model_dir))
@@ -330,7 +330,7 @@ def test_bad_settings_fail_before_loading_with_every_problem(tmp_path, capsys):
     with pytest.raises(ConfigError) as error:
         compare(str(tmp_path / "nowhere"), beta=-1, max_new_tokens=200, max_length=128)
     message = str(error.value)
-    assert "no such folder" in message and "--beta" in message and "--max-length 128" in message
+    assert "no such folder" in message and "--beta" in message and "--max_length 128" in message
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", f"--adapter={tmp_path}"])
     assert exit_info.value.code == 2
@@ -354,9 +354,9 @@ def test_compare_and_export_on_smollm2(tmp_path):
             "compare",
             f"--adapter={adapter}",
             f"--prompts={prompts}",
-            "--val-size=4",
-            "--max-new-tokens=8",
-            "--max-length=256",
+            "--val_size=4",
+            "--max_new_tokens=8",
+            "--max_length=256",
             f"--out={tmp_path / 'compare'}",
         ]
     )

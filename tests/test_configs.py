@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from lit_dpo.cli import DPOCLI
-from lit_dpo.datamodule import PreferenceDataModule
-from lit_dpo.module import DPOModule
+from lit_dpo.data.datamodule import PreferenceDataModule
+from lit_dpo.train.module import DPOModule
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 # Lightning builds an FSDP trainer only on a CUDA accelerator; these are parsed, not instantiated.

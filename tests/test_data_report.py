@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lit_dpo.data_report import length_summary, main, padding_fraction
+from lit_dpo.cli import main
+from lit_dpo.data_report import length_summary, padding_fraction
 
 
 def test_padding_fraction_by_hand():
@@ -27,6 +28,7 @@ def test_length_summary():
 
 def test_report_on_the_tiny_file(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
     main([
+        "data",
         "--out", str(tmp_path / "report"),
         f"--model.model={tiny_model_dir}",
         f"--data.dataset={tiny_data_dir}",

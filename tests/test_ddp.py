@@ -21,10 +21,10 @@ import pytest
 import torch
 from conftest import ROWS, tiny_fit_args, ultrafeedback_row, write_jsonl
 
-from lit_dpo import reference
 from lit_dpo.cli import main
+from lit_dpo.data.sampler import EvaluationSampler
 from lit_dpo.errors import ConfigError
-from lit_dpo.sampler import EvaluationSampler
+from lit_dpo.train import reference
 
 REPO = Path(__file__).parents[1]
 TRAIN_KEYS = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
@@ -122,7 +122,7 @@ def test_ddp_matches_one_process_with_the_global_batch(
         "--trainer.callbacks+=lit_dpo.callbacks.AdapterCheckpoint",
         "--trainer.callbacks+=lit_dpo.callbacks.GenerateSamples",
         "--trainer.callbacks.max_new_tokens=4",
-        "--trainer.callbacks+=lit_dpo.plot.PlotMetrics",
+        "--trainer.callbacks+=lit_dpo.callbacks.PlotMetrics",
     )
 
     # the logged step values are the global ones: loss, margins, accuracy over both ranks' pairs
@@ -220,7 +220,7 @@ def test_evaluation_sampler_gives_each_pair_to_one_rank_without_repeats():
 
 
 def test_quant_storage_holds_4bit_weights_in_bfloat16_with_the_same_outputs(tiny_model_dir):
-    from lit_dpo.policy import load_policy
+    from lit_dpo.models.policy import load_policy
 
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     outputs = {}
@@ -237,7 +237,7 @@ def test_quant_storage_holds_4bit_weights_in_bfloat16_with_the_same_outputs(tiny
 def test_fsdp_refuses_precompute_reference_before_loading(tiny_model_dir):
     from lightning.pytorch.strategies import FSDPStrategy
 
-    from lit_dpo.module import DPOModule
+    from lit_dpo.train.module import DPOModule
 
     module = DPOModule(model=str(tiny_model_dir), precompute_reference=True)
     module._trainer = SimpleNamespace(strategy=FSDPStrategy())
@@ -247,7 +247,7 @@ def test_fsdp_refuses_precompute_reference_before_loading(tiny_model_dir):
 
 
 def test_quant_storage_needs_nf4():
-    from lit_dpo.module import DPOModule
+    from lit_dpo.train.module import DPOModule
 
     with pytest.raises(ConfigError, match="quant_storage applies to quantization nf4 only"):
         DPOModule(quantization="none", quant_storage="bfloat16")

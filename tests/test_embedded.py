@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lit_dpo.cli import main
-from lit_dpo.loading import load_source
+from lit_dpo.data.loading import load_source
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError
 from lit_dpo.export import export
-from lit_dpo.inference import ADAPTER_FILES
+from lit_dpo.models.inference import ADAPTER_FILES
 
 # fp32 merge of W + B @ A * alpha / r against the same sum done per forward pass by peft: only
 # summation order differs (measured 6.6e-7 on these logits, which the adapter moves by 1.3).

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lit_dpo.batches import encode_pair
+from lit_dpo.data.batches import encode_pair
+from lit_dpo.data.pairs import detect_format, extract_pair
 from lit_dpo.errors import DataError
-from lit_dpo.pairs import detect_format, extract_pair
 
 QUESTION, GOOD, BAD = "What is the capital of France?", "The capital of France is Paris.", "Lyon."
 USER = {"role": "user", "content": QUESTION}
@@ -103,7 +103,7 @@ def test_each_format_trains_through_fit(name, tiny_model_dir, tmp_path):
 def test_column_mapping(tiny_model_dir, tmp_path):
     from conftest import write_jsonl
 
-    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
 
     rows = [{"question": QUESTION, "good": GOOD, "bad": BAD, "id": i} for i in range(4)]
     write_jsonl(tmp_path / "mine.jsonl", rows)
@@ -125,7 +125,7 @@ def test_column_mapping(tiny_model_dir, tmp_path):
 def test_local_sources(kind, tiny_model_dir, tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
 
     train = Dataset.from_list([ROWS["ultrafeedback"]] * 4)
     test = Dataset.from_list([ROWS["ultrafeedback"]] * 2)
@@ -149,7 +149,7 @@ def test_local_sources(kind, tiny_model_dir, tmp_path):
 
 def test_tokenization_is_cached_across_runs_and_keyed_on_settings(tiny_model_dir, tiny_data_dir,
                                                                   monkeypatch):
-    from lit_dpo import datamodule
+    from lit_dpo.data import datamodule
 
     calls = []
     real_encode = datamodule.encode_pair

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lit_dpo.health import (
+from lit_dpo.callbacks.health import (
     HealthAlarms,
     chance_accuracy,
     default_loss_range,
@@ -17,8 +17,8 @@ from lit_dpo.health import (
     loss_scale_skips,
     mostly_truncated,
     out_of_range,
-    summary_table,
 )
+from lit_dpo.callbacks.summary import summary_table
 
 
 def _ramp(start: float, end: float, steps: int) -> list[float]:
@@ -102,7 +102,7 @@ def test_callback_warns_once_per_alarm_with_the_step_and_stops_on_request(caplog
     alarms = HealthAlarms(window=2, stop_on_alarm=True)
     trainer = _trainer()
     module = SimpleNamespace(hparams={"loss_type": "sigmoid", "beta": 0.1})
-    with caplog.at_level(logging.WARNING, logger="lit_dpo.health"):
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
         alarms.on_train_start(trainer, module)
         for step in range(1, 9):
             trainer.global_step = step
@@ -177,7 +177,7 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
         "--health.window=2",
         "--health.chance_after_steps=2",
     ]
-    with caplog.at_level(logging.WARNING, logger="lit_dpo.health"):
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
         main(args)
     alarms = [r.getMessage() for r in caplog.records if "health alarm" in r.getMessage()]
     assert len(alarms) == 3, alarms

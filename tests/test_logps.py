@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from lit_dpo.batches import IGNORE_INDEX
-from lit_dpo.logps import sequence_logps
+from lit_dpo.data.batches import IGNORE_INDEX
+from lit_dpo.train.logps import sequence_logps
 
 
 def test_sums_only_scored_tokens_with_the_one_position_shift():

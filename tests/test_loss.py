@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_dpo.loss import dpo_loss
+from lit_dpo.train.loss import dpo_loss
 
 POLICY_CHOSEN = torch.tensor([-1.0])
 POLICY_REJECTED = torch.tensor([-3.0])

@@ -7,7 +7,7 @@ import yaml
 from conftest import ROWS, ultrafeedback_row, write_jsonl
 
 from lit_dpo.cli import main
-from lit_dpo.datamodule import DatasetPart, PreferenceDataModule
+from lit_dpo.data.datamodule import DatasetPart, PreferenceDataModule
 from lit_dpo.errors import ConfigError
 
 # Each source words its pairs differently (in the tiny tokenizer's vocabulary), so every pair of

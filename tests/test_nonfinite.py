@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import make_adapter, tiny_fit_args
 
-from lit_dpo import nonfinite
-from lit_dpo.callbacks import save_adapter
+from lit_dpo.callbacks.adapters import save_adapter
 from lit_dpo.cli import main
 from lit_dpo.errors import NonFiniteError
-from lit_dpo.module import DPOModule
+from lit_dpo.train import nonfinite
+from lit_dpo.train.module import DPOModule
 
 
 def _lora(module: DPOModule) -> dict[str, torch.Tensor]:
@@ -148,7 +148,7 @@ import sys
 import torch.distributed as dist
 
 from lit_dpo.cli import main
-from lit_dpo.module import DPOModule
+from lit_dpo.train.module import DPOModule
 
 dpo_step = DPOModule._dpo_step
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import ultrafeedback_row
 
+from lit_dpo.data.pairs import extract_pair, filter_reason
 from lit_dpo.errors import DataError, RowError
-from lit_dpo.pairs import extract_pair, filter_reason
 
 
 def test_single_turn_row():

@@ -8,9 +8,9 @@ import struct
 import pytest
 from conftest import tiny_fit_args
 
+from lit_dpo.callbacks.plot import DPI, FIGURE_INCHES, draw_metrics, read_metrics
 from lit_dpo.cli import main
 from lit_dpo.errors import DataError
-from lit_dpo.plot import DPI, FIGURE_INCHES, draw_metrics, read_metrics
 
 PIXELS = (FIGURE_INCHES[0] * DPI, FIGURE_INCHES[1] * DPI)
 
@@ -84,19 +84,20 @@ def test_plot_command_picks_the_newest_version(tmp_path):
         folder = root / "lightning_logs" / version
         folder.mkdir(parents=True)
         os.utime(write_csv(folder), (1e9 - age, 1e9 - age))
-    main(["plot", str(root)])
+    main(["plot", f"--run_dir={root}"])
     newest = root / "lightning_logs" / "version_1" / "metrics.png"
     assert png_size(newest) == PIXELS
     assert newest.stat().st_size > 20_000  # four panels of lines and text, not an empty canvas
     assert not (root / "lightning_logs" / "version_0" / "metrics.png").exists()
 
-    main(["plot", str(root / "lightning_logs" / "version_0"), f"--out={tmp_path / 'v0.png'}"])
+    version_0 = root / "lightning_logs" / "version_0"
+    main(["plot", f"--run_dir={version_0}", f"--out={tmp_path / 'v0.png'}"])
     assert png_size(tmp_path / "v0.png") == PIXELS
 
 
 def test_plot_command_without_metrics_says_what_to_pass(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["plot", str(tmp_path)])
+        main(["plot", f"--run_dir={tmp_path}"])
     assert exit_info.value.code == 2
     assert "no metrics.csv" in capsys.readouterr().err
 
@@ -104,7 +105,10 @@ def test_plot_command_without_metrics_says_what_to_pass(tmp_path, capsys):
 def test_fit_writes_metrics_png_with_the_final_validation(tiny_model_dir, tiny_data_dir, tmp_path):
     main(
         tiny_fit_args(
-            tiny_model_dir, tiny_data_dir, tmp_path, "--trainer.callbacks+=lit_dpo.plot.PlotMetrics"
+            tiny_model_dir,
+            tiny_data_dir,
+            tmp_path,
+            "--trainer.callbacks+=lit_dpo.callbacks.PlotMetrics",
         )
     )
     run_dir = tmp_path / "lightning_logs" / "version_0"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.policy import load_policy
+from lit_dpo.models.policy import load_policy
 
 
 def _lora_grads(policy, input_ids) -> dict[str, torch.Tensor]:

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 from lit_dpo.cli import main
-from lit_dpo.memory import (
+from lit_dpo.device import DEVICE_PRESETS, Device, lora_dtype_problems, precision_problems
+from lit_dpo.preflight.command import optimizer_state_bytes
+from lit_dpo.preflight.measure import batch_row_length, format_duration, run_plan, run_seconds
+from lit_dpo.preflight.memory import (
     GIB,
     NF4_BYTES_PER_WEIGHT,
     QWEN2_0_5B_INSTRUCT,
@@ -24,14 +27,6 @@ from lit_dpo.memory import (
     row_lengths,
     suggest_fixes,
 )
-from lit_dpo.preflight import (
-    DEVICE_PRESETS,
-    Device,
-    lora_dtype_problems,
-    optimizer_state_bytes,
-    precision_problems,
-)
-from lit_dpo.timing import batch_row_length, format_duration, run_plan, run_seconds
 
 QWEN2_CONFIG = {
     "hidden_size": 896,
@@ -162,7 +157,7 @@ def test_precision_checks_against_the_device():
 
 
 def test_lora_weights_stay_fp32_under_fp16_compute(tiny_model_dir):
-    from lit_dpo.policy import load_policy
+    from lit_dpo.models.policy import load_policy
 
     policy = load_policy(str(tiny_model_dir), quantization="nf4", compute_dtype="float16")
     assert lora_dtype_problems(policy.named_parameters()) == []
@@ -194,7 +189,7 @@ def test_row_lengths_optimizer_state_and_run_time_by_hand():
 def test_batch_row_length_of_a_collated_batch():
     """Pair 0: prompt 3, chosen 2, rejected 3; pair 1: prompt 2, chosen 4, rejected 1. Rows of
     prompt + reply are 5, 6, 6, 3 (padded to 6); packed rows 3 + 2 + 3 = 8 and 2 + 4 + 1 = 7."""
-    from lit_dpo.batches import collate_pairs
+    from lit_dpo.data.batches import collate_pairs
 
     batch = collate_pairs(
         [
@@ -219,7 +214,9 @@ def _preflight(capsys, *args):
 
 
 def test_t4_recipe_fits_a_t4_with_the_built_in_qwen2_config(capsys):
-    code, out = _preflight(capsys, "--config", "configs/t4.yaml", "--device", "t4", "--worst-case")
+    code, out = _preflight(
+        capsys, "--config", "configs/t4.yaml", "--device", "t4", "--worst_case=true"
+    )
     assert code == 0, out
     assert "built-in copy of its published config" in out
     assert "compute capability 7.5" in out and ": fits" in out
@@ -231,7 +228,7 @@ def test_bf16_on_a_t4_is_refused_and_a_small_card_gets_fixes(capsys):
         capsys,
         "--config=configs/t4.yaml",
         "--device=t4",
-        "--worst-case",
+        "--worst_case=true",
         "--trainer.precision=bf16-mixed",
         "--model.compute_dtype=bfloat16",
     )
@@ -240,13 +237,13 @@ def test_bf16_on_a_t4_is_refused_and_a_small_card_gets_fixes(capsys):
         capsys,
         "--config=configs/t4.yaml",
         "--device=t4",
-        "--worst-case",
+        "--worst_case=true",
         "--model.gradient_checkpointing=false",
     )
     assert code == 1 and "does NOT fit" in out
     assert "changes that fit:" in out and "--model.gradient_checkpointing true" in out
     code, out = _preflight(
-        capsys, "--config=configs/t4.yaml", "--device-memory-gb=1", "--worst-case"
+        capsys, "--config=configs/t4.yaml", "--device_memory_gb=1", "--worst_case=true"
     )
     assert code == 1 and "1.0 GiB" in out and "no change of batch size" in out
 
@@ -254,7 +251,7 @@ def test_bf16_on_a_t4_is_refused_and_a_small_card_gets_fixes(capsys):
 def test_gpu_config_without_gpu_or_device_says_what_to_pass(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code, out = _preflight(capsys, "--config", "configs/t4.yaml", "--worst-case")
+    code, out = _preflight(capsys, "--config", "configs/t4.yaml", "--worst_case=true")
     assert code == 2 and "--device" in out and "no GPU" in out
 
 
@@ -262,8 +259,8 @@ def test_tiny_model_lengths_come_from_the_data_and_measure_times_steps(
     tiny_model_dir, tiny_data_dir, tmp_path, capsys
 ):
     """The tiny data's longest packed row is worked out here from the tokenized pairs."""
-    from lit_dpo.datamodule import PreferenceDataModule
-    from lit_dpo.module import DPOModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
+    from lit_dpo.train.module import DPOModule
 
     packed = bool(DPOModule().hparams.get("share_prompt", False))
     data = PreferenceDataModule(
@@ -293,7 +290,7 @@ def test_tiny_model_lengths_come_from_the_data_and_measure_times_steps(
         "--data.max_prompt_length=32",
         "--data.batch_size=2",
         f"--trainer.default_root_dir={tmp_path}",
-        "--measure",
+        "--measure=true",
         "--steps=2",
     )
     assert code == 0, out
@@ -306,8 +303,8 @@ def test_tiny_model_lengths_come_from_the_data_and_measure_times_steps(
     code, out = _preflight(
         capsys,
         "--config=configs/cpu.yaml",
-        f"--model-config={config}",
-        "--worst-case",
+        f"--model_config={config}",
+        "--worst_case=true",
         "--data.max_length=128",
         "--data.max_prompt_length=64",
     )

@@ -18,9 +18,9 @@ import torch
 from conftest import tiny_fit_args
 from lightning import Callback
 
+from lit_dpo.callbacks.interrupt import resume_command
 from lit_dpo.cli import main
-from lit_dpo.resume import resume_command
-from lit_dpo.sampler import PairSampler
+from lit_dpo.data.sampler import PairSampler
 
 # 6 train pairs in batches of 2: 3 steps an epoch, 6 in all.
 EPOCHS, STEPS_PER_EPOCH = 2, 3

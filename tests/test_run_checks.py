@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import make_adapter, tiny_fit_args
 
-from lit_dpo import run_checks
 from lit_dpo.cli import main
+from lit_dpo.device import DEVICE_PRESETS, BitsAndBytes, Device, quantization_problems
 from lit_dpo.errors import ConfigError
-from lit_dpo.preflight import DEVICE_PRESETS, Device
-from lit_dpo.run_checks import BitsAndBytes, quantization_problems, run_problems
 from lit_dpo.sources import is_hub_id, model_name_problem
+from lit_dpo.train import run_checks
+from lit_dpo.train.run_checks import run_problems
 
 CPU = Device("cpu", 0.0, None, "cpu")
 BNB_OK = BitsAndBytes(error=None, devices=frozenset({"cpu", "cuda"}), gpu_library=True)

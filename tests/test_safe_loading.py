@@ -14,8 +14,8 @@ from conftest import make_adapter, tiny_fit_args
 import lit_dpo
 from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError, ModelSourceError
-from lit_dpo.inference import load_full_precision
-from lit_dpo.policy import load_policy
+from lit_dpo.models.inference import load_full_precision
+from lit_dpo.models.policy import load_policy
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_pickled_model_weights_are_refused_unless_allowed(pickled_model_dir, tin
         f"model {pickled_model_dir} holds its weights only as pickle files (pytorch_model.bin)"
         in (message)
     )
-    assert "set model.allow_pickle true (fit, validate) or pass --allow-pickle" in message
+    assert "set model.allow_pickle true (fit, validate) or pass --allow_pickle true" in message
 
     policy = load_policy(str(pickled_model_dir), quantization="none", allow_pickle=True)
     reference = load_policy(str(tiny_model_dir), quantization="none")
@@ -76,7 +76,7 @@ def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
 
     with pytest.raises(ConfigError, match="adapter .*pickled holds its weights only as pickle"):
         load_full_precision(pickled, str(tiny_model_dir))
-    with pytest.raises(ConfigError, match="--allow-pickle"):
+    with pytest.raises(ConfigError, match="--allow_pickle"):
         load_policy(str(tiny_model_dir), quantization="none", adapter=str(pickled))
     allowed = load_full_precision(pickled, str(tiny_model_dir), allow_pickle=True)
     expected = load_full_precision(saved, str(tiny_model_dir))
@@ -92,13 +92,13 @@ def test_export_takes_a_pickled_adapter_only_with_allow_pickle(tiny_model_dir, t
     assert exit_info.value.code == 2
     assert "holds its weights only as pickle files (adapter_model.bin)" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
-    main([*export, f"--out={tmp_path / 'merged'}", "--allow-pickle"])
+    main([*export, f"--out={tmp_path / 'merged'}", "--allow_pickle=true"])
     assert (tmp_path / "merged" / "model.safetensors").is_file()
 
 
 def test_model_code_in_the_folder_is_never_run(tiny_model_dir, tmp_path):
     """A folder whose config asks for its own Python code: the code would leave a marker file."""
-    from lit_dpo.datamodule import load_tokenizer
+    from lit_dpo.data.datamodule import load_tokenizer
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "custom")
     marker = tmp_path / "code-ran"

@@ -29,9 +29,9 @@ import pytest
 import torch
 from conftest import make_adapter
 
-from lit_dpo.chat_api import cut_at_stop, final_part
-from lit_dpo.chat_worker import Cancelled, Job, Worker, load_served_model
 from lit_dpo.cli import main
+from lit_dpo.serve.api import cut_at_stop, final_part
+from lit_dpo.serve.worker import Cancelled, Job, Worker, load_served_model
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -128,7 +128,7 @@ def server(adapter_dir) -> Iterator[Server]:
         log,
         "--adapter",
         str(adapter_dir),
-        "--max-tokens-limit",
+        "--max_tokens_limit",
         limit,
         env={"LIT_DPO_API_KEY": API_KEY},
     ) as running:
@@ -405,9 +405,9 @@ def test_full_queue_is_answered_503(adapter_dir, tmp_path):
         tmp_path / "busy.log",
         "--adapter",
         str(adapter_dir),
-        "--queue-size",
+        "--queue_size",
         "1",
-        "--max-tokens-limit",
+        "--max_tokens_limit",
         "240",
     ) as busy:
         slow = chat(PROMPTS[1], max_tokens=240)
@@ -431,7 +431,7 @@ def test_full_queue_is_answered_503(adapter_dir, tmp_path):
 
 def test_shutdown_lets_the_request_in_flight_finish(adapter_dir, tmp_path):
     with running_server(
-        tmp_path / "shutdown.log", "--adapter", str(adapter_dir), "--max-tokens-limit", "240"
+        tmp_path / "shutdown.log", "--adapter", str(adapter_dir), "--max_tokens_limit", "240"
     ) as server:
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(server.post, chat(PROMPTS[1], max_tokens=240))
@@ -485,14 +485,14 @@ def test_merged_model_folder_is_served_alone(tiny_model_dir):
 
 def test_bad_options_fail_before_loading(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["serve", "--adapter", str(tmp_path / "missing"), "--queue-size", "0"])
+        main(["serve", "--adapter", str(tmp_path / "missing"), "--queue_size", "0"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "no such folder" in err and "--queue-size 0" in err and "Traceback" not in err
+    assert "no such folder" in err and "--queue_size 0" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
     assert exit_info.value.code == 0
-    assert "--max-tokens-limit" in capsys.readouterr().out
+    assert "--max_tokens_limit" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -13,13 +13,13 @@ import pytest
 import torch
 from conftest import ROWS
 
-from lit_dpo import reference
-from lit_dpo.batches import IGNORE_INDEX, collate_pairs, encode_pair
-from lit_dpo.logps import completion_logps, sequence_logps, token_logps
-from lit_dpo.module import DPOModule
-from lit_dpo.packing import CHOSEN, PAD, REJECTED, SHARED, pack_pairs, packed_attention_mask
-from lit_dpo.pairs import PreferencePair
-from lit_dpo.sampler import BUCKET_BATCHES, PairSampler
+from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair
+from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.data.sampler import BUCKET_BATCHES, PairSampler
+from lit_dpo.train import reference
+from lit_dpo.train.logps import completion_logps, sequence_logps, token_logps
+from lit_dpo.train.module import DPOModule
+from lit_dpo.train.packing import CHOSEN, PAD, REJECTED, SHARED, pack_pairs, packed_attention_mask
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 
@@ -226,7 +226,7 @@ def test_adapted_output_head_is_refused(tiny_model_dir):
 def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[float]:
     from lightning import Callback, Trainer
 
-    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
 
     class Losses(Callback):
         def __init__(self):
@@ -276,7 +276,7 @@ def test_precomputed_reference_gives_the_on_the_fly_losses(
     )
     assert len(got) == len(expected) == 6  # 5 pairs, batches of 2, 2 epochs
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert set(module.reference_tables) == {"train", "val"}
+    assert set(module.reference_tables.tables) == {"train", "val"}
     tables = sorted((tmp_path / "cache" / "reference_logps").glob("*.pt"))
     assert len(tables) == 2
 
@@ -352,7 +352,7 @@ def test_length_grouped_sampler_is_a_seeded_permutation_with_grouped_batches():
 
 
 def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_dir):
-    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
 
     data = PreferenceDataModule(
         dataset=str(tiny_data_dir),

@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import ROWS
 
-from lit_dpo.batches import collate_pairs, encode_pair
-from lit_dpo.logps import sequence_logps
-from lit_dpo.loss import dpo_loss
-from lit_dpo.pairs import PreferencePair
+from lit_dpo.data.batches import collate_pairs, encode_pair
+from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.train.logps import sequence_logps
+from lit_dpo.train.loss import dpo_loss
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 

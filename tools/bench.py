@@ -178,11 +178,11 @@ def _parse_setting(item: str) -> tuple[str, object]:
 
 def plan_work(settings: dict) -> dict:
     """lit-dpo's own first batches, and the same pairs as TRL rows."""
-    from lit_dpo.batches import encode_pair
-    from lit_dpo.datamodule import PreferenceDataModule
+    from lit_dpo.data.batches import encode_pair
+    from lit_dpo.data.datamodule import PreferenceDataModule
+    from lit_dpo.data.loading import load_source
+    from lit_dpo.data.pairs import detect_format, extract_pair
     from lit_dpo.errors import DataError
-    from lit_dpo.loading import load_source
-    from lit_dpo.pairs import detect_format, extract_pair
 
     batches_needed = settings["warmup"] + settings["steps"]
     data = PreferenceDataModule(**data_kwargs(settings, batches_needed))
@@ -357,8 +357,8 @@ def run_lit(spec: dict) -> dict:
     import torch
     from lightning import Callback, Trainer
 
-    from lit_dpo.datamodule import PreferenceDataModule
-    from lit_dpo.module import DPOModule
+    from lit_dpo.data.datamodule import PreferenceDataModule
+    from lit_dpo.train.module import DPOModule
 
     clock = StepClock(spec["warmup"], spec["gpu"])
     seen = []
@@ -421,7 +421,7 @@ def run_trl(spec: dict) -> dict:
     )
     from trl import DPOConfig, DPOTrainer
 
-    from lit_dpo.policy import nf4_config
+    from lit_dpo.models.policy import nf4_config
 
     clock = StepClock(spec["warmup"], spec["gpu"])
     dtype = getattr(torch, spec["compute_dtype"])
@@ -525,7 +525,7 @@ def build_gpu_model(path: Path) -> str:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lit_dpo.memory import QWEN2_0_5B_INSTRUCT as shape
+    from lit_dpo.preflight.memory import QWEN2_0_5B_INSTRUCT as shape
     from lit_dpo.sources import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(CPU["model"]), trust_remote_code=False)

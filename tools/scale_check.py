@@ -45,7 +45,7 @@ def write_rows(path: Path, pairs: int, seed: int = 0) -> None:
 
 
 def prepare(path: str, max_length: int, num_proc: int | None) -> None:
-    from lit_dpo.datamodule import PreferenceDataModule, load_tokenizer
+    from lit_dpo.data.datamodule import PreferenceDataModule, load_tokenizer
 
     load_tokenizer(DEFAULT_MODEL)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

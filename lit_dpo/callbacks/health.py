@@ -1,0 +1,297 @@
+"""Watch a fit: alarms when training goes wrong in ways DPO is known for.
+
+The detectors are pure functions over the metric history DPOModule logs each step (``train/loss``,
+``train/rewards/...``, ``train/logps/...``); ``HealthAlarms`` feeds them and warns once per alarm
+with the step, the numbers, the likely cause and what to try. Known failure modes: likelihood
+displacement, where the chosen log-probs fall with the rejected ones
+(https://arxiv.org/abs/2410.08847); a learning rate or beta that makes the loss or margins run
+away; data that teaches nothing (accuracy at chance); fp16 overflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_only
+
+log = logging.getLogger(__name__)
+
+TRAIN_KEYS = (
+    "train/loss",
+    "train/rewards/accuracies",
+    "train/rewards/margins",
+    "train/logps/chosen",
+    "train/logps/rejected",
+)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def falling_logps(
+    chosen: Sequence[float], rejected: Sequence[float], window: int, min_drop: float
+) -> str | None:
+    """Chosen log-probs falling steadily together with the rejected ones.
+
+    Compares the mean of the first ``window`` steps with the mean of the last ``window`` (summed
+    log-probs vary with reply length from batch to batch, so single steps say little).
+
+    Args:
+        chosen: per-step mean summed log-prob of the chosen replies.
+        rejected: the same for the rejected replies.
+        window: steps averaged at each end; needs ``2 * window`` steps.
+        min_drop: share of its starting magnitude the chosen log-prob must lose (0.1: 10%).
+
+    Returns:
+        The finding, or None.
+    """
+    if len(chosen) < 2 * window or len(rejected) < 2 * window:
+        return None
+    chosen_start, chosen_now = _mean(chosen[:window]), _mean(chosen[-window:])
+    rejected_start, rejected_now = _mean(rejected[:window]), _mean(rejected[-window:])
+    if chosen_now >= chosen_start - min_drop * abs(chosen_start) or rejected_now >= rejected_start:
+        return None
+    return (
+        f"chosen log-probs fell from {chosen_start:.1f} to {chosen_now:.1f} "
+        f"({(chosen_now - chosen_start) / abs(chosen_start):+.0%}) while the rejected fell from "
+        f"{rejected_start:.1f} to {rejected_now:.1f}: the policy widens the margin by making "
+        "both replies less likely (likelihood displacement). Try a lower learning rate or a "
+        "larger beta, add an SFT term on the chosen replies, or switch to model.loss_type ipo; "
+        "check that chosen and rejected are not near-duplicates"
+    )
+
+
+def out_of_range(name: str, values: Sequence[float], low: float, high: float, window: int):
+    """A metric's recent mean outside ``[low, high]``, or any non-finite value.
+
+    Args:
+        name: the metric, for the message.
+        values: its per-step history.
+        low: lowest sane mean.
+        high: highest sane mean.
+        window: steps averaged (a single batch can be an outlier).
+
+    Returns:
+        The finding, or None.
+    """
+    if not values:
+        return None
+    if not math.isfinite(values[-1]):
+        return (
+            f"{name} is {values[-1]}: training diverged. Lower the learning rate; with "
+            "16-mixed, check the loss scale; check the data for empty replies"
+        )
+    if len(values) < window:
+        return None
+    recent = _mean(values[-window:])
+    if low <= recent <= high:
+        return None
+    side = "above" if recent > high else "below"
+    return (
+        f"{name} averaged {recent:.3g} over the last {window} steps, {side} the sane range "
+        f"[{low:g}, {high:g}]: the update is too large or the data inconsistent. Lower the "
+        "learning rate or raise beta, filter pairs whose replies barely differ, or switch to "
+        "model.loss_type ipo, which bounds the margin"
+    )
+
+
+def chance_accuracy(
+    accuracies: Sequence[float], after_steps: int, window: int, tolerance: float
+) -> str | None:
+    """Preference accuracy no better than a coin after ``after_steps`` steps.
+
+    Args:
+        accuracies: per-step ``rewards/accuracies`` (share of pairs with chosen reward higher).
+        after_steps: steps training gets before it is judged.
+        window: steps averaged.
+        tolerance: how far above 0.5 still counts as chance.
+
+    Returns:
+        The finding, or None.
+    """
+    if len(accuracies) < max(after_steps, window):
+        return None
+    recent = _mean(accuracies[-window:])
+    if recent > 0.5 + tolerance:
+        return None
+    return (
+        f"preference accuracy averaged {recent:.2f} over the last {window} steps, no better than "
+        f"chance after {len(accuracies)} steps: the policy is not learning the preference. Check "
+        "the learning rate (too low to move anything, or so high it diverged), that chosen and "
+        "rejected are not swapped, identical or ties, and the chat-template boundary between "
+        "prompt and reply (lit-dpo data, samples/*.md)"
+    )
+
+
+def loss_scale_skips(scales: Sequence[float], max_skips: int, window: int) -> str | None:
+    """fp16's GradScaler skipping steps repeatedly: its scale fell ``max_skips`` times lately.
+
+    The scaler halves its scale and skips the optimizer step whenever gradients overflow; a few
+    skips while it finds its level are normal, a steady stream means updates are being lost.
+
+    Args:
+        scales: the scaler's scale after each step.
+        max_skips: decreases within ``window`` readings that raise the alarm.
+        window: readings looked at.
+
+    Returns:
+        The finding, or None.
+    """
+    recent = list(scales[-(window + 1) :])
+    skips = sum(after < before for before, after in zip(recent, recent[1:], strict=False))
+    if skips < max_skips:
+        return None
+    return (
+        f"the fp16 loss scaler skipped {skips} of the last {len(recent) - 1} steps (scale now "
+        f"{recent[-1]:g}): those updates are lost to overflowing gradients. Lower the learning "
+        "rate, clip gradients (trainer.gradient_clip_val), or train in bf16 on a GPU that has "
+        "it (compute capability 8.0+)"
+    )
+
+
+def mostly_truncated(split: str, truncated: int, pairs: int, max_share: float) -> str | None:
+    """More than ``max_share`` of a split's pairs were cut to ``max_length``.
+
+    Returns:
+        The finding, or None.
+    """
+    if pairs == 0 or truncated / pairs <= max_share:
+        return None
+    return (
+        f"{split}: {truncated} of {pairs} pairs ({truncated / pairs:.0%}) were truncated to "
+        "data.max_length: replies lose the ends that often decide the preference. Raise "
+        "data.max_length (lit-dpo preflight says what fits), or filter out long pairs"
+    )
+
+
+def default_loss_range(loss_type: str, beta: float) -> tuple[float, float]:
+    """Sane loss range: [0, 2] for sigmoid and hinge; ipo starts at (1 / (2 beta))^2: twice that."""
+    if loss_type == "ipo":
+        return 0.0, 2 * (1 / (2 * beta)) ** 2
+    return 0.0, 2.0
+
+
+@rank_zero_only
+def _warn_on_rank_zero(message: str, *args) -> None:
+    log.warning(message, *args)
+
+
+class HealthAlarms(Callback):
+    """Warn (once each) when training shows a known DPO failure; optionally stop the run.
+
+    Args:
+        enabled: watch the run at all.
+        window: steps averaged by each check.
+        logps_drop: share of its magnitude the chosen log-prob may lose, with the rejected
+            falling too, before the likelihood-displacement alarm.
+        loss_range: sane range of the mean loss; by default [0, 2] (sigmoid DPO starts at 0.69,
+            hinge at 1), and for ipo, which starts at 1 / (2 beta)^2, [0, twice that].
+        margin_range: sane range of the mean reward margin (beta times a log-ratio gap: with
+            beta 0.1, 20 is a 200-nat gap).
+        chance_after_steps: steps before an accuracy at chance raises the alarm.
+        chance_tolerance: accuracy up to 0.5 plus this counts as chance.
+        max_scale_skips: fp16 loss-scale decreases within ``window * 5`` steps that raise the
+            alarm.
+        max_truncated: share of truncated pairs in a split that raises the alarm.
+        stop_on_alarm: stop training at the first alarm.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        window: int = 10,
+        logps_drop: float = 0.1,
+        loss_range: tuple[float, float] | None = None,
+        margin_range: tuple[float, float] = (-5.0, 20.0),
+        chance_after_steps: int = 100,
+        chance_tolerance: float = 0.05,
+        max_scale_skips: int = 5,
+        max_truncated: float = 0.5,
+        stop_on_alarm: bool = False,
+    ) -> None:
+        self.enabled = enabled
+        self.window = window
+        self.logps_drop = logps_drop
+        self.loss_range = tuple(loss_range) if loss_range is not None else None
+        self.margin_range = tuple(margin_range)
+        self.chance_after_steps = chance_after_steps
+        self.chance_tolerance = chance_tolerance
+        self.max_scale_skips = max_scale_skips
+        self.max_truncated = max_truncated
+        self.stop_on_alarm = stop_on_alarm
+        self.history: dict[str, list[float]] = {key: [] for key in TRAIN_KEYS}
+        self.scales: list[float] = []
+        # alarm name -> (step, message), in the order raised
+        self.raised: dict[str, tuple[int, str]] = {}
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.enabled:
+            return
+        if self.loss_range is None:
+            hp = getattr(pl_module, "hparams", {})
+            self.loss_range = default_loss_range(
+                hp.get("loss_type", "sigmoid"), hp.get("beta", 0.1)
+            )
+        report = getattr(trainer.datamodule, "report", None) or {}
+        for split, counts in report.items():
+            finding = mostly_truncated(
+                split, counts.get("truncated", 0), counts.get("pairs", 0), self.max_truncated
+            )
+            self._raise(trainer, f"truncated:{split}", finding)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.enabled:
+            return
+        metrics = trainer.callback_metrics
+        for key in TRAIN_KEYS:
+            if key in metrics:
+                self.history[key].append(float(metrics[key]))
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            self.scales.append(float(scaler.get_scale()))
+        for name, finding in self.findings():
+            self._raise(trainer, name, finding)
+
+    def findings(self) -> list[tuple[str, str | None]]:
+        """Every check on the history so far, as (alarm name, finding or None)."""
+        h, w = self.history, self.window
+        loss_range = self.loss_range or (0.0, 2.0)
+        return [
+            ("loss", out_of_range("loss", h["train/loss"], *loss_range, w)),
+            (
+                "margin",
+                out_of_range("reward margin", h["train/rewards/margins"], *self.margin_range, w),
+            ),
+            (
+                "falling_logps",
+                falling_logps(
+                    h["train/logps/chosen"], h["train/logps/rejected"], w, self.logps_drop
+                ),
+            ),
+            (
+                "chance",
+                chance_accuracy(
+                    h["train/rewards/accuracies"],
+                    self.chance_after_steps,
+                    w,
+                    self.chance_tolerance,
+                ),
+            ),
+            ("loss_scale", loss_scale_skips(self.scales, self.max_scale_skips, 5 * w)),
+        ]
+
+    def _raise(self, trainer: Trainer, name: str, finding: str | None) -> None:
+        if finding is None or name in self.raised:
+            return
+        step = trainer.global_step
+        self.raised[name] = (step, finding)
+        stopping = "; stopping (health.stop_on_alarm)" if self.stop_on_alarm else ""
+        _warn_on_rank_zero("health alarm at step %d: %s%s", step, finding, stopping)
+        # Under DDP every rank sees the same step metrics (synced across ranks), so every rank
+        # raises the same alarm at the same step and stops together.
+        if self.stop_on_alarm:
+            trainer.should_stop = True

@@ -1,0 +1,166 @@
+"""Training curves from a run's ``metrics.csv``: the ``PlotMetrics`` callback, ``lit-dpo plot``.
+
+One PNG with four panels over optimizer steps: DPO loss, preference accuracy, reward margin, and
+the chosen and rejected implicit rewards. ``train/*`` values are lines (one point per logged
+step), ``val/*`` values are markers (one per validation run). The metric names are those
+:mod:`lit_dpo.train.module` logs; the CSV is Lightning's ``CSVLogger`` output.
+
+    lit-dpo plot --run_dir runs/cpu          # the newest lightning_logs/version_N under it
+    lit-dpo plot --run_dir runs/cpu/lightning_logs/version_0 --out curves.png
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from lightning import Callback, LightningModule, Trainer
+
+from lit_dpo.errors import DataError
+from lit_dpo.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+Series = dict[str, list[tuple[int, float]]]
+
+# panel title -> (metric, legend label); train/* drawn as lines, val/* as markers
+PANELS: dict[str, tuple[tuple[str, str], ...]] = {
+    "DPO loss": (("train/loss", "train"), ("val/loss", "val")),
+    "preference accuracy": (
+        ("train/rewards/accuracies", "train, implicit reward"),
+        ("val/rewards/accuracies", "val, implicit reward"),
+        ("val/logps_accuracy/policy", "val, log-prob (aligned)"),
+        ("val/logps_accuracy/reference", "val, log-prob (base)"),
+    ),
+    "reward margin (chosen - rejected)": (
+        ("train/rewards/margins", "train"),
+        ("val/rewards/margins", "val"),
+    ),
+    "implicit rewards": (
+        ("train/rewards/chosen", "train, chosen"),
+        ("train/rewards/rejected", "train, rejected"),
+        ("val/rewards/chosen", "val, chosen"),
+        ("val/rewards/rejected", "val, rejected"),
+    ),
+}
+FIGURE_INCHES = (11, 8)
+DPI = 100
+
+
+def find_metrics_csv(run_dir: str | Path) -> Path:
+    """``RUN_DIR/metrics.csv``, else the most recently written ``metrics.csv`` below ``run_dir``.
+
+    Raises:
+        DataError: there is none.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.csv").is_file():
+        return run_dir / "metrics.csv"
+    found = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise DataError(
+            f"no metrics.csv in or below {run_dir}; pass a CSVLogger folder such as "
+            "runs/cpu/lightning_logs/version_0 (the run needs trainer.logger: CSVLogger)"
+        )
+    return found[-1]
+
+
+def read_metrics(path: str | Path) -> Series:
+    """Every metric column of a CSVLogger file as ``{name: [(step, value), ...]}``, blanks dropped.
+
+    Raises:
+        DataError: the file has no ``step`` column.
+    """
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        if "step" not in (reader.fieldnames or []):
+            raise DataError(f"{path}: no 'step' column; is this a Lightning CSVLogger metrics.csv?")
+        series: Series = {}
+        for row in reader:
+            step = int(float(row["step"]))
+            for name, value in row.items():
+                if name not in ("step", "epoch") and value not in ("", None):
+                    series.setdefault(name, []).append((step, float(value)))
+    return series
+
+
+def draw_metrics(series: Series, title: str = ""):
+    """A matplotlib ``Figure`` (1100 x 800 pixels) with the four panels.
+
+    Raises:
+        DataError: none of the DPO metrics is in ``series``.
+    """
+    # A bare Figure renders with Agg and touches no global pyplot state or GUI backend.
+    from matplotlib.figure import Figure
+
+    if not any(name in series for curves in PANELS.values() for name, _ in curves):
+        raise DataError(
+            f"no DPO metrics to plot (expected e.g. train/loss); found {sorted(series)[:8]}"
+        )
+    figure = Figure(figsize=FIGURE_INCHES, dpi=DPI, layout="constrained")
+    for axes, (panel, curves) in zip(figure.subplots(2, 2).flat, PANELS.items(), strict=True):
+        for name, label in curves:
+            if name not in series:
+                continue
+            steps, values = zip(*series[name], strict=True)
+            if name.startswith("val/"):
+                axes.plot(steps, values, "o--", label=label, markersize=6)
+            else:
+                axes.plot(steps, values, "-", label=label, linewidth=1.2)
+        axes.set_title(panel)
+        axes.set_xlabel("step")
+        axes.grid(alpha=0.3)
+        if axes.lines:
+            axes.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def plot_metrics(series: Series, out: str | Path, title: str = "") -> Path:
+    """:func:`draw_metrics` saved as a PNG at ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = draw_metrics(series, title)
+    write_atomically(out, lambda staging: figure.savefig(staging, format="png"))
+    return out
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Plot a run's metrics to ``out`` (default: ``metrics.png`` beside its metrics.csv)."""
+    csv_path = find_metrics_csv(run_dir)
+    target = Path(out) if out else csv_path.with_name("metrics.png")
+    return plot_metrics(read_metrics(csv_path), target, title=str(csv_path.parent))
+
+
+class PlotMetrics(Callback):
+    """Write ``<log_dir>/metrics.png`` when fit ends (needs a CSVLogger).
+
+    Args:
+        filename: name of the PNG in the logger's folder.
+    """
+
+    def __init__(self, filename: str = "metrics.png") -> None:
+        self.filename = filename
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # log_dir is a broadcast under DDP: every rank must read it
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        if not trainer.is_global_zero:
+            return
+        # CSVLogger on its own writes rows every flush_logs_every_n_steps and at teardown, which
+        # comes after on_fit_end. Lightning 2.6 also saves after each logging call; flushing here
+        # keeps the last steps and the final validation in the plot without relying on that.
+        for logger in trainer.loggers:
+            logger.save()
+        csv_path = Path(log_dir) / "metrics.csv"
+        if not csv_path.is_file():
+            log.warning(
+                "PlotMetrics: no %s (it needs trainer.logger: CSVLogger); no plot", csv_path
+            )
+            return
+        path = plot_metrics(
+            read_metrics(csv_path), csv_path.with_name(self.filename), str(csv_path.parent)
+        )
+        log.info("training curves written to %s", path)

@@ -1,0 +1,264 @@
+"""``lit-dpo compare``: what alignment did, base (adapters off) against aligned (adapters on).
+
+The base is loaded once, 4-bit as in training, with the adapter attached; peft's
+``disable_adapter()`` gives the base. For the same prompts (the user's, plus built-in edge cases)
+both answer greedily, and each answer gets its length and its implicit DPO reward
+``beta * (log p_aligned(answer | prompt) - log p_base(answer | prompt))``. On the held-out
+preference split it measures log-probability accuracy of both models, implicit-reward accuracy and
+margin, and perplexity on the chosen replies. An optional judge (any sequence-classification reward
+model) scores both answers and gives a win rate with a 95% interval. Writes ``compare.html``
+(self-contained), ``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
+
+    lit-dpo compare --adapter runs/cpu/adapter --prompts my_prompts.txt
+    lit-dpo compare --config compare.yaml     # any of the arguments below, as YAML
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoConfig
+
+from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
+from lit_dpo.compare.prompts import (
+    EDGE_CASES,
+    PromptCase,
+    is_refusal,
+    load_prompts,
+    long_context_case,
+)
+from lit_dpo.compare.report import (
+    Answer,
+    CompareReport,
+    PromptResult,
+    summary_table,
+    to_html,
+    to_json,
+    to_markdown,
+)
+from lit_dpo.compare.scoring import answer_rewards, heldout_metrics
+from lit_dpo.data.batches import encode_pair
+from lit_dpo.data.datamodule import PreferenceDataModule
+from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.errors import ConfigError
+from lit_dpo.files import write_text_atomically
+from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.generate import answer_length, decode_answer, generate_ids
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_quantized
+from lit_dpo.models.policy import DType, Quantization
+from lit_dpo.sources import DEFAULT_DATASET, resolve_model
+
+log = logging.getLogger(__name__)
+
+# Tokens kept free after the answer for the template's end-of-turn when the answer is scored.
+END_OF_TURN_ROOM = 8
+MIN_PROMPT_TOKENS = 16
+
+
+def compare(
+    adapter: str,
+    model: str | None = None,
+    prompts: str | None = None,
+    edge_cases: bool = True,
+    dataset: str = DEFAULT_DATASET,
+    val_size: int = 100,
+    judge: str | None = None,
+    out: str = "runs/compare",
+    beta: float = 0.1,
+    max_new_tokens: int = 128,
+    max_length: int = 1024,
+    batch_size: int = 4,
+    quantization: Quantization = "nf4",
+    compute_dtype: DType = "float32",
+    device: str | None = None,
+    allow_pickle: bool = False,
+) -> CompareReport:
+    """Compare base and aligned, write the report files, and return the report.
+
+    Args:
+        adapter: folder of a trained PEFT adapter (``runs/cpu/adapter``).
+        model: base model; by default the adapter's ``base_model_name_or_path``.
+        prompts: file of the user's prompts, one per line, or a JSON list (strings or
+            conversations).
+        edge_cases: also answer the built-in edge cases (:mod:`lit_dpo.compare.prompts`).
+        dataset: preference data whose held-out split is evaluated.
+        val_size: held-out pairs to evaluate; 0 skips the held-out evaluation.
+        judge: sequence-classification reward model that scores both answers (optional).
+        out: folder for ``compare.html``, ``compare.md`` and ``compare.json``.
+        beta: DPO beta of the implicit reward; use the training run's.
+        max_new_tokens: length limit of each answer (greedy decoding).
+        max_length: context budget in tokens: held-out pairs are cut to it, prompts keep their
+            last ``max_length - max_new_tokens - 8`` tokens, and the long-context case fills it.
+        batch_size: held-out pairs per forward pass.
+        quantization: ``nf4`` (as QLoRA training) or ``none``.
+        compute_dtype: dtype of the 4-bit matmuls and of the other weights.
+        device: ``cuda``, ``cpu``...; by default the GPU when there is one.
+        allow_pickle: also read model, adapter and judge weights stored as pickles (``.bin``);
+            else safetensors only.
+
+    Raises:
+        ConfigError: bad settings or adapter folder (all problems in one message).
+        DataError: the prompts file or the dataset is unusable.
+    """
+    prompt_budget = max_length - max_new_tokens - END_OF_TURN_ROOM
+    problems = check_adapter(adapter, allow_pickle) + _setting_problems(
+        beta, max_new_tokens, max_length, prompt_budget, val_size, batch_size
+    )
+    if not (prompts or edge_cases or val_size):
+        problems.append(
+            "nothing to compare: give --prompts, keep --edge_cases true, or --val_size > 0"
+        )
+    if problems:
+        raise ConfigError("compare: " + "; ".join(problems))
+    # Everything that can fail on input fails here, before the model loads.
+    cases = load_prompts(prompts) if prompts else []
+    base_name = adapter_base_model(adapter, model)
+    context = getattr(
+        AutoConfig.from_pretrained(resolve_model(base_name), trust_remote_code=False),
+        "max_position_embeddings",
+        None,
+    )
+    if context is not None and max_length > context:
+        raise ConfigError(f"--max_length {max_length} is beyond {base_name}'s context of {context}")
+    tokenizer = load_adapter_tokenizer(adapter, base_name)
+    if edge_cases:
+        cases += [*EDGE_CASES, long_context_case(_token_counter(tokenizer), prompt_budget)]
+    heldout = _heldout_loader(dataset, base_name, val_size, max_length, batch_size)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = {
+        "beta": beta,
+        "max_new_tokens": max_new_tokens,
+        "max_length": max_length,
+        "decoding": "greedy",
+        "quantization": quantization,
+    }
+    if val_size:
+        settings.update(dataset=dataset, val_size=val_size)
+    report = CompareReport(base_name, str(adapter), settings)
+
+    policy = load_quantized(adapter, base_name, quantization, compute_dtype, device, allow_pickle)
+    generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
+    for case in tqdm(cases, desc="generating", unit="prompt"):
+        report.results.append(
+            _answer_both(policy, tokenizer, case, generation, beta, max_length, prompt_budget)
+        )
+    if heldout is not None:
+        report.heldout = heldout_metrics(policy, heldout, beta)
+    # the judge may be large: free the policy first
+    del policy
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if judge and report.results:
+        settings["judge"] = judge
+        _judge(report, judge, device, getattr(torch, compute_dtype), allow_pickle)
+    _write(report, Path(out))
+    return report
+
+
+def _setting_problems(
+    beta: float,
+    max_new_tokens: int,
+    max_length: int,
+    prompt_budget: int,
+    val_size: int,
+    batch_size: int,
+) -> list[str]:
+    problems = []
+    if beta <= 0:
+        problems.append(f"--beta must be positive, got {beta}")
+    if max_new_tokens < 1:
+        problems.append(f"--max_new_tokens must be at least 1, got {max_new_tokens}")
+    if prompt_budget < MIN_PROMPT_TOKENS:
+        problems.append(
+            f"--max_length {max_length} leaves {prompt_budget} prompt tokens after "
+            f"--max_new_tokens {max_new_tokens}; raise it to at least "
+            f"{max_new_tokens + END_OF_TURN_ROOM + MIN_PROMPT_TOKENS}"
+        )
+    if val_size < 0:
+        problems.append(f"--val_size must be 0 (skip) or more, got {val_size}")
+    if batch_size < 1:
+        problems.append(f"--batch_size must be at least 1, got {batch_size}")
+    return problems
+
+
+def _heldout_loader(
+    dataset: str, base_name: str, val_size: int, max_length: int, batch_size: int
+) -> DataLoader | None:
+    """Batches of held-out pairs, tokenized as training does, or None when val_size is 0."""
+    if not val_size:
+        return None
+    data = PreferenceDataModule(
+        dataset,
+        tokenizer=base_name,
+        # only the held-out split is used; one train pair keeps setup from tokenizing them all
+        train_size=1,
+        val_size=val_size,
+        max_length=max_length,
+        max_prompt_length=max_length // 2,
+        batch_size=batch_size,
+    )
+    data.setup("validate")
+    return data.val_dataloader()
+
+
+def _answer_both(
+    policy,
+    tokenizer,
+    case: PromptCase,
+    generation: dict,
+    beta: float,
+    max_length: int,
+    prompt_budget: int,
+) -> PromptResult:
+    # The prompt is rendered and truncated exactly as training renders a pair's prompt.
+    prompt_ids = encode_pair(
+        PreferencePair(case.messages, "", ""), tokenizer, max_length, prompt_budget
+    )["prompt_ids"]
+    with policy.disable_adapter():
+        base_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
+    aligned_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
+    texts = decode_answer(tokenizer, base_ids), decode_answer(tokenizer, aligned_ids)
+    rewards = answer_rewards(
+        policy, tokenizer, case.messages, texts, beta, max_length, prompt_budget
+    )
+    base, aligned = (
+        Answer(text, answer_length(tokenizer, ids), reward, is_refusal(text))
+        for text, ids, reward in zip(texts, (base_ids, aligned_ids), rewards, strict=True)
+    )
+    return PromptResult(case, base, aligned)
+
+
+def _token_counter(tokenizer):
+    def count(messages: list[dict[str, str]]) -> int:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
+def _judge(
+    report: CompareReport, name: str, device: str, dtype: torch.dtype, allow_pickle: bool
+) -> None:
+    model, tokenizer = load_judge(name, device, dtype, allow_pickle)
+    items = [(r.case.messages, a.text) for r in report.results for a in (r.base, r.aligned)]
+    scores = judge_scores(model, tokenizer, items)
+    for result, base_score, aligned_score in zip(
+        report.results, scores[0::2], scores[1::2], strict=True
+    ):
+        result.base.judge, result.aligned.judge = base_score, aligned_score
+    report.judge = win_rate(scores[1::2], scores[0::2])
+
+
+def _write(report: CompareReport, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out / "compare.html", to_html(report))
+    write_text_atomically(out / "compare.md", to_markdown(report))
+    write_text_atomically(out / "compare.json", to_json(report))
+    print(summary_table(report), flush=True)
+    print(f"\nreport: {out / 'compare.html'} and {out / 'compare.md'}", flush=True)

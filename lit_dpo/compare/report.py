@@ -1,0 +1,288 @@
+"""The results of ``lit-dpo compare`` and their renderings: terminal table, Markdown, HTML, JSON.
+
+Rendering is pure (results in, text out). The HTML page is self-contained: inline CSS, no scripts,
+fonts or images from elsewhere, so it opens offline and can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from statistics import mean
+
+from lit_dpo.compare.prompts import PromptCase
+
+# Prompts longer than this (the long-context case) are shown as their start and end.
+SHOWN_PROMPT_CHARS = 1200
+
+
+@dataclass
+class Answer:
+    """One model's answer to one prompt.
+
+    Args:
+        text: the answer, special tokens removed.
+        tokens: its length in tokens (end-of-turn not counted).
+        reward: implicit DPO reward ``beta * (log p_aligned - log p_base)`` of this answer.
+        refusal: whether :func:`lit_dpo.compare.prompts.is_refusal` counts it as a refusal.
+        judge: the judge's score, when a judge ran.
+    """
+
+    text: str
+    tokens: int
+    reward: float
+    refusal: bool
+    judge: float | None = None
+
+
+@dataclass
+class PromptResult:
+    """A prompt with the base's and the aligned model's answers."""
+
+    case: PromptCase
+    base: Answer
+    aligned: Answer
+
+
+@dataclass
+class CompareReport:
+    """Everything a comparison measured.
+
+    Args:
+        base_model: the base model's name or folder.
+        adapter: the adapter folder.
+        settings: the options that shaped the numbers (beta, lengths, dataset, judge...).
+        results: one entry per prompt, user prompts first.
+        heldout: :func:`lit_dpo.compare.scoring.preference_summary` of the held-out split, if
+            evaluated.
+        judge: :func:`lit_dpo.compare.judge.win_rate` of aligned over base, if a judge ran.
+    """
+
+    base_model: str
+    adapter: str
+    settings: dict[str, object]
+    results: list[PromptResult] = field(default_factory=list)
+    heldout: dict[str, float] | None = None
+    judge: dict[str, float] | None = None
+
+
+def category_rows(results: list[PromptResult]) -> list[dict[str, float | str]]:
+    """Per category (in order of appearance): prompts, mean lengths, refusal rates, mean rewards."""
+    categories: dict[str, list[PromptResult]] = {}
+    for result in results:
+        categories.setdefault(result.case.category, []).append(result)
+    rows = []
+    for category, group in categories.items():
+        row: dict[str, float | str] = {"category": category, "prompts": len(group)}
+        for side in ("base", "aligned"):
+            answers = [getattr(r, side) for r in group]
+            row[f"tokens/{side}"] = mean(a.tokens for a in answers)
+            row[f"refusal_rate/{side}"] = mean(float(a.refusal) for a in answers)
+            row[f"reward/{side}"] = mean(a.reward for a in answers)
+        rows.append(row)
+    return rows
+
+
+def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
+    """(label, base, aligned) lines of the headline table, as formatted strings."""
+    rows = []
+    heldout = report.heldout
+    if heldout:
+        pairs = f"{heldout['pairs']:.0f}"
+        rows.append(("held-out pairs", pairs, pairs))
+        for label, key in (
+            ("log-prob accuracy, summed", "logps_accuracy"),
+            ("log-prob accuracy, per token", "logps_accuracy_per_token"),
+            ("perplexity on chosen replies", "perplexity_chosen"),
+        ):
+            rows.append(
+                (label, f"{heldout[key + '/base']:.3f}", f"{heldout[key + '/aligned']:.3f}")
+            )
+        rows.append(
+            (
+                "implicit-reward accuracy / margin",
+                "",
+                f"{heldout['rewards/accuracies']:.3f} / {heldout['rewards/margins']:.3f}",
+            )
+        )
+    if report.results:
+        rows.append(("prompts answered", str(len(report.results)), str(len(report.results))))
+        for label, attribute, fmt in (
+            ("mean answer length, tokens", "tokens", "{:.1f}"),
+            ("refusal rate (phrase heuristic)", "refusal", "{:.2f}"),
+            ("mean implicit reward of answers", "reward", "{:.3f}"),
+        ):
+            values = [
+                fmt.format(
+                    mean(float(getattr(getattr(r, side), attribute)) for r in report.results)
+                )
+                for side in ("base", "aligned")
+            ]
+            rows.append((label, *values))
+    if report.judge:
+        judge = report.judge
+        rows.append(
+            (
+                "judge win rate, aligned over base",
+                "",
+                f"{judge['win_rate']:.2f} [{judge['ci_low']:.2f}, {judge['ci_high']:.2f}]",
+            )
+        )
+    return rows
+
+
+def summary_table(report: CompareReport) -> str:
+    """The headline table for a terminal."""
+    rows = summary_rows(report)
+    width = max([len(label) for label, _, _ in rows] + [10]) + 2
+    lines = [f"{'':{width}}{'base':>10}  {'aligned':<}"]
+    lines += [f"{label:{width}}{base:>10}  {aligned}" for label, base, aligned in rows]
+    return "\n".join(lines)
+
+
+def to_json(report: CompareReport) -> str:
+    """All numbers and texts, for scripts."""
+    return json.dumps(dataclasses.asdict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def to_markdown(report: CompareReport) -> str:
+    """The report as Markdown: summary, categories, then every prompt with both answers."""
+    parts = [
+        "# lit-dpo compare: base vs aligned\n",
+        f"Base `{report.base_model}`, adapter `{report.adapter}`. "
+        + ", ".join(f"{k} {v}" for k, v in report.settings.items())
+        + ".\n",
+        "## Summary\n",
+        _markdown_table(["", "base", "aligned"], summary_rows(report)),
+    ]
+    categories = category_rows(report.results)
+    if categories:
+        parts += ["## By category\n", _markdown_table(*_category_table(categories))]
+    for i, result in enumerate(report.results, 1):
+        parts.append(f"## {i}. {result.case.category}\n")
+        if result.case.expect:
+            parts.append(f"A good answer {result.case.expect}.\n")
+        for message in result.case.messages:
+            parts.append(f"**{message['role']}**\n\n{_fenced(_shorten(message['content']))}")
+        for side in ("base", "aligned"):
+            answer: Answer = getattr(result, side)
+            parts.append(f"**{side}** ({_answer_facts(answer)})\n\n{_fenced(answer.text)}")
+    return "\n".join(parts)
+
+
+def to_html(report: CompareReport) -> str:
+    """The report as one self-contained HTML page."""
+    e = html.escape
+    settings = ", ".join(f"{e(str(k))} {e(str(v))}" for k, v in report.settings.items())
+    body = [
+        "<h1>lit-dpo compare: base vs aligned</h1>",
+        f"<p>Base <code>{e(report.base_model)}</code>, adapter <code>{e(report.adapter)}</code>. "
+        f"{settings}.</p>",
+        "<h2>Summary</h2>",
+        _html_table(["", "base", "aligned"], summary_rows(report)),
+    ]
+    categories = category_rows(report.results)
+    if categories:
+        body += ["<h2>By category</h2>", _html_table(*_category_table(categories))]
+    for i, result in enumerate(report.results, 1):
+        body.append(f"<section><h2>{i}. {e(result.case.category)}</h2>")
+        if result.case.expect:
+            body.append(f"<p class=expect>A good answer {e(result.case.expect)}.</p>")
+        for message in result.case.messages:
+            body.append(
+                f"<div class=turn><b>{e(message['role'])}</b>"
+                f"<pre>{e(_shorten(message['content']))}</pre></div>"
+            )
+        body.append("<div class=pair>")
+        for side in ("base", "aligned"):
+            answer: Answer = getattr(result, side)
+            body.append(
+                f"<div class='answer {side}'><b>{side}</b> <small>{e(_answer_facts(answer))}"
+                f"</small><pre>{e(answer.text)}</pre></div>"
+            )
+        body.append("</div></section>")
+    return (
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+        "<title>lit-dpo compare</title><style>"
+        + _CSS
+        + "</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;"
+    "color:#222}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;"
+    "padding:.3rem .6rem;text-align:right}td:first-child,th:first-child{text-align:left}"
+    "pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;margin:.3rem 0}"
+    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.base pre{background:#f3f3fb}"
+    ".aligned pre{background:#f1f8f1}.expect{color:#555;font-style:italic}"
+    "section{border-top:1px solid #ddd;margin-top:1.5rem}"
+)
+
+
+def _category_table(rows: list[dict]) -> tuple[list[str], list[tuple[str, ...]]]:
+    header = [
+        "category",
+        "prompts",
+        "tokens base",
+        "tokens aligned",
+        "refusals base",
+        "refusals aligned",
+        "reward base",
+        "reward aligned",
+    ]
+    body = [
+        (
+            str(r["category"]),
+            f"{r['prompts']}",
+            f"{r['tokens/base']:.1f}",
+            f"{r['tokens/aligned']:.1f}",
+            f"{r['refusal_rate/base']:.2f}",
+            f"{r['refusal_rate/aligned']:.2f}",
+            f"{r['reward/base']:.3f}",
+            f"{r['reward/aligned']:.3f}",
+        )
+        for r in rows
+    ]
+    return header, body
+
+
+def _answer_facts(answer: Answer) -> str:
+    facts = [f"{answer.tokens} tokens", f"implicit reward {answer.reward:.3f}"]
+    if answer.refusal:
+        facts.append("refusal")
+    if answer.judge is not None:
+        facts.append(f"judge {answer.judge:.3f}")
+    return ", ".join(facts)
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= SHOWN_PROMPT_CHARS:
+        return text
+    head, tail = text[: SHOWN_PROMPT_CHARS * 2 // 3], text[-SHOWN_PROMPT_CHARS // 3 :]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters not shown ...]\n{tail}"
+
+
+def _fenced(text: str) -> str:
+    # The fence must be longer than any backtick run inside the answer, or the answer ends it.
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}\n"
+
+
+def _markdown_table(header: list[str], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(header: list[str], rows: list[tuple[str, ...]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

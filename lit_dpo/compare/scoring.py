@@ -1,0 +1,155 @@
+"""Score replies under the aligned model (adapters on) and the base (adapters off).
+
+Two uses in ``lit-dpo compare``: the implicit DPO reward of a generated answer,
+``beta * (log p_aligned(answer | prompt) - log p_base(answer | prompt))``, and the preference
+metrics of the held-out split (DPO paper, section 5; TRL's ``rewards/*`` names). Replies are
+tokenized by :mod:`lit_dpo.data.batches` and scored by :func:`lit_dpo.train.logps.sequence_logps`,
+exactly as in training, so the numbers agree with ``lit-dpo validate``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from peft import PeftModel
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from lit_dpo.data.batches import collate_pairs, encode_pair
+from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.train.logps import sequence_logps
+
+
+def reply_logps(
+    model: PeftModel, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed log-probabilities of each batch row's reply, with adapters on and off.
+
+    Args:
+        model: the PEFT model; adapters on is the aligned model, off is the base.
+        batch: ``input_ids``, ``attention_mask``, ``labels``, each (N, T), from ``collate_pairs``.
+
+    Returns:
+        ``(aligned_logps, base_logps, counts)``, each (N,): counts are scored reply tokens.
+    """
+    device = next(model.parameters()).device
+    batch = {key: value.to(device) for key, value in batch.items()}
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        aligned, counts = sequence_logps(model(**inputs).logits, batch["labels"])
+        with model.disable_adapter():
+            base, _ = sequence_logps(model(**inputs).logits, batch["labels"])
+    return aligned.cpu(), base.cpu(), counts.cpu()
+
+
+def answer_rewards(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    answers: tuple[str, str],
+    beta: float,
+    max_length: int,
+    max_prompt_length: int,
+) -> tuple[float, float]:
+    """Implicit DPO rewards of two answers to the same conversation.
+
+    Each answer is scored as a training reply is: rendered with the chat template, followed by the
+    template's end-of-turn, the prompt keeping its last ``max_prompt_length`` tokens.
+
+    Returns:
+        ``beta * (log p_aligned - log p_base)`` of each answer, in the order given.
+    """
+    # A pair is just two replies to one prompt here: batches' chosen/rejected slots carry them.
+    pair = PreferencePair(messages, answers[0], answers[1])
+    encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
+    pad_token_id = tokenizer.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = tokenizer.eos_token_id
+    aligned, base, _ = reply_logps(model, collate_pairs([encoded], pad_token_id))
+    rewards = beta * (aligned - base)
+    return float(rewards[0]), float(rewards[1])
+
+
+def preference_summary(
+    aligned_chosen: torch.Tensor,
+    aligned_rejected: torch.Tensor,
+    base_chosen: torch.Tensor,
+    base_rejected: torch.Tensor,
+    chosen_counts: torch.Tensor,
+    rejected_counts: torch.Tensor,
+    beta: float,
+) -> dict[str, float]:
+    """Held-out preference metrics from per-pair summed log-probabilities (all tensors (P,)).
+
+    Accuracies count ties as wrong, as in training. Perplexity is per token over all chosen
+    replies together: ``exp(-sum(log p) / sum(tokens))``.
+
+    Returns:
+        ``pairs``; ``logps_accuracy/{base,aligned}`` and ``logps_accuracy_per_token/...`` (share
+        of pairs where the model gives the chosen reply the higher log-probability, summed or per
+        token); ``rewards/accuracies`` and ``rewards/margins`` (implicit reward of chosen above
+        rejected); ``perplexity_chosen/{base,aligned}``.
+
+    Raises:
+        ValueError: the inputs differ in shape.
+    """
+    tensors = (aligned_chosen, aligned_rejected, base_chosen, base_rejected)
+    shapes = {tuple(t.shape) for t in (*tensors, chosen_counts, rejected_counts)}
+    if len(shapes) != 1:
+        raise ValueError(f"per-pair tensors must share one shape (P,), got {sorted(shapes)}")
+    chosen_tokens, rejected_tokens = chosen_counts.clamp(min=1), rejected_counts.clamp(min=1)
+    chosen_rewards = beta * (aligned_chosen - base_chosen)
+    rejected_rewards = beta * (aligned_rejected - base_rejected)
+
+    def share(better: torch.Tensor) -> float:
+        return better.float().mean().item()
+
+    def perplexity(chosen_logps: torch.Tensor) -> float:
+        return math.exp(-chosen_logps.sum().item() / chosen_tokens.sum().item())
+
+    return {
+        "pairs": float(aligned_chosen.numel()),
+        "logps_accuracy/base": share(base_chosen > base_rejected),
+        "logps_accuracy/aligned": share(aligned_chosen > aligned_rejected),
+        "logps_accuracy_per_token/base": share(
+            base_chosen / chosen_tokens > base_rejected / rejected_tokens
+        ),
+        "logps_accuracy_per_token/aligned": share(
+            aligned_chosen / chosen_tokens > aligned_rejected / rejected_tokens
+        ),
+        "rewards/accuracies": share(chosen_rewards > rejected_rewards),
+        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+        "perplexity_chosen/base": perplexity(base_chosen),
+        "perplexity_chosen/aligned": perplexity(aligned_chosen),
+    }
+
+
+def heldout_metrics(
+    model: PeftModel, batches: Iterable[dict[str, torch.Tensor]], beta: float
+) -> dict[str, float]:
+    """:func:`preference_summary` over batches of pairs (``collate_pairs``: chosen rows first).
+
+    Shows a progress bar with an ETA when the iterable has a length.
+    """
+    names = ("aligned", "base", "counts")
+    chosen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    rejected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    for batch in tqdm(batches, desc="held-out pairs", unit="batch"):
+        scored = reply_logps(model, batch)
+        pairs = scored[0].shape[0] // 2
+        for name, values in zip(names, scored, strict=True):
+            chosen[name].append(values[:pairs])
+            rejected[name].append(values[pairs:])
+    chosen_all = {name: torch.cat(values) for name, values in chosen.items()}
+    rejected_all = {name: torch.cat(values) for name, values in rejected.items()}
+    return preference_summary(
+        aligned_chosen=chosen_all["aligned"],
+        aligned_rejected=rejected_all["aligned"],
+        base_chosen=chosen_all["base"],
+        base_rejected=rejected_all["base"],
+        chosen_counts=chosen_all["counts"],
+        rejected_counts=rejected_all["counts"],
+        beta=beta,
+    )

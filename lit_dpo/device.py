@@ -1,0 +1,136 @@
+"""What a device can run: its memory and compute capability, precisions, and 4-bit support.
+
+Shared by the checks every run makes before it loads anything (``lit_dpo.train.run_checks``, on
+the device the trainer got) and by ``lit-dpo preflight`` (on a device named on paper, such as a
+T4). The checks are pure functions of what they are given, so a test can hand them a T4's compute
+capability on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+GIB = 2**30
+BF16_MIN_CAPABILITY = (8, 0)
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a run trains: memory in bytes, CUDA compute capability (None: CPU/unknown)."""
+
+    name: str
+    memory: float
+    capability: tuple[int, int] | None
+    kind: str
+
+
+DEVICE_PRESETS = {
+    # nvidia-smi's total memory of each card
+    "t4": Device("NVIDIA T4 (16 GB)", 15.0 * GIB, (7, 5), "cuda"),
+    "l4": Device("NVIDIA L4 (24 GB)", 22.5 * GIB, (8, 9), "cuda"),
+    "a100": Device("NVIDIA A100 (40 GB)", 40.0 * GIB, (8, 0), "cuda"),
+}
+
+
+def trainer_device(root_device: torch.device) -> Device:
+    """The Device a trainer runs on, with its CUDA compute capability."""
+    if root_device.type != "cuda":
+        return Device(str(root_device), 0.0, None, root_device.type)
+    return Device(
+        torch.cuda.get_device_name(root_device),
+        0.0,
+        torch.cuda.get_device_capability(root_device),
+        "cuda",
+    )
+
+
+def precision_problems(precision: str, compute_dtype: str, device: Device) -> list[str]:
+    """What is wrong with a precision setting on a device, each with the setting to use instead."""
+    problems = []
+    bf16 = "bf16" in precision or compute_dtype == "bfloat16"
+    if bf16 and device.kind == "cuda":
+        if device.capability is None:
+            problems.append(
+                "bf16 needs compute capability 8.0 (Ampere) or newer and this device's is "
+                "unknown; on a T4 or V100 use trainer.precision: 16-mixed and "
+                "model.compute_dtype: float16"
+            )
+        elif device.capability < BF16_MIN_CAPABILITY:
+            major, minor = device.capability
+            problems.append(
+                f"bf16 (trainer.precision {precision}, model.compute_dtype {compute_dtype}) needs "
+                f"compute capability 8.0 or newer; {device.name} has {major}.{minor}. Use "
+                "trainer.precision: 16-mixed and model.compute_dtype: float16 (the LoRA weights "
+                "stay fp32, which the fp16 gradient scaler needs)"
+            )
+    if precision.startswith("16") and compute_dtype == "bfloat16":
+        problems.append(
+            "trainer.precision 16-mixed autocasts to fp16 but model.compute_dtype is bfloat16: "
+            "set model.compute_dtype: float16"
+        )
+    if precision.startswith("bf16") and compute_dtype == "float16":
+        problems.append(
+            "trainer.precision bf16-mixed with model.compute_dtype float16 mixes two 16-bit "
+            "formats: set model.compute_dtype: bfloat16"
+        )
+    return problems
+
+
+@dataclass(frozen=True)
+class BitsAndBytes:
+    """What the installed bitsandbytes can do: import error (None: imports), devices it has
+    backends for, and whether its native GPU library (CUDA or ROCm) loaded."""
+
+    error: str | None
+    devices: frozenset[str] = frozenset()
+    gpu_library: bool = False
+
+
+def bitsandbytes_status() -> BitsAndBytes:
+    """Probe the installed bitsandbytes (imports it: about a second)."""
+    try:
+        import bitsandbytes
+        from bitsandbytes.cextension import lib
+    except Exception as error:  # a broken install raises more than ImportError
+        return BitsAndBytes(error=f"{type(error).__name__}: {error}")
+    return BitsAndBytes(
+        error=None,
+        devices=frozenset(getattr(bitsandbytes, "supported_torch_devices", ())),
+        gpu_library=bool(getattr(lib, "compiled_with_cuda", False)),
+    )
+
+
+def quantization_problems(quantization: str, device_kind: str, bnb: BitsAndBytes) -> list[str]:
+    """Why 4-bit NF4 cannot run on ``device_kind`` (``cpu``, ``cuda``...) with this bitsandbytes."""
+    if quantization != "nf4":
+        return []
+    fix = "set model.quantization none (full-precision base, more memory) or"
+    if bnb.error is not None:
+        return [
+            f"model.quantization nf4 needs bitsandbytes, which cannot be imported here "
+            f"({bnb.error}); {fix} pip install bitsandbytes"
+        ]
+    if device_kind not in bnb.devices:
+        return [
+            f"model.quantization nf4: the installed bitsandbytes has no backend for "
+            f"{device_kind} (it has {', '.join(sorted(bnb.devices)) or 'none'}); {fix} "
+            "install a bitsandbytes built for this device"
+        ]
+    if device_kind == "cuda" and not bnb.gpu_library:
+        return [
+            "model.quantization nf4: bitsandbytes found no native library matching this "
+            f"torch's CUDA ({torch.version.cuda or torch.version.hip}); {fix} install a "
+            "bitsandbytes build for it (python -m bitsandbytes says what is missing)"
+        ]
+    return []
+
+
+def lora_dtype_problems(named_parameters) -> list[str]:
+    """Trainable weights that are not fp32: fp16's GradScaler refuses to unscale fp16 gradients."""
+    return [
+        f"{name} is {param.dtype}"
+        for name, param in named_parameters
+        if param.requires_grad and param.dtype != torch.float32
+    ]

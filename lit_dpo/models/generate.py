@@ -1,0 +1,73 @@
+"""Answers from a causal LM, or from a PEFT model with its adapters on (aligned) or off (base).
+
+Shared by the ``GenerateSamples`` callback (during training) and ``lit-dpo compare`` (after it).
+Prompts come in as token ids so the caller decides how they are rendered and truncated (compare
+renders them with :func:`lit_dpo.data.batches.encode_pair`, exactly as the training data is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def generate_ids(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: list[int],
+    generation: dict[str, Any],
+) -> list[int]:
+    """Generate one answer and return its new token ids (the prompt is not included).
+
+    The model is put in eval mode (no dropout) for the call and left in the mode it was in.
+
+    Args:
+        model: a causal LM or a PEFT model wrapping one.
+        tokenizer: supplies the end-of-sequence and padding ids.
+        prompt_ids: the rendered prompt, ending with the generation prompt.
+        generation: keyword arguments of ``generate``, e.g. ``max_new_tokens``, ``do_sample``.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([prompt_ids], device=device)
+    pad_token_id = tokenizer.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = tokenizer.eos_token_id
+    try:
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                pad_token_id=pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                # training loads set use_cache=False in the config; generation wants the cache
+                use_cache=True,
+                **generation,
+            )
+    finally:
+        model.train(was_training)
+    return output[0, len(prompt_ids) :].tolist()
+
+
+def decode_answer(tokenizer: PreTrainedTokenizerBase, answer_ids: list[int]) -> str:
+    """The answer's text without special tokens (end-of-turn, padding) or surrounding space."""
+    return tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
+
+
+def answer_length(tokenizer: PreTrainedTokenizerBase, answer_ids: list[int]) -> int:
+    """Tokens of the answer proper: end-of-turn and padding tokens are not counted."""
+    special = set(tokenizer.all_special_ids)
+    return sum(token not in special for token in answer_ids)
+
+
+def generate_text(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: list[int],
+    generation: dict[str, Any],
+) -> str:
+    """:func:`generate_ids`, decoded with :func:`decode_answer`."""
+    return decode_answer(tokenizer, generate_ids(model, tokenizer, prompt_ids, generation))

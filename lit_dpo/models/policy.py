@@ -1,0 +1,142 @@
+"""The policy: a causal LM loaded in 4-bit NF4 (or full precision) with LoRA adapters on top.
+
+The reference model of DPO is this same network with its adapters disabled, so one copy of the
+base serves both (as in torchtune's LoRA DPO recipe and TRL with ``ref_model=None``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from lit_dpo.errors import ConfigError
+from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.sources import check_weights, load_kwargs, resolve_model
+
+Quantization = Literal["nf4", "none"]
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+def load_policy(
+    model: str,
+    quantization: Quantization = "nf4",
+    compute_dtype: DType = "float32",
+    adapter: str | None = None,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    target_modules: list[str] | str = "all-linear",
+    gradient_checkpointing: bool = True,
+    trust_remote_code: bool = False,
+    device: torch.device | str | None = None,
+    quant_storage: DType | None = None,
+    allow_pickle: bool = False,
+) -> PeftModel:
+    """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
+
+    Args:
+        model: hub id, local folder, or ``embedded:...`` name.
+        quantization: ``nf4`` (QLoRA: 4-bit NormalFloat with double quantization) or ``none``.
+        compute_dtype: dtype of the 4-bit matmuls and of the non-quantized weights.
+        adapter: folder of a saved PEFT adapter to continue from (trainable) instead of new LoRA.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
+        lora_dropout: dropout on the LoRA input.
+        target_modules: module names to adapt, or ``all-linear`` for every attention and MLP
+            projection (never the output head).
+        gradient_checkpointing: recompute activations in backward to save memory.
+        trust_remote_code: run model code from the hub; off unless the user asks.
+        device: where to load; 4-bit weights are quantized as they land there.
+        quant_storage: float dtype holding the packed 4-bit weights (uint8 when None); FSDP
+            shards only float tensors, and only one dtype per wrapped unit.
+        allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+
+    Raises:
+        ConfigError: LoRA targets that match nothing, or an adapter that does not fit the model.
+        ModelSourceError: the model or adapter is missing, or holds only pickled weights.
+    """
+    dtype = getattr(torch, compute_dtype)
+    kwargs = {"dtype": dtype, **load_kwargs(allow_pickle, trust_remote_code)}
+    if quantization == "nf4":
+        kwargs["quantization_config"] = nf4_config(dtype, quant_storage)
+    if device is not None:
+        kwargs["device_map"] = {"": torch.device(device)}
+    if adapter is not None:
+        check_adapter_folder(adapter, allow_pickle)
+    source = resolve_model(model)
+    check_weights(source, allow_pickle)
+    base = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    # The KV cache is useless in training and conflicts with gradient checkpointing.
+    base.config.use_cache = False
+    checkpointing_kwargs = {"use_reentrant": False}
+    if quantization == "nf4":
+        # Casts layer norms and embeddings to fp32 for stable training; under fp16 this also keeps
+        # the LoRA weights created below in fp32, which the gradient scaler needs.
+        base = prepare_model_for_kbit_training(
+            base,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing_kwargs,
+        )
+    elif gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs)
+        base.enable_input_require_grads()
+
+    _keep_4bit_layers_differentiable(base)
+    if adapter is not None:
+        policy = attach_adapter(base, adapter, model, is_trainable=True, allow_pickle=allow_pickle)
+        return policy.train()
+    config = LoraConfig(
+        r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+    try:
+        policy = get_peft_model(base, config)
+    except ValueError as error:
+        raise ConfigError(f"LoRA target_modules {target_modules!r}: {error}") from error
+    for parameter in policy.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    # from_pretrained returns eval mode; Lightning keeps each module's mode, and LoRA dropout only
+    # acts in train mode.
+    return policy.train()
+
+
+def _keep_4bit_layers_differentiable(model: torch.nn.Module) -> None:
+    # On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights the first time it runs
+    # in eval mode without grad (as the reference and validation passes do) and from then on uses
+    # a kernel with no backward: gradients into earlier LoRA layers would silently vanish.
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def nf4_config(
+    compute_dtype: torch.dtype, quant_storage: DType | None = None
+) -> BitsAndBytesConfig:
+    """QLoRA's quantization: 4-bit NormalFloat weights, their scales quantized again.
+
+    Args:
+        compute_dtype: dtype the 4-bit weights are dequantized to for each matmul.
+        quant_storage: dtype of the tensors that hold the packed 4-bit weights; None keeps
+            bitsandbytes' uint8. FSDP-QLoRA sets it to the dtype of the other weights (bfloat16)
+            so that the quantized layers are sharded with the rest of their block.
+    """
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_quant_storage=quant_storage,
+    )
+
+
+def trainable_summary(policy: torch.nn.Module) -> str:
+    """'trainable params: 4,884,480 of 139,400,000 (3.50%)' (4-bit weights counted unpacked)."""
+    trainable, total = policy.get_nb_trainable_parameters()
+    return f"trainable params: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)"

@@ -1,0 +1,309 @@
+"""The model ``lit-dpo serve`` answers with, and the one thread that generates with it.
+
+One copy of the weights serves both names: ``aligned`` is the base with the LoRA adapter on, and
+``base`` is the same network under peft's ``disable_adapter()``, as the DPO reference is in
+training. The base is loaded as ``policy.load_policy`` loads it (4-bit NF4 by default) but for
+inference: no training preparation, the adapter attached frozen.
+
+A :class:`Worker` thread owns the model and runs one :class:`Job` at a time, so requests never
+share state (the adapter switch, the random generator seeded per request); jobs wait in a bounded
+queue that refuses more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from lit_dpo.errors import ModelSourceError
+from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer
+from lit_dpo.models.policy import DType, Quantization
+from lit_dpo.serve.api import FinishReason, cut_at_stop
+from lit_dpo.sources import DEFAULT_MODEL, check_weights, load_kwargs, resolve_model
+
+log = logging.getLogger(__name__)
+
+ALIGNED, BASE = "aligned", "base"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the server answers with.
+
+    Args:
+        model: a PeftModel (served as ``aligned`` and ``base``) or a merged model (``aligned``).
+        tokenizer: its tokenizer, with a chat template.
+        names: the model names requests may ask for.
+        context_length: most tokens (prompt and reply together) the model takes.
+        source: what was loaded, for ``/health`` and the log.
+    """
+
+    model: Any
+    tokenizer: Any
+    names: tuple[str, ...]
+    context_length: int
+    source: dict[str, str]
+
+
+def is_merged_model(folder: Path) -> bool:
+    """A plain transformers folder (``lit-dpo export``), not a PEFT adapter."""
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
+def load_served_model(
+    adapter: Path,
+    model: str | None = None,
+    quantization: Quantization = "nf4",
+    compute_dtype: DType = "float32",
+    device: str = "cpu",
+    allow_pickle: bool = False,
+) -> ServedModel:
+    """Load the base and attach the adapter, frozen, for generation.
+
+    Args:
+        adapter: a PEFT adapter folder, or a merged model folder (served alone as ``aligned``).
+        model: the base (hub id, folder, ``embedded:...``); None: the base the adapter records in
+            its ``adapter_config.json``, else the embedded default.
+        quantization: ``nf4`` (the 4-bit base of training) or ``none``.
+        compute_dtype: dtype of the 4-bit matmuls and of the other weights.
+        device: where the weights go (``cpu``, ``cuda``, ``cuda:1``).
+        allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+
+    Raises:
+        ConfigError: the adapter records a base folder that is not here and ``model`` is None,
+            or does not fit the model.
+        ModelSourceError: the base or the adapter cannot be loaded.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.models.policy import nf4_config
+
+    merged = is_merged_model(adapter)
+    if not merged:
+        check_adapter_folder(adapter, allow_pickle)
+    if merged:
+        name = str(adapter)
+    elif model is None and not _recorded_base(adapter):
+        name = DEFAULT_MODEL
+    else:
+        name = adapter_base_model(adapter, model)
+    dtype = getattr(torch, compute_dtype)
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "device_map": {"": torch.device(device)},
+        # serve has no option to run model code from the hub
+        **load_kwargs(allow_pickle, trust_remote_code=False),
+    }
+    if quantization == "nf4":
+        kwargs["quantization_config"] = nf4_config(dtype)
+    source = resolve_model(name)
+    check_weights(source, allow_pickle)
+    try:
+        network = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelSourceError(
+            f"cannot load the model {name!r}: {error}\npass --model with a local folder, a hub id "
+            f"or {DEFAULT_MODEL}"
+        ) from error
+    if not merged:
+        network = attach_adapter(network, adapter, name, allow_pickle=allow_pickle)
+    return ServedModel(
+        model=network.eval(),
+        tokenizer=load_adapter_tokenizer(adapter, name),
+        names=(ALIGNED,) if merged else (ALIGNED, BASE),
+        context_length=getattr(network.config, "max_position_embeddings", None) or 2048,
+        source={"adapter": str(adapter), "model": name, "quantization": quantization},
+    )
+
+
+def _recorded_base(adapter: Path) -> str | None:
+    return json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+
+
+def sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:
+    """OpenAI sampling -> ``generate`` kwargs: temperature 0 is greedy, top_k is off as in OpenAI
+    (transformers would otherwise apply the model's or its own default of 50)."""
+    if temperature == 0:
+        return {"do_sample": False}
+    return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+
+
+@dataclass
+class Job:
+    """One request as the worker runs it; ``result`` gets a Completion or the error.
+
+    Args:
+        prompt_ids: the rendered chat, ending with the generation prompt.
+        max_new_tokens: most tokens to generate.
+        use_adapter: True for ``aligned``, False for ``base``.
+        sampling: ``generate`` kwargs from :func:`sampling_kwargs`.
+        seed: seeds the random generator before this job alone, when given.
+        stops: strings that end the reply (not included in it).
+        streamer: receives the text as it is generated (streamed requests).
+    """
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    use_adapter: bool
+    sampling: dict[str, Any]
+    seed: int | None = None
+    stops: list[str] = field(default_factory=list)
+    streamer: TextIteratorStreamer | None = None
+    result: Future = field(default_factory=Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    queued_at: float = field(default_factory=time.perf_counter)
+    started_at: float | None = None
+
+    def end_stream(self) -> None:
+        # generate ends the streamer when it finishes; ending it again after an error or a
+        # cancellation means the reader never waits forever. A reader stops at the first end.
+        if self.streamer is not None:
+            self.streamer.end()
+
+
+class Cancelled(Exception):
+    """The request was cancelled: its client left, or the server is shutting down."""
+
+
+class _Halt(StoppingCriteria):
+    """Stop when the job is cancelled, or once the reply contains a stop string."""
+
+    def __init__(self, job: Job, tokenizer: Any) -> None:
+        self.job, self.tokenizer = job, tokenizer
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        halt = self.job.cancelled.is_set()
+        if not halt and self.job.stops:
+            reply = self.tokenizer.decode(
+                input_ids[0, len(self.job.prompt_ids) :], skip_special_tokens=True
+            )
+            halt = cut_at_stop(reply, self.job.stops)[1]
+        return torch.full((input_ids.shape[0],), halt, dtype=torch.bool, device=input_ids.device)
+
+
+class Worker:
+    """Runs jobs one at a time on a thread that owns the model.
+
+    Args:
+        served: the model and tokenizer.
+        queue_size: jobs that may wait behind the running one; ``submit`` refuses more.
+    """
+
+    def __init__(self, served: ServedModel, queue_size: int) -> None:
+        self.served = served
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._running: Job | None = None
+        self._closed = False
+        eos = served.model.generation_config.eos_token_id
+        eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
+        # Chat models often end a turn with a token that is not the tokenizer's eos (Qwen2 lists
+        # both in generation_config): stop at either.
+        self.eos_ids = sorted({served.tokenizer.eos_token_id, *eos} - {None})
+        pad = served.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+        self._thread = threading.Thread(target=self._loop, name="lit-dpo-generate", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        return self._jobs.qsize()
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None
+
+    def submit(self, job: Job) -> None:
+        """Queue a job.
+
+        Raises:
+            queue.Full: ``queue_size`` jobs are already waiting.
+            Cancelled: the worker is closed.
+        """
+        if self._closed:
+            raise Cancelled("the server is shutting down")
+        self._jobs.put_nowait(job)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Cancel the running job and every waiting one, stop the thread; returns jobs cancelled."""
+        self._closed = True
+        cancelled = 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                job = self._jobs.get_nowait()
+                if job is not None and job.result.set_running_or_notify_cancel():
+                    job.result.set_exception(Cancelled("the server is shutting down"))
+                    job.end_stream()
+                    cancelled += 1
+        running = self._running
+        if running is not None:
+            running.cancelled.set()
+            cancelled += 1
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        return cancelled
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            # False when the request was cancelled while it waited (its client went away).
+            if not job.result.set_running_or_notify_cancel():
+                job.end_stream()
+                continue
+            self._running = job
+            try:
+                if self._closed:  # taken off the queue just as close() emptied it
+                    raise Cancelled("the server is shutting down")
+                if job.cancelled.is_set():
+                    raise Cancelled("the request was cancelled before it started")
+                completion = self._generate(job)
+            except Exception as error:
+                if not isinstance(error, Cancelled):
+                    log.exception("generation failed")
+                job.result.set_exception(error)
+            else:
+                job.result.set_result(completion)
+            finally:
+                self._running = None
+                job.end_stream()
+
+    def _generate(self, job: Job) -> Completion:
+        job.started_at = time.perf_counter()
+        model, tokenizer = self.served.model, self.served.tokenizer
+        prompt = torch.tensor([job.prompt_ids], device=model.device)
+        if job.seed is not None:
+            torch.manual_seed(job.seed)
+        adapter = contextlib.nullcontext() if job.use_adapter else model.disable_adapter()
+        with adapter, torch.no_grad():
+            output = model.generate(
+                input_ids=prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=job.max_new_tokens,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.pad_id,
+                stopping_criteria=StoppingCriteriaList([_Halt(job, tokenizer)]),
+                streamer=job.streamer,
+                **job.sampling,
+            )
+        reply = output[0, len(job.prompt_ids) :].tolist()
+        text, stopped = cut_at_stop(tokenizer.decode(reply, skip_special_tokens=True), job.stops)
+        ended = stopped or reply[-1] in self.eos_ids
+        return Completion(text, len(job.prompt_ids), len(reply), "stop" if ended else "length")

@@ -1,0 +1,96 @@
+"""A batch through the network -> summed log-probs of each row's completion, by the chosen path.
+
+Three paths compute the same numbers (``tests/test_techniques.py`` checks them against each other):
+
+- full logits: the model's (2B, T, V) logits, scored by ``logps.sequence_logps``;
+- chunked head (``chunk_size``): the last hidden states, with the output head applied only at
+  scored positions, a chunk at a time (``logps.completion_logps``);
+- packed pairs (``share_prompt``, needs the chunked head): each pair as one row holding the shared
+  prompt once (``packing.pack_pairs``), attended under its 4D mask (``packing.attention_bias``),
+  scored by ``logps.gathered_logps``.
+
+The same function serves the policy (adapters on, with gradient) and the reference (adapters off
+or the reference adapter, under ``no_grad``): the caller picks the adapter and the grad mode.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lit_dpo.compat import attn_implementation
+from lit_dpo.errors import ConfigError
+from lit_dpo.train.logps import completion_logps, gathered_logps, sequence_logps
+from lit_dpo.train.packing import attention_bias, pack_pairs
+
+# Logit transforms some models apply after the head: scoring hidden states would skip them.
+LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
+
+
+def batch_logps(
+    policy, batch: dict[str, torch.Tensor], chunk_size: int | None, share_prompt: bool
+) -> torch.Tensor:
+    """(2B,) summed log-probs of the scored tokens of each row, chosen rows then rejected.
+
+    Args:
+        policy: a peft model over a causal LM (adapters as the caller set them).
+        batch: ``collate_pairs`` output: ``input_ids``, ``attention_mask``, ``labels`` (2B, T).
+        chunk_size: scored positions per output-head chunk; None scores full logits.
+        share_prompt: pack each pair into one row (needs ``chunk_size``).
+    """
+    input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    if chunk_size is None:
+        logits = policy(input_ids=input_ids, attention_mask=attention_mask).logits
+        return sequence_logps(logits, labels)[0]
+    causal_lm = policy.get_base_model()
+    head = causal_lm.get_output_embeddings()
+    if not share_prompt:
+        hidden = causal_lm.base_model(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state
+        return completion_logps(hidden, head.weight, labels, chunk_size, head.bias)[0]
+    packed = pack_pairs(input_ids, attention_mask, labels)
+    mask = attention_bias(
+        packed.attention_mask,
+        attn_implementation(causal_lm),
+        causal_lm.get_input_embeddings().weight.dtype,
+    )
+    hidden = causal_lm.base_model(
+        input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids
+    ).last_hidden_state
+    return gathered_logps(
+        hidden.flatten(0, 1),
+        head.weight,
+        packed.positions,
+        packed.targets,
+        packed.sequences,
+        num_sequences=input_ids.shape[0],
+        chunk_size=chunk_size,
+        bias=head.bias,
+    )
+
+
+def check_hidden_state_scoring(policy, share_prompt: bool) -> None:
+    """Fail early where scoring from hidden states would silently differ from full logits.
+
+    Raises:
+        ConfigError: the head is adapted, the model rescales its logits, or (with
+            ``share_prompt``) its attention cannot take a 4D mask.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    causal_lm = policy.get_base_model()
+    config = causal_lm.config.get_text_config()
+    problems = []
+    if isinstance(causal_lm.get_output_embeddings(), BaseTunerLayer):
+        problems.append("the output head is adapted (lm_head in target_modules)")
+    for name in LOGIT_RESCALING:
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            problems.append(f"the model rescales its logits ({name})")
+    attention = attn_implementation(causal_lm)
+    if share_prompt and attention not in ("sdpa", "eager"):
+        problems.append(f"share_prompt needs sdpa or eager attention, not {attention}")
+    if problems:
+        raise ConfigError(
+            "logps_chunk_size: " + "; ".join(problems) + "; set model.logps_chunk_size null "
+            "(and model.share_prompt false) to score full logits"
+        )

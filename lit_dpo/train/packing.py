@@ -1,0 +1,180 @@
+"""Chosen and rejected of a pair packed into one row that holds their shared prefix once (pure).
+
+A batch of B pairs is 2B right-padded rows, ``[prompt, chosen]`` then ``[prompt, rejected]``, so
+every prompt token runs through the model twice (policy and reference: four times). Both rows
+start with the same tokens at the same positions, so the hidden states there are the same too.
+Packed, a pair is one row ``[shared prefix, rest of chosen, rest of rejected]`` with:
+
+- position ids that restart the rejected part where the shared prefix ends, so rotary embeddings
+  see each reply at the positions it had in its own row;
+- a 4D attention mask, causal, except that rejected tokens do not see the chosen ones;
+- for each scored token, the packed position whose output predicts it: the previous token's,
+  except for the first rejected token after the prefix, predicted from the prefix's last token.
+
+The shared prefix is the longest common prefix of the two rows, so it is the prompt and whatever
+both replies start with. Scoring exactly what ``sequence_logps`` scores on the unpacked rows, the
+log-probabilities are equal up to floating-point reordering. This is the prefix sharing of Wang and
+Hegde, "Accelerating Direct Preference Optimization with Prefix Sharing",
+https://arxiv.org/abs/2410.20305.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lit_dpo.data.batches import IGNORE_INDEX
+
+# segment ids in a packed row
+SHARED, CHOSEN, REJECTED, PAD = 0, 1, 2, 3
+
+
+@dataclass
+class PackedPairs:
+    """B pairs packed into B rows of width L, and where the scored tokens of the 2B rows are.
+
+    Attributes:
+        input_ids: (B, L) token ids, padded on the right.
+        position_ids: (B, L) positions as each token had in its unpacked row (0 on padding).
+        attention_mask: (B, 1, L, L) bool, True where a query (dim 2) may attend a key (dim 3).
+            Padding attends to itself only, so no attention row is empty (empty rows give NaN).
+        positions: (M,) flat index into the B * L packed positions of the state predicting each
+            scored token.
+        targets: (M,) the scored token ids.
+        sequences: (M,) which unpacked row each scored token belongs to: pair i's chosen is i,
+            its rejected B + i, as in ``collate_pairs``.
+        shared: (B,) length of each pair's shared prefix.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    positions: torch.Tensor
+    targets: torch.Tensor
+    sequences: torch.Tensor
+    shared: torch.Tensor
+
+
+def pack_pairs(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    pad_token_id: int = 0,
+    ignore_index: int = IGNORE_INDEX,
+) -> PackedPairs:
+    """Pack the 2B rows of a ``collate_pairs`` batch (chosen rows, then rejected) into B rows.
+
+    Args:
+        input_ids: (2B, T) right-padded token ids, pair i's chosen in row i, rejected in B + i.
+        attention_mask: (2B, T) 1 on tokens, 0 on padding (which must be on the right).
+        labels: (2B, T) token ids to score, ``ignore_index`` elsewhere.
+        pad_token_id: id written on the packed rows' padding.
+        ignore_index: label value of unscored positions.
+
+    Returns:
+        The packed rows and the scoring plan, see ``PackedPairs``.
+
+    Raises:
+        ValueError: shapes disagree, an odd number of rows, or padding that is not on the right.
+    """
+    if not input_ids.shape == attention_mask.shape == labels.shape or input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids, attention_mask and labels must be (2B, T) alike, got "
+            f"{tuple(input_ids.shape)}, {tuple(attention_mask.shape)}, {tuple(labels.shape)}"
+        )
+    if input_ids.shape[0] % 2:
+        raise ValueError(f"expected chosen and rejected rows (2B), got {input_ids.shape[0]} rows")
+    # A loop over B pairs of small index work: on the CPU, then moved once (no GPU syncs per pair).
+    device = input_ids.device
+    input_ids, attention_mask, labels = input_ids.cpu(), attention_mask.cpu(), labels.cpu()
+    lengths = attention_mask.sum(-1)
+    steps = torch.arange(input_ids.shape[1])
+    if not torch.equal(attention_mask.bool(), steps < lengths.unsqueeze(-1)):
+        raise ValueError("pack_pairs needs right padding: attention_mask must be 1s then 0s")
+
+    pairs = input_ids.shape[0] // 2
+    rows, row_positions, row_segments = [], [], []
+    positions, targets, sequences, shared_lengths = [], [], [], []
+    for i in range(pairs):
+        chosen = input_ids[i, : lengths[i]]
+        rejected = input_ids[pairs + i, : lengths[pairs + i]]
+        shared = _common_prefix_length(chosen, rejected)
+        rows.append(torch.cat([chosen, rejected[shared:]]))
+        row_positions.append(torch.cat([steps[: len(chosen)], steps[shared : len(rejected)]]))
+        row_segments.append(
+            torch.cat(
+                [
+                    torch.full((shared,), SHARED),
+                    torch.full((len(chosen) - shared,), CHOSEN),
+                    torch.full((len(rejected) - shared,), REJECTED),
+                ]
+            )
+        )
+        # Unpacked position t maps to packed position t in the chosen row, and in the rejected
+        # row to t while inside the shared prefix, t + (chosen's rest) after it.
+        offset = len(chosen) - shared
+        for row, shift in ((i, 0), (pairs + i, offset)):
+            scored = (labels[row, 1:] != ignore_index).nonzero(as_tuple=True)[0] + 1
+            predictor = scored - 1
+            predictor = torch.where(predictor < shared, predictor, predictor + shift)
+            positions.append((i, predictor))  # made flat once the packed width is known
+            targets.append(labels[row, scored])
+            sequences.append(torch.full_like(scored, row))
+        shared_lengths.append(shared)
+
+    width = max(len(r) for r in rows)
+    packed = torch.full((pairs, width), pad_token_id, dtype=input_ids.dtype)
+    position_ids = torch.zeros((pairs, width), dtype=torch.long)
+    segments = torch.full((pairs, width), PAD, dtype=torch.long)
+    for i, (row, pos, seg) in enumerate(zip(rows, row_positions, row_segments, strict=True)):
+        packed[i, : len(row)], position_ids[i, : len(row)], segments[i, : len(row)] = row, pos, seg
+    flat = [pair * width + predictor for pair, predictor in positions]
+    return PackedPairs(
+        input_ids=packed.to(device),
+        position_ids=position_ids.to(device),
+        attention_mask=packed_attention_mask(segments).to(device),
+        positions=torch.cat(flat).to(device),
+        targets=torch.cat(targets).to(device),
+        sequences=torch.cat(sequences).to(device),
+        shared=torch.tensor(shared_lengths, device=device),
+    )
+
+
+def packed_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(B, L) segment ids -> (B, 1, L, L) bool: causal, rejected blind to chosen, padding to itself.
+
+    Args:
+        segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position.
+    """
+    width = segments.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
+    query, key = segments.unsqueeze(-1), segments.unsqueeze(-2)
+    allowed = causal & ~((query == REJECTED) & (key == CHOSEN)) & (key != PAD) & (query != PAD)
+    allowed |= torch.eye(width, dtype=torch.bool, device=segments.device) & (query == PAD)
+    return allowed.unsqueeze(1)
+
+
+def attention_bias(
+    allowed: torch.Tensor, attn_implementation: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """A packed (B, 1, L, L) mask in the form a model's attention takes it as given.
+
+    sdpa takes a bool mask (True: attend); eager adds the mask to the scores, so it gets 0 where a
+    query may attend and the dtype's minimum elsewhere.
+
+    Args:
+        allowed: (B, 1, L, L) bool, ``PackedPairs.attention_mask``.
+        attn_implementation: the model's attention (``sdpa`` or ``eager``).
+        dtype: dtype of the model's activations (the scores the eager mask is added to).
+    """
+    if attn_implementation == "sdpa":
+        return allowed
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _common_prefix_length(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()
+    return int(differ[0]) if len(differ) else n
