@@ -57,7 +57,7 @@ COMMANDS = {
     "preflight": Command(
         "lit_dpo.preflight.command", "preflight", True, "will a config fit its device, how long"
     ),
-    "compare": Command("lit_dpo.compare.command", "compare", summary="base vs aligned answers"),
+    "compare": Command("lit_dpo.compare.command", "compare", summary="reference vs policy answers"),
     "serve": Command("lit_dpo.serve.command", "serve", summary="an OpenAI-compatible HTTP API"),
     "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
     "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),

@@ -155,8 +155,8 @@ def tiny_fit_args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[
 
 def make_adapter(model_dir: Path, path: Path, *, r: int = 4, std: float = 0.2,
                  seed: int = 0) -> Path:
-    """A saved LoRA adapter on ``model_dir`` with random lora_B, so aligned differs from base;
-    saved with the tokenizer, as lit-dpo saves adapters."""
+    """A saved LoRA adapter on ``model_dir`` with random lora_B, so the policy differs from the
+    reference; saved with the tokenizer, as lit-dpo saves adapters."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer

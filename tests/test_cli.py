@@ -41,7 +41,7 @@ def test_fit_writes_adapter_metrics_and_checkpoint(tiny_model_dir, tiny_data_dir
     } <= set(metrics)
     run_dir = tmp_path / "lightning_logs" / "version_0"
     samples = (run_dir / "samples" / "step_2.md").read_text()
-    assert "**base**" in samples and "**aligned**" in samples and "sun a star" in samples
+    assert "**reference**" in samples and "**policy**" in samples and "sun a star" in samples
     logged = (run_dir / "metrics.csv").read_text()
     for key in ("train/loss", "train/rewards/accuracies", "train/rewards/margins"):
         assert key in logged

@@ -97,20 +97,20 @@ def test_answers_every_prompt_with_both_models(run, tiny_model_dir):
     assert categories == ["user", "user", *EDGE_CATEGORIES]
     assert [r["case"]["messages"][-1]["content"] for r in report["results"][:2]] == USER_PROMPTS
     for result in report["results"]:
-        for side in ("base", "aligned"):
+        for side in ("reference", "policy"):
             answer = result[side]
             assert 0 <= answer["tokens"] <= MAX_NEW_TOKENS
             assert math.isfinite(answer["reward"])
             assert answer["refusal"] == is_refusal(answer["text"])
     # the adapter is random and strong: the two models must not answer everything alike
-    assert any(r["base"]["text"] != r["aligned"]["text"] for r in report["results"])
+    assert any(r["reference"]["text"] != r["policy"]["text"] for r in report["results"])
     # the base comes from the adapter's own adapter_config.json
     assert report["base_model"] == str(tiny_model_dir)
     assert report["settings"]["beta"] == 0.1
 
 
 def test_implicit_reward_matches_a_hand_computation(run, tiny_adapter, tiny_model_dir):
-    """beta * (log p_aligned - log p_base) of the answer tokens plus end-of-turn, by hand."""
+    """beta * (log p_policy - log p_reference) of the answer tokens plus end-of-turn, by hand."""
     from transformers import AutoTokenizer
 
     from lit_dpo.models.inference import load_quantized
@@ -120,18 +120,18 @@ def test_implicit_reward_matches_a_hand_computation(run, tiny_adapter, tiny_mode
     result = run["report"]["results"][0]
     messages = result["case"]["messages"]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    for side in ("base", "aligned"):
+    for side in ("reference", "policy"):
         reply = {"role": "assistant", "content": result[side]["text"]}
         full = tokenizer.apply_chat_template([*messages, reply], tokenize=False)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([tokenizer(full, add_special_tokens=False)["input_ids"]])
         assert ids[0, : len(prompt_ids)].tolist() == prompt_ids
 
-        aligned = _reply_logp(model, ids, len(prompt_ids))
+        policy = _reply_logp(model, ids, len(prompt_ids))
         with model.disable_adapter():
-            base = _reply_logp(model, ids, len(prompt_ids))
-        assert result[side]["reward"] == pytest.approx(0.1 * (aligned - base), abs=1e-4)
-        assert abs(aligned - base) > 1e-3, "the adapter should change the reply's log-prob"
+            reference = _reply_logp(model, ids, len(prompt_ids))
+        assert result[side]["reward"] == pytest.approx(0.1 * (policy - reference), abs=1e-4)
+        assert abs(policy - reference) > 1e-3, "the adapter should change the reply's log-prob"
 
 
 def _reply_logp(model, ids: torch.Tensor, start: int) -> float:
@@ -163,30 +163,37 @@ def test_heldout_metrics_match_lit_dpo_validate(
     validated = json.loads((tmp_path / "validate_metrics.json").read_text())
     heldout = run["report"]["heldout"]
     assert heldout["pairs"] == 2
-    pairs = {
-        "logps_accuracy/base": "val/logps_accuracy/reference",
-        "logps_accuracy/aligned": "val/logps_accuracy/policy",
-        "logps_accuracy_per_token/aligned": "val/logps_accuracy_per_token/policy",
-        "rewards/accuracies": "val/rewards/accuracies",
-        "rewards/margins": "val/rewards/margins",
+    # compare's keys are validation's, without the val/ prefix, plus what only compare measures
+    assert set(heldout) == {
+        "pairs",
+        "logps_accuracy/reference",
+        "logps_accuracy/policy",
+        "logps_accuracy_per_token/reference",
+        "logps_accuracy_per_token/policy",
+        "rewards/accuracies",
+        "rewards/margins",
+        "perplexity_chosen/reference",
+        "perplexity_chosen/policy",
     }
-    for ours, theirs in pairs.items():
-        assert heldout[ours] == pytest.approx(validated[theirs], abs=1e-4), ours
+    for key in set(heldout) - {"pairs", "perplexity_chosen/reference", "perplexity_chosen/policy"}:
+        assert heldout[key] == pytest.approx(validated[f"val/{key}"], abs=1e-4), key
     assert abs(heldout["rewards/margins"]) > 1e-4
-    assert heldout["perplexity_chosen/aligned"] != pytest.approx(heldout["perplexity_chosen/base"])
-    assert 1 < heldout["perplexity_chosen/base"] < 10 * 200  # random model, ~70-word vocabulary
+    assert heldout["perplexity_chosen/policy"] != pytest.approx(
+        heldout["perplexity_chosen/reference"]
+    )
+    assert 1 < heldout["perplexity_chosen/reference"] < 10 * 200  # random model, ~70-word vocab
 
 
 def test_judge_scores_and_win_rate(run, tiny_judge):
     report = run["report"]
     model, tokenizer = load_judge(str(tiny_judge))
     first = report["results"][0]
-    again = judge_scores(model, tokenizer, [(first["case"]["messages"], first["aligned"]["text"])])
-    assert again[0] == pytest.approx(first["aligned"]["judge"], abs=1e-5)
-    aligned = [r["aligned"]["judge"] for r in report["results"]]
-    base = [r["base"]["judge"] for r in report["results"]]
-    wins = sum(a > b for a, b in zip(aligned, base, strict=True))
-    ties = sum(a == b for a, b in zip(aligned, base, strict=True))
+    again = judge_scores(model, tokenizer, [(first["case"]["messages"], first["policy"]["text"])])
+    assert again[0] == pytest.approx(first["policy"]["judge"], abs=1e-5)
+    policy = [r["policy"]["judge"] for r in report["results"]]
+    reference = [r["reference"]["judge"] for r in report["results"]]
+    wins = sum(p > r for p, r in zip(policy, reference, strict=True))
+    ties = sum(p == r for p, r in zip(policy, reference, strict=True))
     judge = report["judge"]
     assert judge["prompts"] == len(report["results"]) == 10
     assert judge["win_rate"] == pytest.approx((wins + ties / 2) / 10)
@@ -203,8 +210,13 @@ def test_report_files_are_self_contained_and_complete(run):
     for category in EDGE_CATEGORIES:
         assert f"<td>{category}</td>" in html
         assert f"| {category} |" in markdown
-    assert "## By category" in markdown and "judge win rate, aligned over base" in markdown
-    assert markdown.count("**base** (") == markdown.count("**aligned** (") == 10
+    assert "## By category" in markdown and "judge win rate, policy over reference" in markdown
+    assert markdown.count("**reference** (") == markdown.count("**policy** (") == 10
+    explained = "reference = adapters off (the base model); policy = adapters on"
+    assert explained in markdown and explained in html and explained in run["stdout"]
+    assert "<div class='answer policy'><b>policy</b>" in html
+    assert "<div class='answer reference'><b>reference</b>" in html
+    assert ".policy pre{" in html and ".reference pre{" in html
     for line in ("log-prob accuracy, summed", "refusal rate", "judge win rate"):
         assert line in run["stdout"]
 
@@ -262,10 +274,10 @@ def test_wilson_interval_hand_worked():
     low, high = wilson_interval(8, 10)
     assert (low, high) == (pytest.approx(0.49016, abs=1e-4), pytest.approx(0.94332, abs=1e-4))
     assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
-    rate = win_rate([1.0, 2.0, 0.0, 5.0], [0.0, 2.0, 1.0, 4.0])
+    rate = win_rate(policy_scores=[1.0, 2.0, 0.0, 5.0], reference_scores=[0.0, 2.0, 1.0, 4.0])
     assert (rate["wins"], rate["ties"], rate["losses"]) == (2, 1, 1)
     assert rate["win_rate"] == pytest.approx(2.5 / 4)
-    with pytest.raises(ValueError, match="one base score per aligned score"):
+    with pytest.raises(ValueError, match="one reference score per policy score"):
         win_rate([1.0], [])
 
 
@@ -273,17 +285,17 @@ def test_preference_summary_hand_worked():
     """Two pairs, beta 0.5, chosen replies of 2 and 8 tokens, rejected of 1 and 4.
 
     Rewards: chosen .5*(-4+5) = .5 and .5*(-10+8) = -1; rejected .5*(-6+6) = 0 and .5*(-7+8) = .5.
-    Margins .5 and -1.5: mean -.5, reward accuracy 1/2. Summed log-probs: aligned -4 > -6 but
-    -10 < -7 (1/2); base -5 > -6 and -8 = -8, a tie counted wrong (1/2). Per token: aligned
-    -2 > -6 and -1.25 > -1.75; base -2.5 > -6 and -1 > -2 (both 1). Perplexity on chosen, 10
-    tokens: aligned exp(14/10), base exp(13/10).
+    Margins .5 and -1.5: mean -.5, reward accuracy 1/2. Summed log-probs: policy -4 > -6 but
+    -10 < -7 (1/2); reference -5 > -6 and -8 = -8, a tie counted wrong (1/2). Per token: policy
+    -2 > -6 and -1.25 > -1.75; reference -2.5 > -6 and -1 > -2 (both 1). Perplexity on chosen,
+    10 tokens: policy exp(14/10), reference exp(13/10).
     """
     t = torch.tensor
     summary = preference_summary(
-        aligned_chosen=t([-4.0, -10.0]),
-        aligned_rejected=t([-6.0, -7.0]),
-        base_chosen=t([-5.0, -8.0]),
-        base_rejected=t([-6.0, -8.0]),
+        policy_chosen=t([-4.0, -10.0]),
+        policy_rejected=t([-6.0, -7.0]),
+        reference_chosen=t([-5.0, -8.0]),
+        reference_rejected=t([-6.0, -8.0]),
         chosen_counts=t([2, 8]),
         rejected_counts=t([1, 4]),
         beta=0.5,
@@ -291,12 +303,12 @@ def test_preference_summary_hand_worked():
     assert summary["pairs"] == 2
     assert summary["rewards/margins"] == pytest.approx(-0.5)
     assert summary["rewards/accuracies"] == 0.5
-    assert summary["logps_accuracy/aligned"] == 0.5
-    assert summary["logps_accuracy/base"] == 0.5
-    assert summary["logps_accuracy_per_token/aligned"] == 1.0
-    assert summary["logps_accuracy_per_token/base"] == 1.0
-    assert summary["perplexity_chosen/aligned"] == pytest.approx(math.exp(1.4))
-    assert summary["perplexity_chosen/base"] == pytest.approx(math.exp(1.3))
+    assert summary["logps_accuracy/policy"] == 0.5
+    assert summary["logps_accuracy/reference"] == 0.5
+    assert summary["logps_accuracy_per_token/policy"] == 1.0
+    assert summary["logps_accuracy_per_token/reference"] == 1.0
+    assert summary["perplexity_chosen/policy"] == pytest.approx(math.exp(1.4))
+    assert summary["perplexity_chosen/reference"] == pytest.approx(math.exp(1.3))
     with pytest.raises(ValueError, match="share one shape"):
         preference_summary(t([1.0]), t([1.0]), t([1.0]), t([1.0]), t([1, 2]), t([1]), beta=0.1)
 
@@ -308,20 +320,20 @@ def test_category_rows():
     case = EDGE_CASES[3]
     rows = category_rows(
         [
-            PromptResult(case, answer(10, False), answer(4, True)),
-            PromptResult(case, answer(20, False), answer(6, False)),
+            PromptResult(case, reference=answer(10, False), policy=answer(4, True)),
+            PromptResult(case, reference=answer(20, False), policy=answer(6, False)),
         ]
     )
     assert rows == [
         {
             "category": "harmful",
             "prompts": 2,
-            "tokens/base": 15,
-            "refusal_rate/base": 0.0,
-            "reward/base": 0.5,
-            "tokens/aligned": 5,
-            "refusal_rate/aligned": 0.5,
-            "reward/aligned": 0.5,
+            "tokens/reference": 15,
+            "refusal_rate/reference": 0.0,
+            "reward/reference": 0.5,
+            "tokens/policy": 5,
+            "refusal_rate/policy": 0.5,
+            "reward/policy": 0.5,
         }
     ]
 
@@ -364,14 +376,14 @@ def test_compare_and_export_on_smollm2(tmp_path):
     assert report["base_model"] == base_dir
     assert [r["case"]["category"] for r in report["results"]] == ["user", "user", *EDGE_CATEGORIES]
     france = report["results"][0]
-    assert "Paris" in france["base"]["text"] and "Paris" in france["aligned"]["text"]
+    assert "Paris" in france["reference"]["text"] and "Paris" in france["policy"]["text"]
     for result in report["results"]:
-        for side in ("base", "aligned"):
+        for side in ("reference", "policy"):
             assert 0 < result[side]["tokens"] <= 8
             assert result[side]["reward"] != 0.0 and math.isfinite(result[side]["reward"])
     heldout = report["heldout"]
     assert heldout["pairs"] == 4
-    assert 1 < heldout["perplexity_chosen/base"] < 100  # a real model on real replies
+    assert 1 < heldout["perplexity_chosen/reference"] < 100  # a real model on real replies
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     long_case = report["results"][-1]["case"]
     rendered = tokenizer.apply_chat_template(

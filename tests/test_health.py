@@ -134,19 +134,30 @@ def test_summary_table_reports_final_and_best():
         seconds=8.0,
         peak_memory=("peak RSS", 1.5 * 2**30),
         validations=[
-            {"step": 2, "val/logps_accuracy/policy": 0.6, "val/rewards/accuracies": 0.7},
-            {"step": 4, "val/logps_accuracy/policy": 0.55, "val/rewards/accuracies": 0.75},
+            {
+                "step": 2,
+                "val/logps_accuracy/policy": 0.6,
+                "val/logps_accuracy/reference": 0.5,
+                "val/rewards/accuracies": 0.7,
+            },
+            {
+                "step": 4,
+                "val/logps_accuracy/policy": 0.55,
+                "val/logps_accuracy/reference": 0.45,
+                "val/rewards/accuracies": 0.75,
+            },
         ],
         alarms={"loss": (3, "...")},
         adapter="runs/x/adapter",
         reports=["runs/x/fit_metrics.json"],
     )
     assert "4 optimizer steps (8 batches)" in table
-    assert "pairs/s                 2.00" in table
+    assert f"{'pairs/s':34}2.00" in table
     assert "1.50 GiB (peak RSS)" in table
-    assert "final 0.550, best 0.600 (step 2)" in table
-    assert "final 0.750, best 0.750 (step 4)" in table
-    assert "val reward margin       no validation ran" in table
+    assert f"{'val log-prob accuracy, policy':34}final 0.550, best 0.600 (step 2)" in table
+    assert f"{'val log-prob accuracy, reference':34}final 0.450, best 0.500 (step 2)" in table
+    assert f"{'val reward accuracy':34}final 0.750, best 0.750 (step 4)" in table
+    assert f"{'val reward margin':34}no validation ran" in table
     assert "1: loss (step 3)" in table and "runs/x/adapter" in table
 
 
@@ -186,8 +197,8 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
     assert alarms[2].startswith("health alarm at step 2: preference accuracy averaged")
     out = capsys.readouterr().out
     assert "run summary" in out
-    assert "3 optimizer steps (3 batches)" in out and "pairs seen              6" in out
+    assert "3 optimizer steps (3 batches)" in out and f"{'pairs seen':34}6" in out
     raised = "3: truncated:train (step 0), truncated:val (step 0), chance (step 2)"
     assert raised in out
     assert str(tmp_path / "adapter") in out
-    assert "reports                 none" in out  # no logger, no validation
+    assert f"{'reports':34}none" in out  # no logger, no validation

@@ -68,8 +68,8 @@ def test_draw_metrics_puts_each_metric_in_its_panel(tmp_path):
     assert loss["train"] == ([0, 1, 2, 3], [0.693, 0.65, 0.61, 0.58])
     assert loss["val"] == ([1, 3], [0.66, 0.64])
     accuracy = curves("preference accuracy")
-    assert accuracy["val, log-prob (aligned)"] == ([1, 3], [0.55, 0.6])
-    assert accuracy["val, log-prob (base)"] == ([1, 3], [0.5, 0.5])
+    assert accuracy["val, log-prob (policy)"] == ([1, 3], [0.55, 0.6])
+    assert accuracy["val, log-prob (reference)"] == ([1, 3], [0.5, 0.5])
     assert curves("reward margin (chosen - rejected)")["train"][1] == [0.0, 0.08, 0.2, 0.3]
     rewards = curves("implicit rewards")
     assert rewards["train, rejected"][1] == [0.0, -0.03, -0.08, -0.12]

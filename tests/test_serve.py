@@ -2,7 +2,8 @@
 
 The tiny random Llama answers in milliseconds, so these tests cover the API (OpenAI client,
 streaming, errors, auth), the one-at-a-time worker (concurrent clients, full queue, shutdown) and
-that ``aligned`` / ``base`` are the adapter on / off, in seconds.
+that ``policy`` / ``reference`` are the adapter on / off (and the deprecated ``aligned`` /
+``base`` answer as them), in seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import torch
 from conftest import make_adapter
 
 from lit_dpo.cli import main
-from lit_dpo.serve.api import cut_at_stop, final_part
+from lit_dpo.serve.api import APIError, cut_at_stop, final_part
+from lit_dpo.serve.app import _served_name
 from lit_dpo.serve.worker import Cancelled, Job, Worker, load_served_model
 
 API_KEY = "test-key"
@@ -135,7 +137,7 @@ def server(adapter_dir) -> Iterator[Server]:
         yield running
 
 
-def chat(prompt: str, model: str = "aligned", **fields) -> dict:
+def chat(prompt: str, model: str = "policy", **fields) -> dict:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0}
     return {**body, "max_tokens": 16, **fields}
 
@@ -172,9 +174,10 @@ def test_stop_strings_are_cut_and_held_back():
 
 
 def test_models_and_health(server):
-    assert [m.id for m in server.client().models.list()] == ["aligned", "base"]
+    assert [m.id for m in server.client().models.list()] == ["policy", "reference"]
     health = httpx.get(f"{server.url}/health", headers=AUTH).json()
-    assert health["status"] == "ok" and health["models"] == ["aligned", "base"]
+    assert health["status"] == "ok" and health["models"] == ["policy", "reference"]
+    assert health["deprecated_names"] == {"aligned": "policy", "base": "reference"}
     assert health["quantization"] == "nf4" and health["adapter"].endswith("adapter")
 
 
@@ -182,11 +185,11 @@ def test_openai_client_answers_and_streams(server, tiny_model_dir):
     client = server.client()
     messages = [{"role": "user", "content": PROMPTS[1]}]
     answer = client.chat.completions.create(
-        model="aligned", messages=messages, max_tokens=12, temperature=0
+        model="policy", messages=messages, max_tokens=12, temperature=0
     )
     text = answer.choices[0].message.content
     assert text and answer.choices[0].message.role == "assistant"
-    assert answer.model == "aligned" and answer.object == "chat.completion"
+    assert answer.model == "policy" and answer.object == "chat.completion"
     assert answer.usage.prompt_tokens == prompt_length(tiny_model_dir, PROMPTS[1])
     assert answer.choices[0].finish_reason in ("stop", "length")
     if answer.choices[0].finish_reason == "length":
@@ -195,7 +198,7 @@ def test_openai_client_answers_and_streams(server, tiny_model_dir):
 
     chunks = list(
         client.chat.completions.create(
-            model="aligned",
+            model="policy",
             messages=messages,
             max_tokens=12,
             temperature=0,
@@ -229,7 +232,7 @@ def test_raw_stream_is_server_sent_events_ending_with_done(server):
     assert text == server.post(chat(PROMPTS[0]), AUTH).json()["choices"][0]["message"]["content"]
 
 
-def test_aligned_is_adapter_on_and_base_is_adapter_off(server, adapter_dir, tiny_model_dir):
+def test_policy_is_adapter_on_and_reference_is_adapter_off(server, adapter_dir, tiny_model_dir):
     """Server answers equal in-process greedy generation with the adapter on / off."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -265,15 +268,57 @@ def test_aligned_is_adapter_on_and_base_is_adapter_off(server, adapter_dir, tiny
     torch.set_num_threads(1)  # as the server runs (see running_server)
     try:
         for prompt in PROMPTS[:3]:
-            aligned = server.post(chat(prompt), AUTH).json()["choices"][0]["message"]["content"]
-            base_answer = server.post(chat(prompt, "base"), AUTH).json()
-            assert aligned == generate(prompt)
+            policy = server.post(chat(prompt), AUTH).json()["choices"][0]["message"]["content"]
+            reference_answer = server.post(chat(prompt, "reference"), AUTH).json()
+            assert policy == generate(prompt)
             with model.disable_adapter():
-                assert base_answer["choices"][0]["message"]["content"] == generate(prompt)
-            assert aligned != base_answer["choices"][0]["message"]["content"]
-            assert base_answer["model"] == "base"
+                assert reference_answer["choices"][0]["message"]["content"] == generate(prompt)
+            assert policy != reference_answer["choices"][0]["message"]["content"]
+            assert reference_answer["model"] == "reference"
     finally:
         torch.set_num_threads(threads)
+
+
+def test_deprecated_names_are_answered_by_policy_and_reference(server):
+    """0.1's ``aligned`` and ``base``, for one release: answered by ``policy`` and ``reference``
+    (same text, plain and streamed), the name asked for echoed as OpenAI echoes it, not listed,
+    and logged as deprecated once per name however often it is used."""
+    client = server.client()
+    for old, new in (("aligned", "policy"), ("base", "reference")):
+        expected = server.post(chat(PROMPTS[5], new), AUTH).json()["choices"][0]["message"]
+        for _ in range(2):
+            answer = server.post(chat(PROMPTS[5], old), AUTH)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model"] == old
+            assert answer.json()["choices"][0]["message"] == expected
+        with httpx.stream(
+            "POST",
+            f"{server.url}/v1/chat/completions",
+            json=chat(PROMPTS[5], old, stream=True),
+            headers=AUTH,
+            timeout=REQUEST_S,
+        ) as response:
+            text, chunks = stream_text(response)
+        assert text == expected["content"] and {c["model"] for c in chunks} == {old}
+        via_client = client.chat.completions.create(
+            model=old, messages=chat(PROMPTS[5])["messages"], max_tokens=16, temperature=0
+        )
+        assert via_client.model == old and via_client.choices[0].message.content == text
+    assert [m.id for m in client.models.list()] == ["policy", "reference"]
+
+    warnings = {
+        old: f"model {old!r} is a deprecated name for {new!r} and stops working in the next "
+        f"release; ask for {new!r}"
+        for old, new in (("aligned", "policy"), ("base", "reference"))
+    }
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = server.log.read_text()
+        if all(warning in log for warning in warnings.values()):
+            break
+        time.sleep(0.1)
+    for old, warning in warnings.items():
+        assert log.count(warning) == 1, (old, log[-2000:])
 
 
 def test_stop_seed_and_token_limit(server):
@@ -294,7 +339,7 @@ def test_stop_seed_and_token_limit(server):
         text, chunks = stream_text(response)
     assert text == expected and chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
-    capped = server.post(chat(PROMPTS[2], "aligned", max_tokens=100_000), AUTH).json()
+    capped = server.post(chat(PROMPTS[2], "policy", max_tokens=100_000), AUTH).json()
     assert 1 <= capped["usage"]["completion_tokens"] <= MAX_TOKENS_LIMIT
 
     def sampled(seed: int) -> str:
@@ -306,11 +351,11 @@ def test_stop_seed_and_token_limit(server):
 
 
 def test_bad_requests_are_answered_with_what_is_wrong(server):
-    malformed = server.post('{"model": "aligned", "messages": [', AUTH)
+    malformed = server.post('{"model": "policy", "messages": [', AUTH)
     assert malformed.status_code == 422
     assert "not valid JSON" in malformed.json()["error"]["message"]
 
-    wrong_types = server.post({"model": "aligned", "messages": "hi", "max_tokens": "ten"}, AUTH)
+    wrong_types = server.post({"model": "policy", "messages": "hi", "max_tokens": "ten"}, AUTH)
     assert wrong_types.status_code == 422
     error = wrong_types.json()["error"]
     assert "messages" in error["message"] and "max_tokens" in error["message"]
@@ -331,11 +376,13 @@ def test_bad_requests_are_answered_with_what_is_wrong(server):
     assert "256" in too_long.json()["error"]["message"]
 
     unknown = server.post(chat(PROMPTS[0], "gpt-4"), AUTH)
-    assert unknown.status_code == 404 and "aligned, base" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404
+    assert "use one of: policy, reference" in unknown.json()["error"]["message"]
+    assert unknown.json()["error"]["code"] == "model_not_found"
 
     with pytest.raises(openai.BadRequestError, match="context"):
         server.client().chat.completions.create(
-            model="aligned", messages=[{"role": "user", "content": "Hamlet " * 300}]
+            model="policy", messages=[{"role": "user", "content": "Hamlet " * 300}]
         )
 
 
@@ -353,7 +400,7 @@ def test_api_key_is_required_on_every_request(server):
 def test_concurrent_clients_match_single_requests(server):
     """8 clients at once (half streaming, both models) get exactly their one-at-a-time answers."""
     requests = [
-        chat(prompt, "aligned" if i % 4 else "base", stream=i % 2 == 1, max_tokens=24)
+        chat(prompt, "policy" if i % 4 else "reference", stream=i % 2 == 1, max_tokens=24)
         for i, prompt in enumerate(PROMPTS)
     ]
 
@@ -382,13 +429,13 @@ def test_concurrent_clients_match_single_requests(server):
     with ThreadPoolExecutor(len(requests)) as pool:
         together = list(pool.map(ask_together, requests))
     assert together == alone
-    assert len({a for a, r in zip(alone, requests, strict=True) if r["model"] == "aligned"}) > 1
+    assert len({a for a, r in zip(alone, requests, strict=True) if r["model"] == "policy"}) > 1
 
 
 def test_each_request_is_logged_with_latency_and_tokens(server):
     server.post(chat(PROMPTS[4], max_tokens=5), AUTH)
     pattern = re.compile(
-        r"POST /v1/chat/completions 200 \d+\.\d{3}s model=aligned prompt_tokens=\d+ "
+        r"POST /v1/chat/completions 200 \d+\.\d{3}s model=policy prompt_tokens=\d+ "
         r"completion_tokens=\d+ finish=\w+ queued=\d+\.\d{3}s"
     )
     deadline = time.monotonic() + 10
@@ -477,10 +524,19 @@ def test_worker_queue_is_bounded_and_close_cancels(adapter_dir):
 
 
 def test_merged_model_folder_is_served_alone(tiny_model_dir):
-    """A plain transformers folder (lit-dpo export) has no separate base to serve."""
+    """A plain transformers folder (lit-dpo export) has no separate reference to serve."""
     served = load_served_model(tiny_model_dir, quantization="none")
-    assert served.names == ("aligned",) and served.context_length == 256
+    assert served.names == ("policy",) and served.context_length == 256
     assert served.source["model"] == str(tiny_model_dir)
+    assert _served_name("aligned", served, set()) == "policy"
+    for name in ("reference", "base"):
+        with pytest.raises(APIError) as error:
+            _served_name(name, served, set())
+        assert error.value.status == 404
+        assert error.value.message == (
+            f"model {name!r} is not served; use one of: policy "
+            "(a merged model folder has no reference)"
+        )
 
 
 def test_bad_options_fail_before_loading(tmp_path, capsys):
@@ -512,7 +568,7 @@ def test_smollm2_answers_over_http(tmp_path):
         client = server.client(api_key="unused")
         start = time.perf_counter()
         answer = client.chat.completions.create(
-            model="aligned",
+            model="policy",
             messages=[{"role": "user", "content": "What is the capital of France?"}],
             max_tokens=16,
             temperature=0,

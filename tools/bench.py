@@ -48,7 +48,7 @@ BF16_PEAK_TFLOPS = {
     "A10G": 70.0,
     "T4": 65.0,  # fp16: the T4 has no bf16
 }
-# LoRA B of the shared starting adapter ~ N(0, this): far enough from the base for a real loss.
+# LoRA B of the shared starting adapter ~ N(0, this): far enough from the reference for a real loss.
 ADAPTER_B_STD = 0.01
 CPU = {
     "model": "embedded:SmolLM2-135M-Instruct",

@@ -30,8 +30,8 @@ PANELS: dict[str, tuple[tuple[str, str], ...]] = {
     "preference accuracy": (
         ("train/rewards/accuracies", "train, implicit reward"),
         ("val/rewards/accuracies", "val, implicit reward"),
-        ("val/logps_accuracy/policy", "val, log-prob (aligned)"),
-        ("val/logps_accuracy/reference", "val, log-prob (base)"),
+        ("val/logps_accuracy/policy", "val, log-prob (policy)"),
+        ("val/logps_accuracy/reference", "val, log-prob (reference)"),
     ),
     "reward margin (chosen - rejected)": (
         ("train/rewards/margins", "train"),

@@ -15,10 +15,10 @@ from lit_dpo.models.generate import generate_text
 
 
 class GenerateSamples(Callback):
-    """Answer a fixed set of prompts with the aligned policy and with the base, after validation.
+    """Answer a fixed set of prompts with the reference and with the policy, after validation.
 
     Written to ``<log_dir>/samples/step_<N>.md`` (and to the logger when it takes text), so a user
-    can watch behaviour change over training. The base is the same model with adapters disabled.
+    can watch behaviour change over training. The reference is the policy with adapters disabled.
 
     Args:
         prompts: user messages to answer; when None, the first ``num_prompts`` validation prompts.
@@ -70,10 +70,10 @@ class GenerateSamples(Callback):
         devices = [pl_module.device] if pl_module.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             for ids in prompt_ids:
-                aligned = generate_text(pl_module.policy, tokenizer, ids, self.generation)
+                policy = generate_text(pl_module.policy, tokenizer, ids, self.generation)
                 with pl_module.policy.disable_adapter():
-                    base = generate_text(pl_module.policy, tokenizer, ids, self.generation)
-                rows.append((tokenizer.decode(ids), base, aligned))
+                    reference = generate_text(pl_module.policy, tokenizer, ids, self.generation)
+                rows.append((tokenizer.decode(ids), reference, policy))
         text = _samples_markdown(trainer.global_step, rows)
         path = Path(log_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ class GenerateSamples(Callback):
             if hasattr(logger, "log_text"):
                 logger.log_text(
                     key="samples",
-                    columns=["prompt", "base", "aligned"],
+                    columns=["prompt", "reference", "policy"],
                     data=[list(r) for r in rows],
                     step=trainer.global_step,
                 )
@@ -104,9 +104,9 @@ class GenerateSamples(Callback):
 
 def _samples_markdown(step: int, rows: list[tuple[str, str, str]]) -> str:
     parts = [f"# Samples at step {step}\n"]
-    for i, (prompt, base, aligned) in enumerate(rows, 1):
+    for i, (prompt, reference, policy) in enumerate(rows, 1):
         parts.append(
             f"## Prompt {i}\n\n```\n{prompt}\n```\n\n"
-            f"**base**\n\n{base}\n\n**aligned**\n\n{aligned}\n"
+            f"**reference**\n\n{reference}\n\n**policy**\n\n{policy}\n"
         )
     return "\n".join(parts)

@@ -65,7 +65,8 @@ class RunSummary(Callback):
 
 
 VAL_ROWS = (
-    ("val log-prob accuracy", "val/logps_accuracy/policy"),
+    ("val log-prob accuracy, policy", "val/logps_accuracy/policy"),
+    ("val log-prob accuracy, reference", "val/logps_accuracy/reference"),
     ("val reward accuracy", "val/rewards/accuracies"),
     ("val reward margin", "val/rewards/margins"),
 )
@@ -104,7 +105,7 @@ def summary_table(
     else:
         rows.append(("alarms", "none"))
     rows += [("adapter", adapter), ("reports", ", ".join(reports) or "none")]
-    return "\n".join(["\nrun summary"] + [f"  {name:24}{value}" for name, value in rows])
+    return "\n".join(["\nrun summary"] + [f"  {name:34}{value}" for name, value in rows])
 
 
 def _peak_memory(pl_module: LightningModule) -> tuple[str, float]:

@@ -1,13 +1,15 @@
-"""``lit-dpo compare``: what alignment did, base (adapters off) against aligned (adapters on).
+"""``lit-dpo compare``: what training did, the reference (adapters off) against the policy (on).
 
-The base is loaded once, 4-bit as in training, with the adapter attached; peft's
-``disable_adapter()`` gives the base. For the same prompts (the user's, plus built-in edge cases)
-both answer greedily, and each answer gets its length and its implicit DPO reward
-``beta * (log p_aligned(answer | prompt) - log p_base(answer | prompt))``. On the held-out
-preference split it measures log-probability accuracy of both models, implicit-reward accuracy and
-margin, and perplexity on the chosen replies. An optional judge (any sequence-classification reward
-model) scores both answers and gives a win rate with a 95% interval. Writes ``compare.html``
-(self-contained), ``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
+The base is loaded once, 4-bit as in training, with the adapter attached: adapters on is the
+policy, and peft's ``disable_adapter()`` gives the reference, the base model alone. For the same
+prompts (the user's, plus built-in edge cases) both answer greedily, and each answer gets its
+length and its implicit DPO reward
+``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``. On the held-out
+preference split it measures, under the keys validation logs, log-probability accuracy of both
+models, implicit-reward accuracy and margin, and perplexity on the chosen replies. An optional
+judge (any sequence-classification reward model) scores both answers and gives the policy's win
+rate over the reference with a 95% interval. Writes ``compare.html`` (self-contained),
+``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
 
     lit-dpo compare --adapter runs/cpu/adapter --prompts my_prompts.txt
     lit-dpo compare --config compare.yaml     # any of the arguments below, as YAML
@@ -78,7 +80,7 @@ def compare(
     device: str | None = None,
     allow_pickle: bool = False,
 ) -> CompareReport:
-    """Compare base and aligned, write the report files, and return the report.
+    """Compare the reference and the policy, write the report files, and return the report.
 
     Args:
         adapter: folder of a trained PEFT adapter (``runs/cpu/adapter``).
@@ -220,18 +222,19 @@ def _answer_both(
     prompt_ids = encode_pair(
         PreferencePair(case.messages, "", ""), tokenizer, max_length, prompt_budget
     )["prompt_ids"]
+    # one network: the reference is the policy with its adapters off
     with policy.disable_adapter():
-        base_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
-    aligned_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
-    texts = decode_answer(tokenizer, base_ids), decode_answer(tokenizer, aligned_ids)
+        reference_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
+    policy_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
+    texts = decode_answer(tokenizer, reference_ids), decode_answer(tokenizer, policy_ids)
     rewards = answer_rewards(
         policy, tokenizer, case.messages, texts, beta, max_length, prompt_budget
     )
-    base, aligned = (
+    reference_answer, policy_answer = (
         Answer(text, answer_length(tokenizer, ids), reward, is_refusal(text))
-        for text, ids, reward in zip(texts, (base_ids, aligned_ids), rewards, strict=True)
+        for text, ids, reward in zip(texts, (reference_ids, policy_ids), rewards, strict=True)
     )
-    return PromptResult(case, base, aligned)
+    return PromptResult(case, reference=reference_answer, policy=policy_answer)
 
 
 def _token_counter(tokenizer):
@@ -246,13 +249,13 @@ def _judge(
     report: CompareReport, name: str, device: str, dtype: torch.dtype, allow_pickle: bool
 ) -> None:
     model, tokenizer = load_judge(name, device, dtype, allow_pickle)
-    items = [(r.case.messages, a.text) for r in report.results for a in (r.base, r.aligned)]
+    items = [(r.case.messages, a.text) for r in report.results for a in (r.reference, r.policy)]
     scores = judge_scores(model, tokenizer, items)
-    for result, base_score, aligned_score in zip(
+    for result, reference_score, policy_score in zip(
         report.results, scores[0::2], scores[1::2], strict=True
     ):
-        result.base.judge, result.aligned.judge = base_score, aligned_score
-    report.judge = win_rate(scores[1::2], scores[0::2])
+        result.reference.judge, result.policy.judge = reference_score, policy_score
+    report.judge = win_rate(policy_scores=scores[1::2], reference_scores=scores[0::2])
 
 
 def _write(report: CompareReport, out: Path) -> None:

@@ -1,4 +1,4 @@
-"""An outside reward model as judge: score base and aligned answers, and a win rate with its CI.
+"""An outside reward model as judge: score reference and policy answers, and a win rate with CI.
 
 Any ``AutoModelForSequenceClassification`` works (e.g. a reward model trained on preferences). A
 single-logit model's logit is the score; with several labels the score is the last label's logit
@@ -112,8 +112,8 @@ def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[flo
     return max(0.0, center - half), min(1.0, center + half)
 
 
-def win_rate(aligned_scores: list[float], base_scores: list[float]) -> dict[str, float]:
-    """How often the judge prefers the aligned answer to the base answer to the same prompt.
+def win_rate(policy_scores: list[float], reference_scores: list[float]) -> dict[str, float]:
+    """How often the judge prefers the policy's answer to the reference's answer to one prompt.
 
     Ties count as half a win. Returns ``wins``, ``ties``, ``losses``, ``prompts``, ``win_rate``
     and its 95% Wilson interval ``ci_low``, ``ci_high``.
@@ -121,12 +121,12 @@ def win_rate(aligned_scores: list[float], base_scores: list[float]) -> dict[str,
     Raises:
         ValueError: the lists differ in length or are empty.
     """
-    if len(aligned_scores) != len(base_scores) or not aligned_scores:
+    if len(policy_scores) != len(reference_scores) or not policy_scores:
         raise ValueError(
-            f"need one base score per aligned score, got {len(aligned_scores)} and "
-            f"{len(base_scores)}"
+            f"need one reference score per policy score, got {len(policy_scores)} and "
+            f"{len(reference_scores)}"
         )
-    pairs = list(zip(aligned_scores, base_scores, strict=True))
+    pairs = list(zip(policy_scores, reference_scores, strict=True))
     wins = sum(a > b for a, b in pairs)
     ties = sum(a == b for a, b in pairs)
     low, high = wilson_interval(wins + ties / 2, len(pairs))

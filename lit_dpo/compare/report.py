@@ -17,6 +17,11 @@ from lit_dpo.compare.prompts import PromptCase
 
 # Prompts longer than this (the long-context case) are shown as their start and end.
 SHOWN_PROMPT_CHARS = 1200
+# The two sides of every comparison, in column order: the names training's metric keys use.
+SIDES = ("reference", "policy")
+SIDES_EXPLAINED = (
+    "reference = adapters off (the base model); policy = adapters on (the trained adapter)."
+)
 
 
 @dataclass
@@ -26,7 +31,7 @@ class Answer:
     Args:
         text: the answer, special tokens removed.
         tokens: its length in tokens (end-of-turn not counted).
-        reward: implicit DPO reward ``beta * (log p_aligned - log p_base)`` of this answer.
+        reward: implicit DPO reward ``beta * (log p_policy - log p_reference)`` of this answer.
         refusal: whether :func:`lit_dpo.compare.prompts.is_refusal` counts it as a refusal.
         judge: the judge's score, when a judge ran.
     """
@@ -40,11 +45,11 @@ class Answer:
 
 @dataclass
 class PromptResult:
-    """A prompt with the base's and the aligned model's answers."""
+    """A prompt with the reference's and the policy's answers."""
 
     case: PromptCase
-    base: Answer
-    aligned: Answer
+    reference: Answer
+    policy: Answer
 
 
 @dataclass
@@ -58,7 +63,7 @@ class CompareReport:
         results: one entry per prompt, user prompts first.
         heldout: :func:`lit_dpo.compare.scoring.preference_summary` of the held-out split, if
             evaluated.
-        judge: :func:`lit_dpo.compare.judge.win_rate` of aligned over base, if a judge ran.
+        judge: :func:`lit_dpo.compare.judge.win_rate` of policy over reference, if a judge ran.
     """
 
     base_model: str
@@ -77,7 +82,7 @@ def category_rows(results: list[PromptResult]) -> list[dict[str, float | str]]:
     rows = []
     for category, group in categories.items():
         row: dict[str, float | str] = {"category": category, "prompts": len(group)}
-        for side in ("base", "aligned"):
+        for side in SIDES:
             answers = [getattr(r, side) for r in group]
             row[f"tokens/{side}"] = mean(a.tokens for a in answers)
             row[f"refusal_rate/{side}"] = mean(float(a.refusal) for a in answers)
@@ -87,7 +92,7 @@ def category_rows(results: list[PromptResult]) -> list[dict[str, float | str]]:
 
 
 def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
-    """(label, base, aligned) lines of the headline table, as formatted strings."""
+    """(label, reference, policy) lines of the headline table, as formatted strings."""
     rows = []
     heldout = report.heldout
     if heldout:
@@ -99,7 +104,7 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
             ("perplexity on chosen replies", "perplexity_chosen"),
         ):
             rows.append(
-                (label, f"{heldout[key + '/base']:.3f}", f"{heldout[key + '/aligned']:.3f}")
+                (label, f"{heldout[key + '/reference']:.3f}", f"{heldout[key + '/policy']:.3f}")
             )
         rows.append(
             (
@@ -119,14 +124,14 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
                 fmt.format(
                     mean(float(getattr(getattr(r, side), attribute)) for r in report.results)
                 )
-                for side in ("base", "aligned")
+                for side in SIDES
             ]
             rows.append((label, *values))
     if report.judge:
         judge = report.judge
         rows.append(
             (
-                "judge win rate, aligned over base",
+                "judge win rate, policy over reference",
                 "",
                 f"{judge['win_rate']:.2f} [{judge['ci_low']:.2f}, {judge['ci_high']:.2f}]",
             )
@@ -138,8 +143,8 @@ def summary_table(report: CompareReport) -> str:
     """The headline table for a terminal."""
     rows = summary_rows(report)
     width = max([len(label) for label, _, _ in rows] + [10]) + 2
-    lines = [f"{'':{width}}{'base':>10}  {'aligned':<}"]
-    lines += [f"{label:{width}}{base:>10}  {aligned}" for label, base, aligned in rows]
+    lines = [SIDES_EXPLAINED, f"{'':{width}}{'reference':>10}  {'policy':<}"]
+    lines += [f"{label:{width}}{reference:>10}  {policy}" for label, reference, policy in rows]
     return "\n".join(lines)
 
 
@@ -151,12 +156,12 @@ def to_json(report: CompareReport) -> str:
 def to_markdown(report: CompareReport) -> str:
     """The report as Markdown: summary, categories, then every prompt with both answers."""
     parts = [
-        "# lit-dpo compare: base vs aligned\n",
-        f"Base `{report.base_model}`, adapter `{report.adapter}`. "
+        "# lit-dpo compare: reference vs policy\n",
+        f"{SIDES_EXPLAINED} Base `{report.base_model}`, adapter `{report.adapter}`. "
         + ", ".join(f"{k} {v}" for k, v in report.settings.items())
         + ".\n",
         "## Summary\n",
-        _markdown_table(["", "base", "aligned"], summary_rows(report)),
+        _markdown_table(["", *SIDES], summary_rows(report)),
     ]
     categories = category_rows(report.results)
     if categories:
@@ -167,7 +172,7 @@ def to_markdown(report: CompareReport) -> str:
             parts.append(f"A good answer {result.case.expect}.\n")
         for message in result.case.messages:
             parts.append(f"**{message['role']}**\n\n{_fenced(_shorten(message['content']))}")
-        for side in ("base", "aligned"):
+        for side in SIDES:
             answer: Answer = getattr(result, side)
             parts.append(f"**{side}** ({_answer_facts(answer)})\n\n{_fenced(answer.text)}")
     return "\n".join(parts)
@@ -178,11 +183,11 @@ def to_html(report: CompareReport) -> str:
     e = html.escape
     settings = ", ".join(f"{e(str(k))} {e(str(v))}" for k, v in report.settings.items())
     body = [
-        "<h1>lit-dpo compare: base vs aligned</h1>",
-        f"<p>Base <code>{e(report.base_model)}</code>, adapter <code>{e(report.adapter)}</code>. "
-        f"{settings}.</p>",
+        "<h1>lit-dpo compare: reference vs policy</h1>",
+        f"<p>{e(SIDES_EXPLAINED)} Base <code>{e(report.base_model)}</code>, adapter "
+        f"<code>{e(report.adapter)}</code>. {settings}.</p>",
         "<h2>Summary</h2>",
-        _html_table(["", "base", "aligned"], summary_rows(report)),
+        _html_table(["", *SIDES], summary_rows(report)),
     ]
     categories = category_rows(report.results)
     if categories:
@@ -197,7 +202,7 @@ def to_html(report: CompareReport) -> str:
                 f"<pre>{e(_shorten(message['content']))}</pre></div>"
             )
         body.append("<div class=pair>")
-        for side in ("base", "aligned"):
+        for side in SIDES:
             answer: Answer = getattr(result, side)
             body.append(
                 f"<div class='answer {side}'><b>{side}</b> <small>{e(_answer_facts(answer))}"
@@ -219,8 +224,8 @@ _CSS = (
     "color:#222}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;"
     "padding:.3rem .6rem;text-align:right}td:first-child,th:first-child{text-align:left}"
     "pre{white-space:pre-wrap;background:#f6f6f6;padding:.5rem;margin:.3rem 0}"
-    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.base pre{background:#f3f3fb}"
-    ".aligned pre{background:#f1f8f1}.expect{color:#555;font-style:italic}"
+    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:1rem}.reference pre{background:#f3f3fb}"
+    ".policy pre{background:#f1f8f1}.expect{color:#555;font-style:italic}"
     "section{border-top:1px solid #ddd;margin-top:1.5rem}"
 )
 
@@ -229,23 +234,23 @@ def _category_table(rows: list[dict]) -> tuple[list[str], list[tuple[str, ...]]]
     header = [
         "category",
         "prompts",
-        "tokens base",
-        "tokens aligned",
-        "refusals base",
-        "refusals aligned",
-        "reward base",
-        "reward aligned",
+        "tokens reference",
+        "tokens policy",
+        "refusals reference",
+        "refusals policy",
+        "reward reference",
+        "reward policy",
     ]
     body = [
         (
             str(r["category"]),
             f"{r['prompts']}",
-            f"{r['tokens/base']:.1f}",
-            f"{r['tokens/aligned']:.1f}",
-            f"{r['refusal_rate/base']:.2f}",
-            f"{r['refusal_rate/aligned']:.2f}",
-            f"{r['reward/base']:.3f}",
-            f"{r['reward/aligned']:.3f}",
+            f"{r['tokens/reference']:.1f}",
+            f"{r['tokens/policy']:.1f}",
+            f"{r['refusal_rate/reference']:.2f}",
+            f"{r['refusal_rate/policy']:.2f}",
+            f"{r['reward/reference']:.3f}",
+            f"{r['reward/policy']:.3f}",
         )
         for r in rows
     ]

@@ -1,8 +1,9 @@
-"""Score replies under the aligned model (adapters on) and the base (adapters off).
+"""Score replies under the policy (adapters on) and the reference (adapters off).
 
 Two uses in ``lit-dpo compare``: the implicit DPO reward of a generated answer,
-``beta * (log p_aligned(answer | prompt) - log p_base(answer | prompt))``, and the preference
-metrics of the held-out split (DPO paper, section 5; TRL's ``rewards/*`` names). Replies are
+``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``, and the preference
+metrics of the held-out split (DPO paper, section 5), under the keys validation logs (without its
+``val/`` prefix; TRL's ``rewards/*`` names). Replies are
 tokenized by :mod:`lit_dpo.data.batches` and scored by :func:`lit_dpo.train.logps.sequence_logps`,
 exactly as in training, so the numbers agree with ``lit-dpo validate``.
 """
@@ -28,20 +29,20 @@ def reply_logps(
     """Summed log-probabilities of each batch row's reply, with adapters on and off.
 
     Args:
-        model: the PEFT model; adapters on is the aligned model, off is the base.
+        model: the PEFT model; adapters on is the policy, off is the reference.
         batch: ``input_ids``, ``attention_mask``, ``labels``, each (N, T), from ``collate_pairs``.
 
     Returns:
-        ``(aligned_logps, base_logps, counts)``, each (N,): counts are scored reply tokens.
+        ``(policy_logps, reference_logps, counts)``, each (N,): counts are scored reply tokens.
     """
     device = next(model.parameters()).device
     batch = {key: value.to(device) for key, value in batch.items()}
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
-        aligned, counts = sequence_logps(model(**inputs).logits, batch["labels"])
+        policy, counts = sequence_logps(model(**inputs).logits, batch["labels"])
         with model.disable_adapter():
-            base, _ = sequence_logps(model(**inputs).logits, batch["labels"])
-    return aligned.cpu(), base.cpu(), counts.cpu()
+            reference, _ = sequence_logps(model(**inputs).logits, batch["labels"])
+    return policy.cpu(), reference.cpu(), counts.cpu()
 
 
 def answer_rewards(
@@ -59,7 +60,7 @@ def answer_rewards(
     template's end-of-turn, the prompt keeping its last ``max_prompt_length`` tokens.
 
     Returns:
-        ``beta * (log p_aligned - log p_base)`` of each answer, in the order given.
+        ``beta * (log p_policy - log p_reference)`` of each answer, in the order given.
     """
     # A pair is just two replies to one prompt here: batches' chosen/rejected slots carry them.
     pair = PreferencePair(messages, answers[0], answers[1])
@@ -67,16 +68,16 @@ def answer_rewards(
     pad_token_id = tokenizer.pad_token_id
     if pad_token_id is None:
         pad_token_id = tokenizer.eos_token_id
-    aligned, base, _ = reply_logps(model, collate_pairs([encoded], pad_token_id))
-    rewards = beta * (aligned - base)
+    policy, reference, _ = reply_logps(model, collate_pairs([encoded], pad_token_id))
+    rewards = beta * (policy - reference)
     return float(rewards[0]), float(rewards[1])
 
 
 def preference_summary(
-    aligned_chosen: torch.Tensor,
-    aligned_rejected: torch.Tensor,
-    base_chosen: torch.Tensor,
-    base_rejected: torch.Tensor,
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
     chosen_counts: torch.Tensor,
     rejected_counts: torch.Tensor,
     beta: float,
@@ -87,21 +88,21 @@ def preference_summary(
     replies together: ``exp(-sum(log p) / sum(tokens))``.
 
     Returns:
-        ``pairs``; ``logps_accuracy/{base,aligned}`` and ``logps_accuracy_per_token/...`` (share
+        ``pairs``; ``logps_accuracy/{reference,policy}`` and ``logps_accuracy_per_token/...`` (share
         of pairs where the model gives the chosen reply the higher log-probability, summed or per
         token); ``rewards/accuracies`` and ``rewards/margins`` (implicit reward of chosen above
-        rejected); ``perplexity_chosen/{base,aligned}``.
+        rejected); ``perplexity_chosen/{reference,policy}``.
 
     Raises:
         ValueError: the inputs differ in shape.
     """
-    tensors = (aligned_chosen, aligned_rejected, base_chosen, base_rejected)
+    tensors = (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     shapes = {tuple(t.shape) for t in (*tensors, chosen_counts, rejected_counts)}
     if len(shapes) != 1:
         raise ValueError(f"per-pair tensors must share one shape (P,), got {sorted(shapes)}")
     chosen_tokens, rejected_tokens = chosen_counts.clamp(min=1), rejected_counts.clamp(min=1)
-    chosen_rewards = beta * (aligned_chosen - base_chosen)
-    rejected_rewards = beta * (aligned_rejected - base_rejected)
+    chosen_rewards = beta * (policy_chosen - reference_chosen)
+    rejected_rewards = beta * (policy_rejected - reference_rejected)
 
     def share(better: torch.Tensor) -> float:
         return better.float().mean().item()
@@ -110,19 +111,19 @@ def preference_summary(
         return math.exp(-chosen_logps.sum().item() / chosen_tokens.sum().item())
 
     return {
-        "pairs": float(aligned_chosen.numel()),
-        "logps_accuracy/base": share(base_chosen > base_rejected),
-        "logps_accuracy/aligned": share(aligned_chosen > aligned_rejected),
-        "logps_accuracy_per_token/base": share(
-            base_chosen / chosen_tokens > base_rejected / rejected_tokens
+        "pairs": float(policy_chosen.numel()),
+        "logps_accuracy/reference": share(reference_chosen > reference_rejected),
+        "logps_accuracy/policy": share(policy_chosen > policy_rejected),
+        "logps_accuracy_per_token/reference": share(
+            reference_chosen / chosen_tokens > reference_rejected / rejected_tokens
         ),
-        "logps_accuracy_per_token/aligned": share(
-            aligned_chosen / chosen_tokens > aligned_rejected / rejected_tokens
+        "logps_accuracy_per_token/policy": share(
+            policy_chosen / chosen_tokens > policy_rejected / rejected_tokens
         ),
         "rewards/accuracies": share(chosen_rewards > rejected_rewards),
         "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-        "perplexity_chosen/base": perplexity(base_chosen),
-        "perplexity_chosen/aligned": perplexity(aligned_chosen),
+        "perplexity_chosen/reference": perplexity(reference_chosen),
+        "perplexity_chosen/policy": perplexity(policy_chosen),
     }
 
 
@@ -133,7 +134,7 @@ def heldout_metrics(
 
     Shows a progress bar with an ETA when the iterable has a length.
     """
-    names = ("aligned", "base", "counts")
+    names = ("policy", "reference", "counts")
     chosen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     rejected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in tqdm(batches, desc="held-out pairs", unit="batch"):
@@ -145,10 +146,10 @@ def heldout_metrics(
     chosen_all = {name: torch.cat(values) for name, values in chosen.items()}
     rejected_all = {name: torch.cat(values) for name, values in rejected.items()}
     return preference_summary(
-        aligned_chosen=chosen_all["aligned"],
-        aligned_rejected=rejected_all["aligned"],
-        base_chosen=chosen_all["base"],
-        base_rejected=rejected_all["base"],
+        policy_chosen=chosen_all["policy"],
+        policy_rejected=rejected_all["policy"],
+        reference_chosen=chosen_all["reference"],
+        reference_rejected=rejected_all["reference"],
         chosen_counts=chosen_all["counts"],
         rejected_counts=rejected_all["counts"],
         beta=beta,

@@ -1,4 +1,4 @@
-"""Answers from a causal LM, or from a PEFT model with its adapters on (aligned) or off (base).
+"""Answers from a causal LM, or from a PEFT model with adapters on (policy) or off (reference).
 
 Shared by the ``GenerateSamples`` callback (during training) and ``lit-dpo compare`` (after it).
 Prompts come in as token ids so the caller decides how they are rendered and truncated (compare

@@ -70,7 +70,7 @@ def load_quantized(
 ) -> PeftModel:
     """The base loaded as in training (4-bit NF4 by default) with the adapter attached, in eval.
 
-    Adapters on gives the aligned model; ``with model.disable_adapter():`` gives the base.
+    Adapters on gives the policy; ``with model.disable_adapter():`` gives the reference.
     """
     model = load_policy(
         base,

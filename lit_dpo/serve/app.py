@@ -1,13 +1,16 @@
 """The HTTP app of ``lit-dpo serve``: an OpenAI-compatible API over the policy and its reference.
 
-``POST /v1/chat/completions`` answers with ``model: aligned`` (adapter on) or ``model: base``
+``POST /v1/chat/completions`` answers with ``model: policy`` (adapter on) or ``model: reference``
 (adapter off, same weights), streamed as server-sent events when asked; ``GET /v1/models`` lists
-both; ``GET /health`` says what is loaded and how busy it is. Generation runs one request at a time
-on :class:`lit_dpo.serve.worker.Worker`; the wire format is :mod:`lit_dpo.serve.api`.
+both; ``GET /health`` says what is loaded and how busy it is. The 0.1 names ``aligned`` and
+``base`` still work for one release: they are answered by ``policy`` and ``reference``, echoed in
+the reply as OpenAI echoes the name asked for, not listed, and logged once as deprecated.
+Generation runs one request at a time on :class:`lit_dpo.serve.worker.Worker`; the wire format is
+:mod:`lit_dpo.serve.api`.
 
     lit-dpo serve --adapter runs/cpu/adapter
     curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-        -d '{"model": "aligned", "messages": [{"role": "user", "content": "Hi"}]}'
+        -d '{"model": "policy", "messages": [{"role": "user", "content": "Hi"}]}'
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from lit_dpo.serve.api import (
     usage,
 )
 from lit_dpo.serve.worker import (
-    ALIGNED,
-    BASE,
+    DEPRECATED_NAMES,
+    POLICY,
+    REFERENCE,
     Cancelled,
     Completion,
     Job,
@@ -139,6 +143,7 @@ def create_app(
         app.add_middleware(RequireKey, api_key=api_key)
     app.add_middleware(RequestLog)  # added last, so outermost: 401s are logged too
     created = int(time.time())
+    warned: set[str] = set()  # deprecated model names already logged
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError) -> JSONResponse:
@@ -161,6 +166,9 @@ def create_app(
         return {
             "status": "ok",
             "models": list(served.names),
+            "deprecated_names": {
+                old: new for old, new in DEPRECATED_NAMES.items() if new in served.names
+            },
             "busy": worker.busy,
             "queued": worker.queued,
             **served.source,
@@ -176,7 +184,8 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request) -> Any:
-        job = _job_for(body, served, max_tokens_limit)
+        name = _served_name(body.model, served, warned)
+        job = _job_for(body, name, served, max_tokens_limit)
         try:
             worker.submit(job)
         except queue.Full:
@@ -191,26 +200,45 @@ def create_app(
         reply = Reply(body.model)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            events = _events(job, reply, include_usage, request.state)
+            events = _events(job, reply, name, include_usage, request.state)
             return StreamingResponse(events, media_type="text/event-stream")
         completion = await _wait(job)
-        request.state.usage = _log_fields(body.model, job, completion)
+        request.state.usage = _log_fields(name, job, completion)
         counts = usage(completion.prompt_tokens, completion.completion_tokens)
         return reply.completion(completion.text, completion.finish_reason, counts)
 
     return app
 
 
-def _job_for(body: ChatRequest, served: ServedModel, max_tokens_limit: int) -> Job:
-    """Check a request against the served model and make it a Job (APIError when it can't)."""
-    if body.model not in served.names:
+def _served_name(asked: str, served: ServedModel, warned: set[str]) -> str:
+    """The served model a request's ``model`` names, warning once per deprecated name used.
+
+    Raises:
+        APIError: 404, no served model has that name.
+    """
+    name = DEPRECATED_NAMES.get(asked, asked)
+    if name not in served.names:
         raise APIError(
             404,
-            f"model {body.model!r} is not served; use one of: {', '.join(served.names)}"
-            + ("" if BASE in served.names else " (a merged model folder has no separate base)"),
+            f"model {asked!r} is not served; use one of: {', '.join(served.names)}"
+            + ("" if REFERENCE in served.names else " (a merged model folder has no reference)"),
             code="model_not_found",
             param="model",
         )
+    if name != asked and asked not in warned:
+        warned.add(asked)
+        log.warning(
+            "model %r is a deprecated name for %r and stops working in the next release; "
+            "ask for %r",
+            asked,
+            name,
+            name,
+        )
+    return name
+
+
+def _job_for(body: ChatRequest, name: str, served: ServedModel, max_tokens_limit: int) -> Job:
+    """Make a request for the served model ``name`` a Job (APIError when it can't)."""
     tokenizer = served.tokenizer
     try:
         text = tokenizer.apply_chat_template(
@@ -238,7 +266,7 @@ def _job_for(body: ChatRequest, served: ServedModel, max_tokens_limit: int) -> J
     return Job(
         prompt_ids=prompt_ids,
         max_new_tokens=min(asked, max_tokens_limit, room),
-        use_adapter=body.model == ALIGNED,
+        use_adapter=name == POLICY,
         sampling=sampling_kwargs(temperature, 1.0 if body.top_p is None else body.top_p),
         seed=body.seed,
         stops=stop_list(body.stop),
@@ -269,8 +297,13 @@ def _log_fields(model: str, job: Job, completion: Completion) -> dict[str, Any]:
     }
 
 
-async def _events(job: Job, reply: Reply, include_usage: bool, state: Any) -> AsyncIterator[str]:
-    """Server-sent events in OpenAI's chunk format, ending with ``data: [DONE]``."""
+async def _events(
+    job: Job, reply: Reply, name: str, include_usage: bool, state: Any
+) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk format, ending with ``data: [DONE]``.
+
+    ``reply`` echoes the model name asked for; the log says ``name``, the model that answered.
+    """
     try:
         yield reply.chunk({"role": "assistant", "content": ""})
         pieces, text, sent, stopped = iter(job.streamer), "", 0, False
@@ -293,7 +326,7 @@ async def _events(job: Job, reply: Reply, include_usage: bool, state: Any) -> As
         yield reply.chunk({}, "stop" if stopped else completion.finish_reason)
         if include_usage:
             yield reply.usage_chunk(usage(completion.prompt_tokens, completion.completion_tokens))
-        state.usage = {**_log_fields(reply.model, job, completion), "stream": True}
+        state.usage = {**_log_fields(name, job, completion), "stream": True}
         yield sse("[DONE]")
     except APIError as error:
         # The status line is sent already: report in the stream, as OpenAI does, then end it.

@@ -1,8 +1,8 @@
 """The model ``lit-dpo serve`` answers with, and the one thread that generates with it.
 
-One copy of the weights serves both names: ``aligned`` is the base with the LoRA adapter on, and
-``base`` is the same network under peft's ``disable_adapter()``, as the DPO reference is in
-training. The base is loaded as ``policy.load_policy`` loads it (4-bit NF4 by default) but for
+One copy of the weights serves both names: ``policy`` is the base with the trained LoRA adapter
+on, and ``reference`` is the same network under peft's ``disable_adapter()``, as the DPO reference
+is in training. The base is loaded as ``policy.load_policy`` loads it (4-bit NF4 by default) but for
 inference: no training preparation, the adapter attached frozen.
 
 A :class:`Worker` thread owns the model and runs one :class:`Job` at a time, so requests never
@@ -35,7 +35,9 @@ from lit_dpo.sources import DEFAULT_MODEL, check_weights, load_kwargs, resolve_m
 
 log = logging.getLogger(__name__)
 
-ALIGNED, BASE = "aligned", "base"
+POLICY, REFERENCE = "policy", "reference"
+# The names 0.1 served, still answered for one release (deprecated): old name -> served name.
+DEPRECATED_NAMES = {"aligned": POLICY, "base": REFERENCE}
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class ServedModel:
     """What the server answers with.
 
     Args:
-        model: a PeftModel (served as ``aligned`` and ``base``) or a merged model (``aligned``).
+        model: a PeftModel (served as ``policy`` and ``reference``) or a merged model (``policy``).
         tokenizer: its tokenizer, with a chat template.
         names: the model names requests may ask for.
         context_length: most tokens (prompt and reply together) the model takes.
@@ -73,7 +75,7 @@ def load_served_model(
     """Load the base and attach the adapter, frozen, for generation.
 
     Args:
-        adapter: a PEFT adapter folder, or a merged model folder (served alone as ``aligned``).
+        adapter: a PEFT adapter folder, or a merged model folder (served alone as ``policy``).
         model: the base (hub id, folder, ``embedded:...``); None: the base the adapter records in
             its ``adapter_config.json``, else the embedded default.
         quantization: ``nf4`` (the 4-bit base of training) or ``none``.
@@ -122,7 +124,7 @@ def load_served_model(
     return ServedModel(
         model=network.eval(),
         tokenizer=load_adapter_tokenizer(adapter, name),
-        names=(ALIGNED,) if merged else (ALIGNED, BASE),
+        names=(POLICY,) if merged else (POLICY, REFERENCE),
         context_length=getattr(network.config, "max_position_embeddings", None) or 2048,
         source={"adapter": str(adapter), "model": name, "quantization": quantization},
     )
@@ -155,7 +157,7 @@ class Job:
     Args:
         prompt_ids: the rendered chat, ending with the generation prompt.
         max_new_tokens: most tokens to generate.
-        use_adapter: True for ``aligned``, False for ``base``.
+        use_adapter: True for ``policy``, False for ``reference``.
         sampling: ``generate`` kwargs from :func:`sampling_kwargs`.
         seed: seeds the random generator before this job alone, when given.
         stops: strings that end the reply (not included in it).

@@ -1,9 +1,10 @@
 """torchmetrics for preference learning: accuracy of a pairwise score, and means of the rest.
 
 Two accuracies matter. The implicit-reward accuracy (``rewards/accuracies``) is what DPO optimises,
-but it is zero for the base model against itself, so it cannot compare before and after. The
-log-probability accuracy (``logps_accuracy/...``) is defined for any model: the share of pairs where
-the model gives the chosen reply a higher log-probability than the rejected one.
+but it is zero while the policy equals the reference (every reward is 0 and ties count wrong), so
+it cannot compare before and after. The log-probability accuracy (``logps_accuracy/policy``,
+``logps_accuracy/reference``) is defined for either model: the share of pairs where the model
+gives the chosen reply a higher log-probability than the rejected one.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def default_optimizer(params) -> torch.optim.Optimizer:
 
 
 class DPOModule(LightningModule):
-    """Direct Preference Optimization of a 4-bit LoRA policy against its own adapter-free base.
+    """Direct Preference Optimization of a 4-bit LoRA policy against its reference (adapters off).
 
     Args:
         model: hub id, local folder or ``embedded:SmolLM2-135M-Instruct``.
