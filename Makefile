@@ -27,7 +27,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check lit_dpo tests tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
 bench: setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -55,17 +56,27 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads and lose much to contention on a busy 2-core box
-    (a tiny fit took 26 s on two threads against 1.2 s on one). Opt in with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run on ``count`` torch threads, for fixtures wider than a test (``one_thread`` is per
+    test)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads and lose much to contention on a busy 2-core box
+    (a tiny fit took 26 s on two threads against 1.2 s on one; compare 32 s against 1.4 s). Opt in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
 import torch
 from conftest import tiny_fit_args
+from safetensors.torch import load_file
 
 from lit_dpo.cli import main
 
@@ -79,27 +81,54 @@ def test_validate_reloads_the_adapter_and_reproduces_fit_metrics(
     assert validated["val/loss"] != pytest.approx(0.6931472, abs=1e-4), "adapter not applied"
 
 
-def test_checkpoint_holds_only_trainable_weights_and_resumes(
-    tiny_model_dir, tiny_data_dir, tmp_path
-):
-    main(_fit_args(tiny_model_dir, tiny_data_dir, tmp_path))
-    (checkpoint,) = (tmp_path / "lightning_logs" / "version_0" / "checkpoints").glob("*.ckpt")
-    state = torch.load(checkpoint, weights_only=False)
+def _train_losses(root) -> dict[int, float]:
+    """{step: train/loss} from the run's metrics.csv."""
+    rows = csv.DictReader((root / "lightning_logs" / "version_0" / "metrics.csv").open())
+    return {int(row["step"]): float(row["train/loss"]) for row in rows if row.get("train/loss")}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_finished_fit_trains_on_from_its_checkpoint_file(tiny_model_dir, tiny_data_dir, tmp_path):
+    """``--ckpt_path FILE`` of a finished 1-epoch fit, with ``--trainer.max_epochs=2`` and another
+    root: the second epoch of a 2-epoch fit, step for step. (test_resume covers ``--ckpt_path
+    last`` after an interrupt or a crash in the same root.) A constant learning rate, so the first
+    epoch does not depend on how many follow."""
+    constant_lr = ("--model.lr_schedule=constant", "--model.warmup_ratio=0")
+    main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "first", *constant_lr))
+    (checkpoint,) = (tmp_path / "first" / "lightning_logs" / "version_0" / "checkpoints").glob(
+        "*.ckpt"
+    )
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["global_step"] == 2
     weights = [k for k in state["state_dict"] if "metrics" not in k]
-    assert weights and all("lora_" in k for k in weights)
+    assert weights and all("lora_" in k for k in weights)  # the 4-bit base is reloaded
     assert state["optimizer_states"] and state["lr_schedulers"]
 
-    # resuming loads the LoRA weights and optimizer state into a freshly quantized base
+    two_epochs = (*constant_lr, "--trainer.max_epochs=2")
+    main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "straight", *two_epochs))
     main(
-        _fit_args(
+        tiny_fit_args(
             tiny_model_dir,
             tiny_data_dir,
             tmp_path / "resumed",
+            *two_epochs,
             f"--ckpt_path={checkpoint}",
-            "--trainer.max_epochs=2",
         )
     )
-    assert (tmp_path / "resumed" / "adapter" / "adapter_model.safetensors").exists()
+    straight, resumed = _train_losses(tmp_path / "straight"), _train_losses(tmp_path / "resumed")
+    assert sorted(straight) == [0, 1, 2, 3]
+    # the global step continues at 2; a resume that restarted at 0 would log steps 0 and 1
+    assert sorted(resumed) == [2, 3]
+    # step 2 needs the LoRA weights restored, step 3 also AdamW's moments
+    assert straight[3] != pytest.approx(straight[2], abs=1e-3)
+    print("|resumed - straight| train/loss:", {s: abs(resumed[s] - straight[s]) for s in resumed})
+    for step in (2, 3):
+        assert resumed[step] == pytest.approx(straight[step], abs=1e-6), step
+    expected = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert got.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def test_malformed_row_stops_with_one_line_naming_it(tiny_model_dir, tmp_path, capsys):

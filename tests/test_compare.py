@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_adapter
+from conftest import make_adapter, torch_threads
 
 from lit_dpo.cli import main
 from lit_dpo.compare.command import compare
@@ -25,23 +25,7 @@ USER_PROMPTS = ["What is the capital of France?", "Who wrote Hamlet?"]
 EDGE_CATEGORIES = [c.category for c in EDGE_CASES] + ["long-context"]
 
 
-@contextlib.contextmanager
-def torch_threads(count: int):
-    """Run on ``count`` torch threads. On a busy 2-core machine two OpenMP threads contending for
-    the cores made compare 20x slower than one (tiny model: 32 s vs 1.4 s; SmolLM2: 43 s vs 4.5 s
-    per prompt), and tiny models gain nothing from a second thread anyway."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

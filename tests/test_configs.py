@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_dpo.cli import DPOCLI
+from lit_dpo.cli import DPOCLI, main
 from lit_dpo.data.datamodule import PreferenceDataModule
+from lit_dpo.errors import ConfigError
 from lit_dpo.train.module import DPOModule
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -75,15 +76,55 @@ def test_dotted_overrides_reach_the_module():
     assert cli.trainer.max_steps == 3
 
 
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("--model.beta=-1", "beta must be positive"),
-        ("--data.max_prompt_length=600", "max_prompt_length"),
-        ("--model.loss_type=kto", "loss_type"),
-    ],
-)
-def test_bad_settings_fail_before_any_model_loads(override, message, capsys):
-    with pytest.raises((SystemExit, Exception)) as error:
-        _parse("--config", "configs/cpu.yaml", override)
-    assert message in str(error.value) + capsys.readouterr().err
+BAD_SETTINGS = [
+    # (override, what the parse raises, the message after "lit-dpo: error: ")
+    ("--model.beta=-1", ConfigError, "model settings: beta must be positive, got -1.0"),
+    (
+        "--data.max_prompt_length=600",
+        ConfigError,
+        "data settings: max_prompt_length (600) must be below max_length (256) to leave room "
+        "for the reply",
+    ),
+    # a choice outside the Literal stops in jsonargparse, which exits 2 with its usage message
+    (
+        "--model.loss_type=kto",
+        SystemExit,
+        'Parser key "model.loss_type":\n  Expected a typing.Literal',
+    ),
+]
+
+
+@pytest.mark.parametrize(("override", "raised", "message"), BAD_SETTINGS)
+def test_bad_settings_fail_before_any_model_loads(
+    override, raised, message, monkeypatch, tmp_path, capsys
+):
+    loaded = []
+    for owner, method in (
+        (DPOModule, "configure_model"),
+        (PreferenceDataModule, "prepare_data"),
+        (PreferenceDataModule, "setup"),
+    ):
+        monkeypatch.setattr(owner, method, lambda *a, name=method, **k: loaded.append(name))
+    config = str(Path("configs/cpu.yaml").resolve())
+    monkeypatch.chdir(tmp_path)  # where cpu.yaml's runs/cpu would be written
+
+    with pytest.raises(raised) as error:
+        _parse("--config", config, override)
+    if raised is SystemExit:
+        assert error.value.code == 2
+        assert message in capsys.readouterr().err
+    else:
+        assert str(error.value) == message
+
+    # what a user sees: one line and exit status 2
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--config", config, override])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    if raised is SystemExit:
+        assert message in err and "error: " in err
+    else:
+        assert f"lit-dpo: error: {message}\n" in err
+    assert "Traceback" not in err
+    assert loaded == [], f"loaded before failing: {loaded}"
+    assert list(tmp_path.iterdir()) == [], "wrote files before failing"

@@ -112,6 +112,7 @@ def _adapter(root: Path) -> dict[str, torch.Tensor]:
     return load_file(root / "adapter" / "adapter_model.safetensors")
 
 
+@pytest.mark.slow
 def test_ddp_matches_one_process_with_the_global_batch(
     tiny_model_dir, data_dir, one_process, tmp_path
 ):
@@ -160,6 +161,7 @@ def test_ddp_matches_one_process_with_the_global_batch(
     assert not [p for p in tmp_path.rglob(".*")]  # no staging folder left behind
 
 
+@pytest.mark.slow
 def test_ddp_shares_one_precomputed_reference_table(
     tiny_model_dir, data_dir, one_process, tmp_path
 ):

@@ -339,7 +339,9 @@ def test_length_grouped_sampler_is_a_seeded_permutation_with_grouped_batches():
     assert order == list(PairSampler(lengths, batch_size=4, seed=7, group_by_length=True))
     sampler.set_epoch(1)
     assert list(sampler) != order
-    assert [lengths[i] for i in order[-3:]] and len(order) % 4 == 3  # the short batch is last
+    # the DataLoader cuts the order into 100 full batches, then the short one
+    loader = torch.utils.data.DataLoader(lengths, batch_size=4, sampler=sampler)
+    assert [len(batch) for batch in loader] == [4] * 100 + [3]
 
     def padding(indices):
         batches = [indices[i : i + 4] for i in range(0, len(indices), 4)]
@@ -351,19 +353,41 @@ def test_length_grouped_sampler_is_a_seeded_permutation_with_grouped_batches():
     assert padding(order) < padding(shuffled) / 5
 
 
+def test_length_grouped_batches_are_the_cuts_the_dataloader_makes_short_one_last():
+    """One bucket of 43 distinct lengths: sorted and cut into 10 batches of 4 and one of 3, the
+    full batches shuffled and the short one, the 3 shortest pairs, kept last. Were the short batch
+    shuffled in with the others, the DataLoader's cuts of 4 would straddle two groups after it."""
+    lengths = torch.randperm(43, generator=torch.Generator().manual_seed(0)).add(10).tolist()
+    assert 43 < 4 * BUCKET_BATCHES
+    for epoch in range(3):
+        sampler = PairSampler(lengths, batch_size=4, seed=7, group_by_length=True)
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(lengths, batch_size=4, sampler=sampler)
+        batches = [sorted(batch.tolist(), reverse=True) for batch in loader]
+        assert [len(batch) for batch in batches] == [4] * 10 + [3]
+        assert batches[-1] == [12, 11, 10]  # the 3 shortest
+        # every full batch is 4 consecutive lengths of the sorted 43, from the longest down
+        assert sorted(batches[:-1], reverse=True) == [
+            list(range(52 - 4 * i, 48 - 4 * i, -1)) for i in range(10)
+        ]
+        assert batches[:-1] != sorted(batches[:-1], reverse=True), "full batches not shuffled"
+
+
 def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_dir):
     from lit_dpo.data.datamodule import PreferenceDataModule
 
     data = PreferenceDataModule(
         dataset=str(tiny_data_dir),
         tokenizer=str(tiny_model_dir),
-        batch_size=2,
+        batch_size=4,
         max_length=64,
         max_prompt_length=32,
         group_by_length=True,
     )
     data.setup("fit")
-    seen = [i for batch in data.train_dataloader() for i in batch["pair_index"].tolist()]
+    batches = [batch["pair_index"].tolist() for batch in data.train_dataloader()]
+    assert [len(batch) for batch in batches] == [4, 2]  # 6 pairs: the short batch last
+    seen = [i for batch in batches for i in batch]
     assert sorted(seen) == list(range(len(data.splits["train"])))
     again = [i for batch in data.train_dataloader() for i in batch["pair_index"].tolist()]
     assert seen == again

@@ -1,0 +1,189 @@
+"""Batch invariance: batch 1 x gradient accumulation 8 gives what batch 8 x accumulation 1 gives.
+
+The DPO loss of a batch is the mean of its pairs' losses, so 8 single-pair losses, each divided by
+8 and back-propagated into the same gradients, must give the loss and the LoRA gradients of one
+batch of the 8 pairs (TRL and torchtune test the same). A batch pads every sequence to its longest
+and, with ``share_prompt``, packs each pair into one row: padding, packing and the chunked output
+head must change nothing but the order of float sums. Every LoRA weight starts random, so that
+policy and reference differ and lora_A gets a gradient too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import ROWS, ultrafeedback_row, write_jsonl
+
+from lit_dpo.data.batches import collate_pairs, encode_pair
+from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.train.module import DPOModule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
+ACCUMULATE = len(PAIRS)  # 8
+# Measured on CPU (printed with -s): losses differ by at most 1.2e-7, gradients by at most 6e-8,
+# 6e-7 of the layer's largest gradient: float sums in another order.
+LOSS_TOLERANCE = 1e-6
+GRAD_ATOL = 1e-6
+GRAD_RTOL = 1e-5
+
+PATHS = {
+    "shared-prompt-chunked-head": {"logps_chunk_size": 512, "share_prompt": True},  # the default
+    "plain": {"logps_chunk_size": None, "share_prompt": False},
+}
+
+
+def _randomize_lora(policy: torch.nn.Module) -> None:
+    """Every LoRA weight from one seed, so the result does not hang on the tests run before."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in sorted(policy.named_parameters()):
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+
+
+def _step(module: DPOModule, batch: dict[str, torch.Tensor], scale: float) -> dict:
+    """Forward one batch and back-propagate ``scale * loss`` into the gradients already there."""
+    stats = module._dpo_step(batch, "train")
+    (scale * stats["loss"]).backward()
+    return stats
+
+
+def _lora_grads(module: DPOModule) -> dict[str, torch.Tensor]:
+    named = module.policy.named_parameters()
+    return {n: p.grad.clone() for n, p in named if "lora_" in n and p.grad is not None}
+
+
+@pytest.mark.parametrize("switches", PATHS.values(), ids=PATHS.keys())
+def test_one_batch_of_8_equals_8_accumulated_batches_of_1(tiny_model_dir, tiny_tokenizer, switches):
+    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, **switches)
+    module.configure_model()
+    _randomize_lora(module.policy)
+    pad = tiny_tokenizer.pad_token_id
+    features = [encode_pair(p, tiny_tokenizer, max_length=64, max_prompt_length=32) for p in PAIRS]
+    lengths = {len(f["prompt_ids"]) + len(f["chosen_ids"]) for f in features}
+    assert len(lengths) > 1, "pairs of one length: the batch of 8 would have no padding to test"
+
+    module.policy.zero_grad(set_to_none=True)
+    batch = _step(module, collate_pairs(features, pad), scale=1.0)
+    batch_grads = _lora_grads(module)
+
+    module.policy.zero_grad(set_to_none=True)
+    singles = [_step(module, collate_pairs([f], pad), scale=1 / ACCUMULATE) for f in features]
+    accumulated_grads = _lora_grads(module)
+
+    single_losses = torch.stack([s["loss"].detach() for s in singles])
+    assert abs(batch["loss"].item() - math.log(2)) > 1e-2, "policy equals reference: vacuous"
+    loss_difference = (batch["loss"].detach() - single_losses.mean()).abs().item()
+    per_pair_difference = (batch["losses"] - single_losses).abs().max().item()
+
+    assert batch_grads and accumulated_grads.keys() == batch_grads.keys()
+    # both lora_A and lora_B of every adapted layer (2 layers x 7 linear layers)
+    assert len(batch_grads) == 2 * 2 * 7
+    # each layer's difference relative to its own largest gradient, which spans 3e-4 to 0.13
+    relative = {
+        name: ((accumulated_grads[name] - grad).abs().max() / grad.abs().max()).item()
+        for name, grad in batch_grads.items()
+    }
+    absolute = max((accumulated_grads[n] - g).abs().max().item() for n, g in batch_grads.items())
+    print(
+        f"|batch loss - mean of singles| = {loss_difference:.1e}, per pair at most "
+        f"{per_pair_difference:.1e}; LoRA gradients: max |difference| {absolute:.1e}, "
+        f"relative to the layer's largest gradient at most {max(relative.values()):.1e}"
+    )
+    assert loss_difference < LOSS_TOLERANCE
+    assert per_pair_difference < LOSS_TOLERANCE
+    # a zero gradient would make any tolerance vacuous
+    assert min(grad.abs().max().item() for grad in batch_grads.values()) > 1e-4
+    assert absolute < GRAD_ATOL
+    assert max(relative.values()) < GRAD_RTOL, relative
+
+
+def test_trainer_accumulating_8_batches_of_1_takes_the_step_of_one_batch_of_8(
+    tiny_model_dir, tmp_path
+):
+    """The same through Lightning: one SGD step after 8 accumulated batches of 1 (Lightning scales
+    each loss by 1/8) moves the LoRA weights as one step on a batch of 8 does."""
+    from lightning import Callback, Trainer
+
+    from lit_dpo.data.datamodule import PreferenceDataModule
+
+    data_dir = tmp_path / "prefs"
+    data_dir.mkdir()
+    write_jsonl(data_dir / "train_prefs.jsonl", [ultrafeedback_row(*row) for row in ROWS])
+    write_jsonl(data_dir / "test_prefs.jsonl", [ultrafeedback_row(*row) for row in ROWS[:2]])
+
+    class Weights(Callback):
+        """Randomizes LoRA before the step and keeps the LoRA weights before and after it."""
+
+        def on_fit_start(self, trainer, pl_module):
+            _randomize_lora(pl_module.policy)
+            self.before = _lora_weights(pl_module)
+            self.batches = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.batches += 1
+
+        def on_fit_end(self, trainer, pl_module):
+            self.after = _lora_weights(pl_module)
+
+    def fit(batch_size: int, accumulate: int) -> Weights:
+        module = DPOModule(
+            model=str(tiny_model_dir),
+            lora_dropout=0.0,
+            optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
+            lr_schedule="constant",
+            warmup_ratio=0.0,
+        )
+        data = PreferenceDataModule(
+            dataset=str(data_dir),
+            tokenizer=str(tiny_model_dir),
+            batch_size=batch_size,
+            max_length=64,
+            max_prompt_length=32,
+        )
+        weights = Weights()
+        trainer = Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            accumulate_grad_batches=accumulate,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+            callbacks=[weights],
+        )
+        trainer.fit(module, data)
+        assert trainer.global_step == 1
+        assert weights.batches == accumulate
+        return weights
+
+    one_batch = fit(batch_size=ACCUMULATE, accumulate=1)
+    accumulated = fit(batch_size=1, accumulate=ACCUMULATE)
+
+    assert one_batch.before.keys() == accumulated.before.keys() == one_batch.after.keys()
+    assert len(one_batch.before) == 2 * 2 * 7
+    for name, weight in one_batch.before.items():
+        assert torch.equal(accumulated.before[name], weight), name
+    moved = {n: (one_batch.after[n] - w).abs().max().item() for n, w in one_batch.before.items()}
+    difference = max(
+        (accumulated.after[n] - w).abs().max().item() for n, w in one_batch.after.items()
+    )
+    print(
+        f"LoRA weights after the step: max |accumulated - one batch| {difference:.1e}; "
+        f"the step moved every layer by at least {min(moved.values()):.1e}"
+    )
+    # 5e-7: two float32 steps at the weights' size (up to ~2); every layer moved 500 times that
+    assert min(moved.values()) > 1e-4, "a layer the step did not move tests nothing"
+    for name, weight in one_batch.after.items():
+        torch.testing.assert_close(accumulated.after[name], weight, rtol=0, atol=5e-7, msg=name)
+
+
+def _lora_weights(module: DPOModule) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.policy.named_parameters() if "lora_" in n}
