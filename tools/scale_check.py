@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lit_dpo.sources import DEFAULT_MODEL, resolve_model
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "lit_dpo" / "data" / "ultrafeedback_mini"
+EMBEDDED = Path(__file__).resolve().parents[1] / "lit_dpo" / "data" / "embedded" / "ultrafeedback_mini"
 
 
 def write_rows(path: Path, pairs: int, seed: int = 0) -> None:
