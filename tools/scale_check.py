@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lit_dpo.sources import DEFAULT_MODEL, resolve_model
+from lit_dpo.sources import DEFAULT_MODEL, EMBEDDED_DATASETS, resolve_model
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "lit_dpo" / "data" / "embedded" / "ultrafeedback_mini"
+EMBEDDED = EMBEDDED_DATASETS["ultrafeedback-mini"]
 
 
 def write_rows(path: Path, pairs: int, seed: int = 0) -> None:
