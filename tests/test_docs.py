@@ -223,17 +223,17 @@ def checked_args(args: tuple[str, ...]) -> tuple[str, ...]:
 
 def _reusing(setup_parser):
     """``LightningCLI.setup_parser`` that builds each CLI's parser once, then hands it out again:
-    building one is most of the time a ``--print_config`` takes."""
+    building one is most of the time a ``--print_config`` takes. Every command line here ends in
+    the parser (printed config, help or error), so nothing past parsing needs the rest of the
+    set-up."""
     built = {}
 
     def setup(self, add_subcommands, main_kwargs, subparser_kwargs):
         key = (type(self), getattr(self, "command", None), add_subcommands)
         if key not in built:
             setup_parser(self, add_subcommands, main_kwargs, subparser_kwargs)
-            built[key] = (self.parser, getattr(self, "_subcommand_method_arguments", None))
-        self.parser, methods = built[key]
-        if methods is not None:
-            self._subcommand_method_arguments = methods
+            built[key] = self.parser
+        self.parser = built[key]
 
     return setup
 
