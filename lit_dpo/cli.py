@@ -9,6 +9,7 @@ commands are functions whose typed signatures and docstrings become their argume
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import json
@@ -62,6 +63,9 @@ COMMANDS = {
     "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
     "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),
 }
+
+# LightningCLI's subcommands
+FIT_COMMANDS = ("fit", "validate", "test", "predict")
 
 # validation metric keys of the table fit and validate print: (row label, reference, policy)
 SUMMARY_ROWS = (
@@ -257,6 +261,14 @@ def main(args: list[str] | None = None) -> None:
     logging.getLogger("lit_dpo").setLevel(logging.INFO)
     argv = sys.argv[1:] if args is None else args
     try:
+        if argv and not argv[0].startswith("-") and argv[0] not in (*COMMANDS, *FIT_COMMANDS):
+            close = difflib.get_close_matches(argv[0], [*FIT_COMMANDS, *COMMANDS], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise LitDPOError(
+                f"unknown command {argv[0]!r}{hint} Commands: "
+                + ", ".join([*FIT_COMMANDS, *COMMANDS])
+                + " (lit-dpo <command> --help)"
+            )
         if argv and argv[0] in COMMANDS:
             result = run_command(argv[0], argv[1:])
             # a command says "not ok" (preflight: the step does not fit) with an exit status
@@ -271,7 +283,11 @@ def main(args: list[str] | None = None) -> None:
             # The module builds its own optimizer and warmup schedule from model.optimizer.
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"epilog": _commands_help(), "formatter_class": _KeepEpilogLines},
+            parser_kwargs={
+                "prog": "lit-dpo",
+                "epilog": _commands_help(),
+                "formatter_class": _KeepEpilogLines,
+            },
             args=args,
         )
     except LitDPOError as error:

@@ -69,3 +69,12 @@ def test_a_wrong_type_fails_before_anything_runs(capsys):
         main(["compare", "--adapter=x", "--val_size=many"])
     assert done.value.code == 2
     assert "val_size" in capsys.readouterr().err
+
+
+def test_an_unknown_command_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["plott", "--run_dir=runs/cpu"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'plott'; did you mean 'plot'?" in err
+    assert all(name in err for name in ("fit", "validate", *COMMANDS))

@@ -20,8 +20,8 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
   the freed memory glibc keeps. The activations a forward makes are many mid-sized tensors that
   glibc serves from its heap and, once freed, keeps resident and fragmented, with or without
   checkpointing; the resident set of a real run grows by ``CPU_RETAINED_FRACTION`` of them over
-  the first steps (calibrated on measured runs: see the README's table). Tensors over 32 MiB, like
-  full logits, are unmapped when freed and do not count.
+  the first steps (calibrated on measured runs: see docs/preflight-and-health.md). Tensors over
+  32 MiB, like full logits, are unmapped when freed and do not count.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ CPU_RUNTIME_BYTES = 0.6 * GIB
 # CUDA context and kernels, which the caching allocator does not count but the card holds.
 CUDA_RUNTIME_BYTES = 0.5 * GIB
 # Freed memory glibc keeps resident past the live peak, as a share of the activations one forward
-# makes (calibrated on CPU runs of SmolLM2; see the README).
+# makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md).
 CPU_RETAINED_FRACTION = 0.9
 
 
