@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench scale clean
+.PHONY: setup demo test lint bench scale quality clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: setup
 	$(BIN)/python -m pytest -q --durations=15
 
 # lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
+# how much a run learns from real preference pairs in a fixed CPU budget; see docs/quality.md
+quality: setup
+	$(BIN)/python tools/quality.py $(QUALITY_ARGS)
+
 bench: setup
 	$(BIN)/python tools/bench.py
 

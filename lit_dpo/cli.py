@@ -60,6 +60,9 @@ COMMANDS = {
     ),
     "compare": Command("lit_dpo.compare.command", "compare", summary="reference vs policy answers"),
     "serve": Command("lit_dpo.serve.command", "serve", summary="an OpenAI-compatible HTTP API"),
+    "sweep": Command(
+        "lit_dpo.sweep", "sweep", True, "fits over a grid of settings, one reference table"
+    ),
     "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
     "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),
 }
@@ -166,6 +169,8 @@ class FitConfig:
             so a GPU config parses on a machine without a GPU.
         config: the whole parsed config (``config.model.optimizer``...).
         files: the ``--config`` files given.
+        dump: the fit config as YAML (the command's own settings left out): ``lit-dpo fit
+            --config`` of a file holding it runs this config.
     """
 
     model: DPOModule
@@ -173,6 +178,7 @@ class FitConfig:
     trainer: Namespace
     config: Namespace
     files: list[str]
+    dump: str
 
 
 class _FitConfigOnly(DPOCLI):
@@ -216,11 +222,15 @@ def parse_config(
             parser_kwargs={"prog": prog, "description": description},
         )
     own = {}
+    fit_only = cli.config.clone()
     if command is not None:
         names = list(inspect.signature(command).parameters)[1:]
         own = {name: cli.config[name] for name in names}
+        for name in names:
+            del fit_only[name]
     files = [str(path) for path in (cli.config.get("config") or [])]
-    fit = FitConfig(cli.model, cli.datamodule, cli.config.trainer, cli.config, files)
+    dump = cli.parser.dump(fit_only, skip_none=False)
+    fit = FitConfig(cli.model, cli.datamodule, cli.config.trainer, cli.config, files, dump)
     return fit, own
 
 

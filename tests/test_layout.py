@@ -35,6 +35,7 @@ LAYERS = [
             "lit_dpo.serve",
             "lit_dpo.export",
             "lit_dpo.plot",
+            "lit_dpo.sweep",
         ),
     ),
 ]

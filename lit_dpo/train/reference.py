@@ -18,7 +18,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -206,8 +205,11 @@ class ReferenceTables:
         if stage in self.tables and self._paths.get(stage) == path:
             return
         batch_size = getattr(loader.batch_sampler, "batch_size", None) or loader.batch_size or 1
-        log.info("reference log-probs (%s): %d pairs", stage, len(dataset))
-        compute = partial(compute_table, score, dataset, loader.collate_fn, batch_size)
+
+        def compute(**shard: int) -> torch.Tensor:
+            log.info("reference log-probs (%s): scoring %d pairs", stage, len(dataset))
+            return compute_table(score, dataset, loader.collate_fn, batch_size, **shard)
+
         if trainer.world_size == 1:
             self.tables[stage] = cached_table(path, compute)
         else:
