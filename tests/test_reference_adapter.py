@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -232,10 +233,13 @@ def _train_losses(root: Path) -> dict[int, float]:
 
 
 def test_fit_writes_only_the_policy_adapter_and_says_what_the_reference_was(
-    tiny_model_dir, tiny_data_dir, sft, tmp_path, capsys
+    tiny_model_dir, tiny_data_dir, sft, tmp_path, capsys, caplog
 ):
     reference = ("--model.reference=adapter", f"--model.reference_adapter={sft}")
-    main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, *reference))
+    # a loss of log 2 is out of this range at once: an alarm to read
+    alarm = ("--health.window=1", "--health.loss_range=[0.0,0.5]")
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
+        main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, *reference, *alarm))
     out = capsys.readouterr().out
 
     adapter = tmp_path / "adapter"
@@ -253,6 +257,9 @@ def test_fit_writes_only_the_policy_adapter_and_says_what_the_reference_was(
     described = f"the adapter {sft} (frozen)"
     assert f"reference = {described}, policy = the trained adapter" in out
     assert f"  {'reference':34}{described}" in out  # the run summary's row
+    [message] = [r.getMessage() for r in caplog.records if "health alarm" in r.getMessage()]
+    assert message.startswith("health alarm at step 1: loss averaged 0.693")
+    assert message.endswith(f"(reference: {described})")
     assert _train_losses(tmp_path)[0] == pytest.approx(LOG_2, abs=1e-6)
 
     [checkpoint] = tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt")

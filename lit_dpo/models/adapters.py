@@ -2,16 +2,19 @@
 
 Every place that attaches a saved adapter (training and ``validate`` through ``policy``,
 ``compare``, ``export``, ``serve``) goes through :func:`attach_adapter`, which refuses an adapter
-whose LoRA weights do not fit the base before peft sees them. The check is on structure: each
-LoRA pair ``lora_A`` (r, in) / ``lora_B`` (out, r) must land on a module of the base with those
-features. Names are only warned about: the base an adapter records (``base_model_name_or_path``)
-is often a local folder or cache path naming the same model as a hub id, so a name alone cannot
-say that two models differ.
+whose LoRA weights do not fit the base before peft sees them (a frozen reference adapter, attached
+beside the policy's by ``models.reference``, passes :func:`check_adapter_fits` first). The check is
+on structure: each LoRA pair ``lora_A`` (r, in) / ``lora_B`` (out, r) must land on a module of the
+base with those features. Names are only warned about: the base an adapter records
+(``base_model_name_or_path``) is often a local folder or cache path naming the same model as a hub
+id, so a name alone cannot say that two models differ.
 
 Two adapters meant to share one base as policy and reference (``model.adapter`` and
 ``model.reference_adapter``) must be the same LoRA (same modules, rank and shapes) on the same
 recorded base: :func:`pair_problems` compares them from their headers and configs, before anything
-loads.
+loads. Unlike a model name against an adapter's record, two adapters' records must name the same
+model (the same string or folder): a policy trained from the reference adapter keeps the name that
+adapter records (peft saves the config it loaded).
 """
 
 from __future__ import annotations
