@@ -30,6 +30,7 @@ from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.files import write_text_atomically
+from lit_dpo.models.reference import describe_reference
 from lit_dpo.train import DPOModule
 from lit_dpo.train.run_checks import check_run
 
@@ -136,14 +137,18 @@ class DPOCLI(LightningCLI):
         self._report("validate")
 
     def _report(self, stage: str) -> None:
-        """Print reference vs policy on the held-out pairs, and keep the numbers as JSON."""
+        """Print reference vs policy on the held-out pairs, and keep the numbers as JSON with what
+        the reference was (``reference``: ``base`` or ``adapter``, and ``reference_adapter``)."""
         metrics = {
             k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
         }
         if not self.trainer.is_global_zero or not metrics:
             return
+        reference_adapter = getattr(self.model, "reference_adapter", None)
+        reference = describe_reference(reference_adapter)
         lines = [
-            f"\nheld-out preference ({stage}): reference = adapters off, policy = adapters on",
+            f"\nheld-out preference ({stage}): reference = {reference}, "
+            "policy = the trained adapter",
             f"{'':34}{'reference':>10}{'policy':>8}",
         ]
         for label, reference_key, policy_key in SUMMARY_ROWS:
@@ -153,9 +158,12 @@ class DPOCLI(LightningCLI):
             f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
         )
         print("\n".join(lines), flush=True)
+        report: dict[str, Any] = {**metrics, "reference": "base"}
+        if reference_adapter is not None:
+            report.update(reference="adapter", reference_adapter=str(reference_adapter))
         path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ The detectors are pure functions over the metric history DPOModule logs each ste
 with the step, the numbers, the likely cause and what to try. Known failure modes: likelihood
 displacement, where the chosen log-probs fall with the rejected ones
 (https://arxiv.org/abs/2410.08847); a learning rate or beta that makes the loss or margins run
-away; data that teaches nothing (accuracy at chance); fp16 overflow.
+away; data that teaches nothing (accuracy at chance); fp16 overflow. An alarm on the training
+metrics names the reference they were measured against (the base, or a reference adapter).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+
+from lit_dpo.models.reference import describe_reference
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +230,12 @@ class HealthAlarms(Callback):
         self.scales: list[float] = []
         # alarm name -> (step, message), in the order raised
         self.raised: dict[str, tuple[int, str]] = {}
+        self.reference = describe_reference(None)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.enabled:
             return
+        self.reference = describe_reference(getattr(pl_module, "reference_adapter", None))
         if self.loss_range is None:
             hp = getattr(pl_module, "hparams", {})
             self.loss_range = default_loss_range(
@@ -254,6 +259,8 @@ class HealthAlarms(Callback):
         if scaler is not None and scaler.is_enabled():
             self.scales.append(float(scaler.get_scale()))
         for name, finding in self.findings():
+            if finding is not None:
+                finding += f" (reference: {self.reference})"
             self._raise(trainer, name, finding)
 
     def findings(self) -> list[tuple[str, str | None]]:

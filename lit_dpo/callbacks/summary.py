@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lit_dpo.callbacks.adapters import SaveAdapter
 from lit_dpo.callbacks.health import HealthAlarms
+from lit_dpo.models.reference import describe_reference
 
 
 class RunSummary(Callback):
@@ -59,6 +60,7 @@ class RunSummary(Callback):
                 alarms=alarms,
                 adapter=str(adapter or root / "adapter"),
                 reports=reports,
+                reference=describe_reference(getattr(pl_module, "reference_adapter", None)),
             ),
             flush=True,
         )
@@ -82,8 +84,10 @@ def summary_table(
     alarms: dict[str, tuple[int, str]],
     adapter: str,
     reports: list[str],
+    reference: str = "the base (adapters off)",
 ) -> str:
-    """The run summary: one line per fact, best validation values with their step."""
+    """The run summary: one line per fact, best validation values with their step; ``reference``
+    says what the policy was measured against."""
     label, peak = peak_memory
     rows = [
         ("steps", f"{steps} optimizer steps ({batches} batches)"),
@@ -91,6 +95,7 @@ def summary_table(
         ("wall time", _duration(seconds)),
         ("pairs/s", f"{pairs / seconds:.2f}" if seconds > 0 else "-"),
         ("peak memory", f"{peak / 2**30:.2f} GiB ({label})"),
+        ("reference", reference),
     ]
     for name, key in VAL_ROWS:
         values = [(v[key], int(v["step"])) for v in validations if key in v]

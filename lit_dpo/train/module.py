@@ -1,10 +1,11 @@
 """LightningModule for DPO: wires policy -> log-probs -> loss -> metrics -> optimizer.
 
 A step reads as one pass down ``lit_dpo/train``: the policy's log-probs of chosen and rejected in
-one forward (``forward.batch_logps``), the reference's from the same network with its adapters off
-and no gradient (or from a table computed once, ``reference``), the loss (``loss``), the metrics
-(``metrics``). Three switches make a step cheaper without changing what it computes
-(tests/test_techniques.py checks each against the plain path):
+one forward (``forward.batch_logps``), the reference's from the same network with its adapters off,
+or its frozen reference adapter on (``models.reference``), and no gradient (or from a table
+computed once, ``reference``), the loss (``loss``), the metrics (``metrics``). Three switches make
+a step cheaper without changing what it computes (tests/test_techniques.py checks each against the
+plain path):
 
 - ``logps_chunk_size``: the output head runs only on scored positions, in chunks, so the batch's
   full-vocabulary logits never exist (``logps.completion_logps``);
@@ -28,6 +29,7 @@ from lit_dpo.compat import attached_trainer
 from lit_dpo.data.batches import IGNORE_INDEX
 from lit_dpo.errors import ConfigError, NonFiniteError
 from lit_dpo.models.policy import DType, Quantization, load_policy, trainable_summary
+from lit_dpo.models.reference import REFERENCE_ADAPTER, as_reference, describe_reference
 from lit_dpo.sources import DEFAULT_MODEL
 from lit_dpo.train import nonfinite
 from lit_dpo.train.forward import batch_logps, check_hidden_state_scoring
@@ -45,12 +47,18 @@ def default_optimizer(params) -> torch.optim.Optimizer:
 
 
 class DPOModule(LightningModule):
-    """Direct Preference Optimization of a 4-bit LoRA policy against its reference (adapters off).
+    """Direct Preference Optimization of a 4-bit LoRA policy against its reference: the base
+    (adapters off) or a frozen SFT adapter on the same base.
 
     Args:
         model: hub id, local folder or ``embedded:SmolLM2-135M-Instruct``.
         adapter: a saved PEFT adapter folder to start from (e.g. to validate a trained one); it
             must fit the model (same layer shapes).
+        reference: what the policy is measured against: ``base``, the model with its adapters
+            off, or ``adapter``, the frozen ``reference_adapter`` (an SFT LoRA adapter).
+        reference_adapter: the reference adapter folder, with ``reference: adapter``. The policy
+            starts as a trainable copy of it, unless ``adapter`` is set (a run trained from it),
+            which must then be the same LoRA on the same base.
         quantization: ``nf4`` for QLoRA, ``none`` to keep the base in ``compute_dtype``.
         compute_dtype: dtype of 4-bit matmuls and non-quantized weights; float16 on a T4.
         lora_r: LoRA rank.
@@ -91,6 +99,8 @@ class DPOModule(LightningModule):
         self,
         model: str = DEFAULT_MODEL,
         adapter: str | None = None,
+        reference: Literal["base", "adapter"] = "base",
+        reference_adapter: str | None = None,
         quantization: Quantization = "nf4",
         compute_dtype: DType = "float32",
         lora_r: int = 16,
@@ -130,6 +140,15 @@ class DPOModule(LightningModule):
             problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
         if quant_storage is not None and quantization != "nf4":
             problems.append("quant_storage applies to quantization nf4 only")
+        if reference == "adapter" and reference_adapter is None:
+            problems.append(
+                "reference adapter needs model.reference_adapter, the folder of the SFT adapter"
+            )
+        if reference == "base" and reference_adapter is not None:
+            problems.append(
+                "reference_adapter is set but reference is base (adapters off); set "
+                "model.reference adapter to measure against it, or leave reference_adapter out"
+            )
         if problems:
             raise ConfigError("model settings: " + "; ".join(problems))
         self.save_hyperparameters(ignore=["optimizer"])
@@ -156,6 +175,12 @@ class DPOModule(LightningModule):
                 "model.precompute_reference does not work with the fsdp strategy; set it false "
                 "or train with trainer.strategy ddp"
             )
+        if self.reference_adapter and trainer and isinstance(trainer.strategy, FSDPStrategy):
+            # switching adapters flips requires_grad of weights FSDP has flattened; untested there
+            raise ConfigError(
+                "model.reference adapter does not work with the fsdp strategy yet; train with "
+                "trainer.strategy ddp, or measure against the base (model.reference base)"
+            )
         if trainer is not None:
             check_run(hp, trainer)
         self.policy = load_policy(
@@ -172,8 +197,10 @@ class DPOModule(LightningModule):
             device=trainer.strategy.root_device if trainer else None,
             quant_storage=hp.quant_storage,
             allow_pickle=hp.allow_pickle,
+            reference_adapter=self.reference_adapter,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
+        log.info("reference: %s", describe_reference(self.reference_adapter))
         if hp.logps_chunk_size is not None:
             check_hidden_state_scoring(self.policy, hp.share_prompt)
 
@@ -357,10 +384,16 @@ class DPOModule(LightningModule):
 
     def _reference_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(2B,) summed completion log-probs under the reference: the same network with its
-        adapters off, without gradient."""
+        adapters off, or with its frozen reference adapter on, without gradient."""
         hp = self.hparams
-        with torch.no_grad(), self.policy.disable_adapter():
+        with torch.no_grad(), as_reference(self.policy):
             return batch_logps(self.policy, batch, hp.logps_chunk_size, hp.share_prompt)
+
+    @property
+    def reference_adapter(self) -> str | None:
+        """The reference adapter folder, or None when the reference is the base."""
+        hp = self.hparams
+        return hp.get("reference_adapter") if hp.get("reference", "base") == "adapter" else None
 
     def _prepare_reference_table(self, stage: str, loader) -> None:
         """Reference log-probs of every pair of ``stage``, from the disk cache or one pass."""
@@ -380,6 +413,16 @@ class DPOModule(LightningModule):
             "device": self.device.type,
             "precision": str(self.trainer.precision),
         }
+        adapter = None
+        if self.reference_adapter is not None:
+            # the key holds the reference adapter's weights (fingerprinted with the base's) and
+            # the config that scales them, so a base table is never read for an adapter reference
+            adapter = REFERENCE_ADAPTER
+            config = self.policy.peft_config[REFERENCE_ADAPTER]
+            settings["reference_adapter"] = {
+                key: getattr(config, key, None)
+                for key in ("r", "lora_alpha", "use_rslora", "use_dora")
+            }
         self.reference_tables.prepare(
-            stage, loader, self.trainer, self.policy.get_base_model(), settings, score
+            stage, loader, self.trainer, self.policy.get_base_model(), settings, score, adapter
         )
