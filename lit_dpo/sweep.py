@@ -10,7 +10,7 @@ gets its own table, as it must.
 
     lit-dpo sweep --config configs/cpu.yaml --grid '{model.beta: [0.05, 0.1, 0.2]}'
     lit-dpo sweep --config configs/cpu.yaml --out runs/sweep_lr \\
-        --grid '{model.optimizer.init_args.lr: [1e-4, 5e-4], model.loss_type: [sigmoid, ipo]}'
+        --grid '{model.optimizer.lr: [1e-4, 5e-4], model.loss_type: [sigmoid, ipo]}'
 
 Each run's fit writes under ``<out>/run_N``; the sweep writes ``sweep.md`` (a table of the
 settings and the validation metrics of every run), ``sweep.json`` and ``sweep.png``.
@@ -55,7 +55,7 @@ def sweep(
     Args:
         fit: the fit config every run starts from (``--config`` and any overrides).
         grid: setting -> values; every combination runs, e.g.
-            ``{model.beta: [0.05, 0.1], model.optimizer.init_args.lr: [1e-4, 5e-4]}``.
+            ``{model.beta: [0.05, 0.1], model.optimizer.lr: [1e-4, 5e-4]}``.
         out: folder of the runs (``run_N``) and of ``sweep.md``, ``sweep.json``, ``sweep.png``.
         metrics: validation metrics to tabulate and plot (as in ``fit_metrics.json``).
 

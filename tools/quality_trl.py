@@ -8,9 +8,9 @@ default (its truncation, linear schedule, gradient checkpointing).
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 
@@ -90,4 +90,6 @@ def main(spec_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("spec", help="the JSON spec quality.py writes")
+    main(parser.parse_args().spec)
