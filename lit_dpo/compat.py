@@ -103,3 +103,13 @@ def dataset_fingerprint(dataset: Any) -> str:
     if not hasattr(dataset, "_fingerprint"):
         raise _changed("Dataset._fingerprint", "datasets")
     return dataset._fingerprint
+
+
+def logged_step(trainer: Any) -> int:
+    """The step Lightning gives the metrics it sends to loggers now: optimizer steps completed
+    before the current batch's (``fit_loop.epoch_loop._batches_that_stepped``, which
+    ``_LoggerConnector.log_metrics`` passes as ``step``). Checked on Lightning 2.5-2.6."""
+    try:
+        return trainer.fit_loop.epoch_loop._batches_that_stepped
+    except AttributeError as error:
+        raise _changed("fit_loop.epoch_loop._batches_that_stepped", "lightning") from error

@@ -1,7 +1,8 @@
 """Callbacks that write what a user keeps: PEFT adapters beside checkpoints and at the end of fit.
 
-Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
-path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
+Adapters are written in PEFT's own format with the tokenizer and a model card (``README.md``,
+:mod:`lit_dpo.callbacks.model_card`), so ``PeftModel.from_pretrained(base, path)`` loads them
+without lit-dpo. Each is written to a temporary folder and renamed into place: a
 crash mid-write never leaves half an adapter where a good one was. Weights that are NaN or infinite
 are never written, so a good adapter is never replaced by a broken one.
 
@@ -21,6 +22,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 
+from lit_dpo.callbacks.model_card import adapter_card, run_facts, write_facts
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
 from lit_dpo.train.nonfinite import advice, first_nonfinite
@@ -56,6 +58,10 @@ def save_adapter(
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        # in place of PEFT's empty template: the card of this run, and its facts for export
+        facts = run_facts(trainer, pl_module)
+        write_facts(staging, facts)
+        (staging / "README.md").write_text(adapter_card(facts, path), encoding="utf-8")
         if path.exists():
             retired = path.with_name(f".{path.name}-old")
             shutil.rmtree(retired, ignore_errors=True)
