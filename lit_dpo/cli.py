@@ -76,9 +76,6 @@ COMMANDS = {
 # LightningCLI's subcommands
 FIT_COMMANDS = ("fit", "validate", "test", "predict")
 
-# validation metric keys of the table fit and validate print: (row label, reference, policy)
-SUMMARY_ROWS = LOGPS_ROWS
-
 
 class _KeepEpilogLines(DefaultHelpFormatter):
     """jsonargparse's help, with the epilog (the list of commands) printed as written."""
@@ -176,7 +173,7 @@ class DPOCLI(LightningCLI):
             f"\nheld-out preference ({stage}): reference = adapters off, policy = adapters on",
             f"{'':34}{'reference':>10}{'policy':>8}",
         ]
-        for label, reference_key, policy_key in SUMMARY_ROWS:
+        for label, reference_key, policy_key in LOGPS_ROWS:
             lines.append(f"{label:34}{metrics[reference_key]:10.3f}{metrics[policy_key]:8.3f}")
         lines.append(
             f"{'implicit-reward accuracy / margin':34}{'':10}"

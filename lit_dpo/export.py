@@ -19,10 +19,10 @@ from typing import Literal
 
 import torch
 
-from lit_dpo.callbacks.model_card import (
+from lit_dpo.callbacks.model_card import merged_card
+from lit_dpo.callbacks.run_facts import (
     base_model_facts,
     framework_versions,
-    merged_card,
     read_facts,
     write_facts,
 )

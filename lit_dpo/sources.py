@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lit_dpo.compat import gguf_progress_bar
 from lit_dpo.errors import DataError, ModelSourceError
 from lit_dpo.progress import duration
 
@@ -241,9 +242,11 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
     )
     done(1, "tokenizer read")
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
-    )
+    # its own tqdm bar, which would print frames where transformers' bars are off (a log file)
+    with gguf_progress_bar(hf_logging.is_progress_bar_enabled()):
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
+        )
     done(2, "weights dequantized")
     # The weights are dequantized now; keeping the GGUF marker would make transformers look for the
     # .gguf file again on every load.

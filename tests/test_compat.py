@@ -117,3 +117,15 @@ def test_dataset_fingerprint_follows_the_content():
 def test_a_missing_private_api_says_which_and_where():
     with pytest.raises(compat.ChangedAPIError, match=r"_signal_connector.*lightning 2\.6\.6"):
         compat.request_sigterm_exit(object())
+
+
+def test_the_gguf_loaders_bar_is_silenced_for_a_block_only():
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    original = gguf_loading.tqdm
+    with compat.gguf_progress_bar(False):
+        bar = gguf_loading.tqdm(range(3))
+        assert bar.disable and list(bar) == [0, 1, 2]
+    assert gguf_loading.tqdm is original
+    with compat.gguf_progress_bar(True):
+        assert gguf_loading.tqdm is original

@@ -13,7 +13,8 @@ import yaml
 from conftest import make_adapter, tiny_fit_args
 
 import lit_dpo
-from lit_dpo.callbacks.model_card import adapter_card, base_model_facts, front_matter
+from lit_dpo.callbacks.model_card import adapter_card
+from lit_dpo.callbacks.run_facts import base_model_facts, front_matter
 from lit_dpo.cli import main
 from lit_dpo.export import export
 

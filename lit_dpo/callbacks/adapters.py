@@ -22,7 +22,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 
-from lit_dpo.callbacks.model_card import adapter_card, run_facts, write_facts
+from lit_dpo.callbacks.model_card import adapter_card
+from lit_dpo.callbacks.run_facts import run_facts, write_facts
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
 from lit_dpo.train.nonfinite import advice, first_nonfinite
