@@ -65,17 +65,31 @@ def test_tensorboard_event_file_holds_what_was_logged(
     assert not (tmp_path / "lightning_logs").exists()  # no CSV logger beside it
 
 
+@pytest.mark.parametrize(
+    "store",
+    [
+        "sqlite:///runs/mlflow.db",  # configs/loggers/mlflow.yaml
+        "file:./runs/mlruns",  # the folder store MLflow 3 keeps only on request
+    ],
+)
 def test_mlflow_local_store_holds_what_was_logged(
-    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, store
 ):
-    """The SQLite store of configs/loggers/mlflow.yaml, read back with MlflowClient: what
-    ``mlflow ui --backend-store-uri`` opens."""
+    """The local store of configs/loggers/mlflow.yaml (or the older folder store), read back with
+    MlflowClient: what ``mlflow ui --backend-store-uri`` opens."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
-    history = _fit(tiny_model_dir, tiny_data_dir, tmp_path, f"--config={LOGGERS / 'mlflow.yaml'}")
-    assert (tmp_path / "runs" / "mlflow.db").is_file()
-    client = MlflowClient(tracking_uri="sqlite:///runs/mlflow.db")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    history = _fit(
+        tiny_model_dir,
+        tiny_data_dir,
+        tmp_path,
+        f"--config={LOGGERS / 'mlflow.yaml'}",
+        f"--trainer.logger.init_args.tracking_uri={store}",
+    )
+    assert (tmp_path / "runs" / ("mlflow.db" if store.startswith("sqlite") else "mlruns")).exists()
+    client = MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("lit-dpo")
     (run,) = client.search_runs([experiment.experiment_id])
     read_back = {
