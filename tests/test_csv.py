@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROWS, tiny_fit_args, ultrafeedback_row, write_jsonl
+from conftest import ROWS, cli_error, tiny_fit_args, ultrafeedback_row, write_jsonl
 
-from lit_dpo.cli import main, run_lightning_cli
+from lit_dpo.cli import run_lightning_cli
 from lit_dpo.data.loading import SOURCE_LINE, load_source
 from lit_dpo.errors import DataError
 
@@ -23,15 +23,6 @@ def write_csv(path: Path, rows: list[list]) -> Path:
     with path.open("w", newline="") as file:
         csv.writer(file).writerows(rows)
     return path
-
-
-def _error(capsys, args: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
 
 
 def test_a_csv_folder_trains_end_to_end(tiny_model_dir, tmp_path):
@@ -69,7 +60,7 @@ def test_a_bad_row_is_named_by_file_and_line(tiny_model_dir, tmp_path, capsys):
             ["Who wrote Hamlet?", "Shakespeare", "Dickens", 8, 3],
         ],
     )
-    err = _error(capsys, tiny_fit_args(tiny_model_dir, path, tmp_path / "run"))
+    err = cli_error(tiny_fit_args(tiny_model_dir, path, tmp_path / "run"), capsys)
     assert f"lit-dpo: error: {path} line 4: missing 'chosen'" in err
     # the columns listed are the file's: not the line or row lit-dpo keeps beside them
     assert f"columns: {sorted(HEADER)}" in err and "_lit_dpo" not in err
@@ -99,7 +90,7 @@ def test_the_columns_an_error_lists_are_the_files_own(tiny_model_dir, tmp_path, 
         write_csv(path, [list(rows[0]), *[list(row.values()) for row in rows]])
     else:
         write_jsonl(path, rows)
-    err = _error(capsys, tiny_fit_args(tiny_model_dir, path, tmp_path / "run"))
+    err = cli_error(tiny_fit_args(tiny_model_dir, path, tmp_path / "run"), capsys)
     assert "no preference format fits the columns ['bad', 'good', 'question']" in err
     assert "_lit_dpo" not in err
 
@@ -109,5 +100,5 @@ def test_ultrafeedback_rows_still_name_their_row(tiny_model_dir, tmp_path, capsy
     rows = [ultrafeedback_row("Q?", "good", "bad") for _ in range(3)]
     rows[1]["chosen"][-1]["content"] = ""
     path = write_jsonl(tmp_path / "train_prefs.jsonl", rows)
-    err = _error(capsys, tiny_fit_args(tiny_model_dir, path, tmp_path / "run"))
+    err = cli_error(tiny_fit_args(tiny_model_dir, path, tmp_path / "run"), capsys)
     assert f"{path} row 1: empty reply" in err

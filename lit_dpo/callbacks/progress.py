@@ -35,12 +35,13 @@ class ProgressLog(Callback):
         mode: ``auto``: lines and no live bar when stdout is not a terminal, and the progress bars
             of datasets and transformers off when stderr is not one; on a terminal Lightning's
             bar as usual. ``lines``: always lines, no bars. ``bar``: bars only, no lines.
-        every_n_steps: least optimizer steps (validation batches) between two lines.
+        every_n_steps: least optimizer steps (validation batches) between two lines. With 1, the
+            seconds decide where steps are fast, and a step that takes longer gets its own line.
         every_seconds: least seconds between two lines.
     """
 
     def __init__(
-        self, mode: ProgressMode = "auto", every_n_steps: int = 5, every_seconds: float = 30.0
+        self, mode: ProgressMode = "auto", every_n_steps: int = 1, every_seconds: float = 30.0
     ) -> None:
         self.mode = mode
         self.every_n_steps = every_n_steps
