@@ -148,7 +148,8 @@ def test_piped_fit_prints_progress_lines_while_it_trains(tiny_model_dir, tiny_da
     # 6 pairs in batches of 2 for 3 epochs: the first step, every 2nd after it, and the last
     assert [(int(m[1]), int(m[2])) for m in steps] == [(1, 9), (3, 9), (5, 9), (7, 9), (9, 9)]
     assert "ETA" in steps[0].group(0) and "ETA" not in steps[-1].group(0)
-    assert "training: 9 optimizer steps, 3 epoch(s)" in out
+    assert "training: 9 optimizer steps, 3 epoch(s), from step 0; a line at most every 0 s" in out
+    assert "validation at step 3: 1 batch\n" in out
     assert re.search(rf"validation at step 3 done in {DURATION} \| loss \d\.\d{{4}}", out)
     assert "run summary" in out
     assert "\r" not in out and "\r" not in err

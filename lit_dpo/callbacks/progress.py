@@ -85,10 +85,10 @@ class ProgressLog(Callback):
         self._total_steps = trainer.estimated_stepping_batches
         self._reset_window()
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        steps = f" and {self.every_n_steps} steps" if self.every_n_steps > 1 else ""
         self._print(
             f"training: {self._total_steps} optimizer steps, {epochs} epoch(s), from step "
-            f"{self._start_step}; a line every {self.every_n_steps} steps and "
-            f"{self.every_seconds:g} s at most"
+            f"{self._start_step}; a line at most every {self.every_seconds:g} s{steps}"
         )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -141,7 +141,8 @@ class ProgressLog(Callback):
         self._validation_start = self._validation_line_time = self._clock()
         self._validation_batches = 0
         self._validation_total = sum(trainer.num_val_batches)
-        self._print(f"validation at step {trainer.global_step}: {self._validation_total} batches")
+        total = self._validation_total
+        self._print(f"validation at step {trainer.global_step}: {total} batch{'es' * (total != 1)}")
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
