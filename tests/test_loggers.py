@@ -12,7 +12,8 @@ import pytest
 from conftest import tiny_fit_args
 
 from lit_dpo.callbacks import MetricHistory
-from lit_dpo.cli import run_lightning_cli
+from lit_dpo.callbacks.plot import read_tensorboard
+from lit_dpo.cli import main, run_lightning_cli
 
 REPO = Path(__file__).parents[1]
 LOGGERS = REPO / "configs" / "loggers"
@@ -63,6 +64,10 @@ def test_tensorboard_event_file_holds_what_was_logged(
     }
     _assert_same(history, read_back)
     assert not (tmp_path / "lightning_logs").exists()  # no CSV logger beside it
+    # lit-dpo plot reads a finished run's event file when there is no metrics.csv
+    _assert_same(history, read_tensorboard(events))
+    main(["plot", f"--run_dir={tmp_path / 'runs'}", f"--out={tmp_path / 'curves.png'}"])
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(
