@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
@@ -63,6 +62,7 @@ from lit_dpo.models.inference import (
 )
 from lit_dpo.models.policy import DType, Quantization
 from lit_dpo.models.reference import as_reference
+from lit_dpo.progress import track
 from lit_dpo.sources import DEFAULT_DATASET, resolve_model
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def compare(
         adapter, base_name, quantization, compute_dtype, device, allow_pickle, reference_adapter
     )
     generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
-    for case in tqdm(cases, desc="generating", unit="prompt"):
+    for case in track(cases, "generating answers (reference and policy)", unit="prompts"):
         report.results.append(
             _answer_both(policy, tokenizer, case, generation, beta, max_length, prompt_budget)
         )

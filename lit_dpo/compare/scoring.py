@@ -16,12 +16,12 @@ from collections.abc import Iterable
 
 import torch
 from peft import PeftModel
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.models.reference import as_reference
+from lit_dpo.progress import track
 from lit_dpo.train.logps import sequence_logps
 
 
@@ -140,7 +140,7 @@ def heldout_metrics(
     names = ("policy", "reference", "counts")
     chosen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     rejected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    for batch in tqdm(batches, desc="held-out pairs", unit="batch"):
+    for batch in track(batches, "scoring held-out pairs", unit="batches"):
         scored = reply_logps(model, batch)
         pairs = scored[0].shape[0] // 2
         for name, values in zip(names, scored, strict=True):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from lit_dpo.errors import ConfigError
+from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def compute_table(
     ]
     order = np.argsort(lengths, kind="stable")[rank::world_size]
     table = torch.full((len(lengths), 2), float("nan"))
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in track(starts, "reference log-probs", unit="batches"):
         batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
         logps = score(batch).float().cpu()
         pairs = len(batch["pair_index"])
