@@ -164,3 +164,40 @@ def test_bco_pair_keeps_a_running_mean_reward_across_steps_and_checkpoints(
     restored = DPOModule(loss_type="bco_pair")
     restored.on_load_checkpoint(checkpoint)
     assert restored.bco_reward_mean == module.bco_reward_mean and restored.bco_steps == 2
+
+
+EMBEDDED_OBJECTIVES = {
+    "dpo+sft": ["--model.sft_weight=0.1"],
+    "simpo": ["--model.loss_type=simpo", "--model.beta=2.0", "--model.simpo_gamma=1.0"],
+    "orpo": ["--model.loss_type=orpo"],
+}
+
+
+@pytest.mark.slow
+def test_representative_objectives_on_the_embedded_model(tmp_path):
+    """DPO + SFT, SimPO and ORPO train 3 steps on the real SmolLM2 and its data; the reference
+    (the same base, adapters off) gets the same held-out accuracy whichever objective trains."""
+    reference_accuracy = {}
+    for name, settings in EMBEDDED_OBJECTIVES.items():
+        root = tmp_path / name
+        main([
+            "fit",
+            "--config=configs/cpu.yaml",
+            "--data.train_size=12",
+            "--data.val_size=8",
+            "--data.batch_size=4",
+            "--trainer.callbacks=[]",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={root}",
+            f"--trainer.logger.init_args.save_dir={root}",
+            *settings,
+        ])
+        [log] = root.glob("lightning_logs/version_*/metrics.csv")
+        rows = list(csv.DictReader(log.open()))
+        losses = _logged(rows, "train/loss")
+        assert len(losses) == 3 and all(math.isfinite(v) for v in losses), name
+        assert len(_logged(rows, "train/sft_loss")) == (0 if name == "simpo" else 3), name
+        metrics = json.loads((root / "fit_metrics.json").read_text())
+        assert math.isfinite(metrics["val/loss"]) and "val/rewards/accuracies" in metrics
+        reference_accuracy[name] = metrics["val/logps_accuracy/reference"]
+    assert len(set(reference_accuracy.values())) == 1, reference_accuracy
