@@ -29,13 +29,14 @@ test: setup
 	$(BIN)/ruff check lit_dpo tests tools
 	$(BIN)/python -m pytest -q --durations=15
 
-# lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
 # how much a run learns from real preference pairs in a fixed CPU budget; see docs/quality.md
 quality: setup
 	$(BIN)/python tools/quality.py $(QUALITY_ARGS)
 
+# lit-dpo vs TRL on identical work, CPU: DPO, and a row per objective family (DPO + SFT, SimPO,
+# ORPO); `python tools/bench.py --help` for options
 bench: setup
-	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench.py --objectives
 
 # time and memory of preparing a full-size (61k-pair) UltraFeedback-shaped split
 scale: setup

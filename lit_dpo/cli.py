@@ -183,10 +183,11 @@ class DPOCLI(LightningCLI):
         ]
         for label, reference_key, policy_key in LOGPS_ROWS:
             lines.append(f"{label:34}{metrics[reference_key]:10.3f}{metrics[policy_key]:8.3f}")
-        lines.append(
-            f"{'implicit-reward accuracy / margin':34}{'':10}"
-            f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
-        )
+        if "val/rewards/accuracies" in metrics:  # objectives that define a reward
+            lines.append(
+                f"{'implicit-reward accuracy / margin':34}{'':10}"
+                f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
+            )
         print("\n".join(lines), flush=True)
         report: dict[str, Any] = {**metrics, "reference": "base"}
         if reference_adapter is not None:

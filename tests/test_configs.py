@@ -101,10 +101,11 @@ BAD_SETTINGS = [
         "for the reply",
     ),
     # a choice outside the Literal stops in jsonargparse, which exits 2 with its usage message
+    # listing the choices (a name or a list of names)
     (
         "--model.loss_type=kto",
         SystemExit,
-        'Parser key "model.loss_type":\n  Expected a typing.Literal',
+        "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'exo_pair'",
     ),
 ]
 

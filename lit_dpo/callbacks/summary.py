@@ -111,8 +111,8 @@ def summary_table(
         if values:
             best, best_step = max(values)
             rows.append((name, f"final {values[-1][0]:.3f}, best {best:.3f} (step {best_step})"))
-        else:
-            rows.append((name, "no validation ran"))
+        else:  # sft alone defines no reward
+            rows.append((name, "not logged" if validations else "no validation ran"))
     if alarms:
         raised = ", ".join(f"{name} (step {step})" for name, (step, _) in alarms.items())
         rows.append(("alarms", f"{len(alarms)}: {raised}"))
