@@ -37,6 +37,20 @@ def _fit(tiny_model_dir, tiny_data_dir, root, *extra) -> tuple[list[dict], dict]
     return rows, json.loads((root / "fit_metrics.json").read_text())
 
 
+def _count_reference_passes(monkeypatch) -> dict[str, int]:
+    """Counts of reference passes while the trainer trains and while it evaluates (a table
+    scored in ``on_train_start`` counts as training)."""
+    calls = {"train": 0, "eval": 0}
+    reference_logps = DPOModule._reference_logps
+
+    def counted(self, batch):
+        calls["train" if self.trainer.training else "eval"] += 1
+        return reference_logps(self, batch)
+
+    monkeypatch.setattr(DPOModule, "_reference_logps", counted)
+    return calls
+
+
 def _logged(rows: list[dict], key: str) -> list[float]:
     return [float(row[key]) for row in rows if row.get(key)]
 
@@ -80,6 +94,12 @@ def test_a_weighted_combination_with_every_term_from_the_cli(
     )
     assert len(_logged(rows, "train/sft_loss")) == 2 and "val/sft_loss" in val
     assert len(_logged(rows, "train/rewards/accuracies")) == 2
+    # the adapter's card names the weighted losses and every setting the run moved
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert "1.0 x `sigmoid` (DPO (sigmoid loss)) + 0.5 x `hinge`" in card
+    for row in ("| sft weight | 0.2 |", "| ld alpha | 0.5 |", "| use weighting | True |"):
+        assert row in card, row
+    assert "| f divergence type | js_divergence |" in card
 
 
 @pytest.mark.parametrize(("loss_type", "reference_in_training"), [("simpo", 0), ("sigmoid", 2)])
@@ -88,14 +108,7 @@ def test_reference_free_training_runs_no_reference_forward(
 ):
     """Counts reference passes by the trainer's state: none in SimPO's 2 training steps, where
     DPO runs one per step; validation runs the reference for either."""
-    calls = {"train": 0, "eval": 0}
-    reference_logps = DPOModule._reference_logps
-
-    def counted(self, batch):
-        calls["train" if self.trainer.training else "eval"] += 1
-        return reference_logps(self, batch)
-
-    monkeypatch.setattr(DPOModule, "_reference_logps", counted)
+    calls = _count_reference_passes(monkeypatch)
     rows, val = _fit(tiny_model_dir, tiny_data_dir, tmp_path, f"--model.loss_type={loss_type}")
     assert calls["train"] == reference_in_training
     assert calls["eval"] >= 1
@@ -136,14 +149,7 @@ def test_precompute_reference_with_a_reference_free_objective_tables_validation_
     """SimPO needs no reference in training, so no train table is scored; validation still
     reports the reference, from a table (a sweep over SimPO settings computes it once)."""
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
-    calls = {"train": 0, "eval": 0}
-    reference_logps = DPOModule._reference_logps
-
-    def counted(self, batch):
-        calls["train" if self.trainer.training else "eval"] += 1
-        return reference_logps(self, batch)
-
-    monkeypatch.setattr(DPOModule, "_reference_logps", counted)
+    calls = _count_reference_passes(monkeypatch)
     extra = ("--model.loss_type=simpo", "--model.precompute_reference=true")
     _, val = _fit(tiny_model_dir, tiny_data_dir, tmp_path / "run", *extra)
     assert calls["train"] == 0 and calls["eval"] >= 1

@@ -74,7 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     budget = args.budget or (QUICK["budget"] if args.quick else DEFAULT_BUDGET)
     eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
-    run_dir = args.out / f"{args.split}-{args.label}"
+    # one folder per side and label: a TRL run and a lit-dpo run of the same label never collide
+    run_dir = args.out / f"{args.split}-{'trl' if args.trl else 'lit'}-{args.label}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     data = prepare_data(args.data, args.split, args.out / "data")

@@ -36,9 +36,37 @@ HELDOUT_ROWS = (
 )
 OBJECTIVES = {
     "sigmoid": "DPO (sigmoid loss)",
+    "sigmoid_norm": "DPO on length-normalised log-ratios",
     "ipo": "IPO (squared loss on length-normalised log-ratios)",
     "hinge": "hinge loss on the log-ratio margin (SLiC)",
+    "robust": "robust DPO (noisy labels)",
+    "exo_pair": "EXO (reverse KL to the preference distribution)",
+    "nca_pair": "NCA (noise-contrastive alignment)",
+    "bco_pair": "BCO (binary classifier optimisation)",
+    "sppo_hard": "SPPO (hard labels)",
+    "aot": "AOT (distributional alignment, paired)",
+    "aot_unpaired": "AOT (distributional alignment, unpaired)",
+    "apo_zero": "APO-zero (anchored preference optimisation)",
+    "apo_down": "APO-down (anchored preference optimisation)",
+    "discopop": "DiscoPOP (log-ratio modulated loss)",
+    "simpo": "SimPO (reference-free, length-normalised, with a target margin)",
+    "cpo": "CPO (reference-free contrastive loss plus NLL)",
+    "orpo": "ORPO (odds-ratio loss plus NLL)",
+    "sft": "SFT (NLL of the chosen replies)",
 }
+# objective settings a card names when a run moved them from their defaults
+OBJECTIVE_EXTRAS = (
+    "sft_weight",
+    "ld_alpha",
+    "use_weighting",
+    "f_divergence_type",
+    "f_alpha_divergence_coef",
+    "discopop_tau",
+    "simpo_gamma",
+    "cpo_alpha",
+)
+
+
 DPO_BIBTEX = """@inproceedings{rafailov2023direct,
   title     = {Direct Preference Optimization: Your Language Model is Secretly a Reward Model},
   author    = {Rafailov, Rafael and Sharma, Archit and Mitchell, Eric and Manning, Christopher D.
@@ -168,7 +196,7 @@ def _summary_section(facts: dict[str, Any], what: str) -> str:
     steps = f"{training['optimizer_steps']} optimizer steps"
     steps += f" of {planned} planned" if planned else ""
     return (
-        f"{what} {named}, trained by lit-dpo with Direct Preference Optimization: "
+        f"{what} {named}, trained by lit-dpo on preference pairs: "
         f"{_objective_name(objective)}, beta {objective['beta']}, {steps}."
     )
 
@@ -195,18 +223,31 @@ def _objective_section(objective: dict[str, Any]) -> str:
     if not objective:
         return ""
     rows = [
-        ("loss", f"`{objective['loss_type']}`: {_objective_name(objective)}"),
+        ("loss", _objective_name(objective)),
         ("beta", objective["beta"]),
         ("label smoothing", objective["label_smoothing"]),
+        *(
+            (name.replace("_", " "), objective[name])
+            for name in OBJECTIVE_EXTRAS
+            if name in objective
+        ),
         ("reference model", objective["reference"]),
     ]
     return "## Objective\n\n" + _table(("setting", "value"), rows)
 
 
 def _objective_name(objective: dict[str, Any]) -> str:
-    if objective["loss_type"] == "sigmoid" and objective["label_smoothing"]:
-        return "cDPO (sigmoid loss with label smoothing: conservative DPO)"
-    return OBJECTIVES.get(objective["loss_type"], objective["loss_type"])
+    """``sigmoid``: DPO (sigmoid loss), or a weighted sum of named losses."""
+    loss_types = objective["loss_type"]
+    if isinstance(loss_types, str):
+        if loss_types == "sigmoid" and objective["label_smoothing"]:
+            return "`sigmoid`: cDPO (sigmoid loss with label smoothing: conservative DPO)"
+        return f"`{loss_types}`: {OBJECTIVES.get(loss_types, loss_types)}"
+    weights = objective.get("loss_weights") or [1.0] * len(loss_types)
+    return " + ".join(
+        f"{weight} x `{name}` ({OBJECTIVES.get(name, name)})"
+        for name, weight in zip(loss_types, weights, strict=True)
+    )
 
 
 def _data_section(data: dict[str, Any]) -> str:

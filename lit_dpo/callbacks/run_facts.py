@@ -20,7 +20,10 @@ from lightning import LightningModule, Trainer
 
 import lit_dpo
 from lit_dpo.callbacks.history import MetricHistory
+from lit_dpo.callbacks.model_card import OBJECTIVE_EXTRAS
+from lit_dpo.models.reference import describe_reference
 from lit_dpo.sources import EMBEDDED_HUB_IDS, EMBEDDED_PREFIX, embedded_metadata, is_hub_id
+from lit_dpo.train.losses import Objective
 
 FACTS_FILE = "lit_dpo_run.json"
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "bitsandbytes")
@@ -31,19 +34,36 @@ def run_facts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
     hp = pl_module.hparams
     facts: dict[str, Any] = {
         "base": base_model_facts(hp.model),
-        "objective": {
-            "loss_type": hp.loss_type,
-            "beta": hp.beta,
-            "label_smoothing": hp.label_smoothing,
-            "reference": "precomputed once from the base (adapters off)"
-            if hp.precompute_reference
-            else "the base with the adapters off, in every step",
-        },
+        "objective": objective_facts(pl_module),
         "training": _training_facts(trainer, pl_module),
         "data": _data_facts(trainer.datamodule),
         "validation": _validation_facts(trainer),
         "versions": framework_versions(),
     }
+    return facts
+
+
+def objective_facts(pl_module: LightningModule) -> dict[str, Any]:
+    """The loss, its settings (those the objective reads and the run moved from their defaults)
+    and what the policy was measured against."""
+    hp = pl_module.hparams
+    objective, defaults = Objective.from_settings(hp), Objective()
+    facts: dict[str, Any] = {
+        "loss_type": hp.loss_type if isinstance(hp.loss_type, str) else list(hp.loss_type),
+        "beta": objective.beta,
+        "label_smoothing": objective.label_smoothing,
+    }
+    for name in ("loss_weights", *OBJECTIVE_EXTRAS):
+        value = getattr(objective, name)
+        if value != getattr(defaults, name):
+            facts[name] = list(value) if isinstance(value, tuple) else value
+    reference = describe_reference(getattr(pl_module, "reference_adapter", None))
+    if not objective.needs_reference:
+        facts["reference"] = f"none in training (reference-free); held-out table: {reference}"
+    elif hp.get("precompute_reference"):
+        facts["reference"] = f"{reference}, log-probs precomputed once"
+    else:
+        facts["reference"] = f"{reference}, in every step"
     return facts
 
 
