@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench scale clean
+.PHONY: setup demo test lint bench gpu-check scale clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,11 @@ test: setup
 # lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
 bench: setup
 	$(BIN)/python tools/bench.py
+
+# on one GPU, what CPU runs cannot verify (T4 recipe, preflight, techniques, bench, resume), < 8 min;
+# `python tools/gpu_check.py --dry-run` runs it on the CPU with tiny shapes
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py
 
 # time and memory of preparing a full-size (61k-pair) UltraFeedback-shaped split
 scale: setup

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).parents[1] / "lit_dpo"
 # (layer, the packages or modules in it); a name covers its submodules
 LAYERS = [
     (0, ("lit_dpo", "lit_dpo._moved", "lit_dpo.errors", "lit_dpo.files", "lit_dpo.compat")),
-    (1, ("lit_dpo.sources", "lit_dpo.device")),
+    (1, ("lit_dpo.sources", "lit_dpo.device", "lit_dpo.host_memory")),
     (2, ("lit_dpo.data", "lit_dpo.models")),
     (3, ("lit_dpo.train",)),
     (4, ("lit_dpo.callbacks",)),

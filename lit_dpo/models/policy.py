@@ -10,10 +10,11 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from transformers import BitsAndBytesConfig
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.models.weights import load_base
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 Quantization = Literal["nf4", "none"]
@@ -34,6 +35,7 @@ def load_policy(
     device: torch.device | str | None = None,
     quant_storage: DType | None = None,
     allow_pickle: bool = False,
+    attn_implementation: str | None = None,
 ) -> PeftModel:
     """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
 
@@ -53,6 +55,8 @@ def load_policy(
         quant_storage: float dtype holding the packed 4-bit weights (uint8 when None); FSDP
             shards only float tensors, and only one dtype per wrapped unit.
         allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+        attn_implementation: transformers' attention (``sdpa``, ``eager``, ``flex_attention``);
+            None lets transformers pick (sdpa where it can).
 
     Raises:
         ConfigError: LoRA targets that match nothing, or an adapter that does not fit the model.
@@ -64,11 +68,14 @@ def load_policy(
         kwargs["quantization_config"] = nf4_config(dtype, quant_storage)
     if device is not None:
         kwargs["device_map"] = {"": torch.device(device)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if adapter is not None:
         check_adapter_folder(adapter, allow_pickle)
     source = resolve_model(model)
     check_weights(source, allow_pickle)
-    base = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    # without the full-precision file resident beside the 4-bit weights (see models/weights.py)
+    base = load_base(source, quantized=quantization == "nf4", **kwargs)
     # The KV cache is useless in training and conflicts with gradient checkpointing.
     base.config.use_cache = False
     checkpointing_kwargs = {"use_reentrant": False}

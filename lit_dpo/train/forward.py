@@ -6,8 +6,9 @@ Three paths compute the same numbers (``tests/test_techniques.py`` checks them a
 - chunked head (``chunk_size``): the last hidden states, with the output head applied only at
   scored positions, a chunk at a time (``logps.completion_logps``);
 - packed pairs (``share_prompt``, needs the chunked head): each pair as one row holding the shared
-  prompt once (``packing.pack_pairs``), attended under its 4D mask (``packing.attention_bias``),
-  scored by ``logps.gathered_logps``.
+  prompt once (``packing.pack_pairs``), attended under its mask (``packing.packed_attention``: a
+  dense 4D mask for sdpa or eager, a block mask for FlexAttention), scored by
+  ``logps.gathered_logps``.
 
 The same function serves the policy (adapters on, with gradient) and the reference (adapters off
 or the reference adapter, under ``no_grad``): the caller picks the adapter and the grad mode.
@@ -20,10 +21,12 @@ import torch
 from lit_dpo.compat import attn_implementation
 from lit_dpo.errors import ConfigError
 from lit_dpo.train.logps import completion_logps, gathered_logps, sequence_logps
-from lit_dpo.train.packing import attention_bias, pack_pairs
+from lit_dpo.train.packing import pack_pairs, packed_attention
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
 LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
+# attentions that take a packed pair's mask (transformers' attn_implementation names)
+PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
 
 def batch_logps(
@@ -49,8 +52,8 @@ def batch_logps(
         ).last_hidden_state
         return completion_logps(hidden, head.weight, labels, chunk_size, head.bias)[0]
     packed = pack_pairs(input_ids, attention_mask, labels)
-    mask = attention_bias(
-        packed.attention_mask,
+    mask = packed_attention(
+        packed.segments,
         attn_implementation(causal_lm),
         causal_lm.get_input_embeddings().weight.dtype,
     )
@@ -87,8 +90,10 @@ def check_hidden_state_scoring(policy, share_prompt: bool) -> None:
         if getattr(config, name, None) not in (None, 1, 1.0):
             problems.append(f"the model rescales its logits ({name})")
     attention = attn_implementation(causal_lm)
-    if share_prompt and attention not in ("sdpa", "eager"):
-        problems.append(f"share_prompt needs sdpa or eager attention, not {attention}")
+    if share_prompt and attention not in PACKED_ATTENTION:
+        problems.append(
+            f"share_prompt needs {', '.join(PACKED_ATTENTION)} attention, not {attention}"
+        )
     if problems:
         raise ConfigError(
             "logps_chunk_size: " + "; ".join(problems) + "; set model.logps_chunk_size null "
