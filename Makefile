@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench gpu-check scale clean
+.PHONY: setup demo test lint bench gpu-check scale quality clean
 
 setup: $(STAMP)
 
@@ -29,9 +29,14 @@ test: setup
 	$(BIN)/ruff check lit_dpo tests tools
 	$(BIN)/python -m pytest -q --durations=15
 
-# lit-dpo vs TRL's DPOTrainer on identical work, CPU; `python tools/bench.py --help` for options
+# how much a run learns from real preference pairs in a fixed CPU budget; see docs/quality.md
+quality: setup
+	$(BIN)/python tools/quality.py $(QUALITY_ARGS)
+
+# lit-dpo vs TRL on identical work, CPU: DPO, and a row per objective family (DPO + SFT, SimPO,
+# ORPO); `python tools/bench.py --help` for options
 bench: setup
-	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench.py --objectives
 
 # on one GPU, what CPU runs cannot verify (T4 recipe, preflight, techniques, bench, resume), < 8 min;
 # `python tools/gpu_check.py --dry-run` runs it on the CPU with tiny shapes

@@ -26,7 +26,7 @@ MOVED = {
     "lit_dpo.generate": ("lit_dpo.models.generate", None),
     "lit_dpo.logps": ("lit_dpo.train.logps", None),
     "lit_dpo.packing": ("lit_dpo.train.packing", None),
-    "lit_dpo.loss": ("lit_dpo.train.loss", None),
+    "lit_dpo.loss": ("lit_dpo.train.losses", None),
     "lit_dpo.metrics": ("lit_dpo.train.metrics", None),
     "lit_dpo.reference": ("lit_dpo.train.reference", None),
     "lit_dpo.nonfinite": ("lit_dpo.train.nonfinite", None),

@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lit_dpo.callbacks import HealthAlarms, InterruptCheckpoint, RunSummary, SaveAdapter
+from lit_dpo.callbacks import (
+    HealthAlarms,
+    InterruptCheckpoint,
+    MetricHistory,
+    ProgressLog,
+    RunSummary,
+    SaveAdapter,
+)
 from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
+from lit_dpo.callbacks.model_card import LOGPS_ROWS
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.files import write_text_atomically
+from lit_dpo.models.reference import describe_reference
 from lit_dpo.train import DPOModule
 from lit_dpo.train.run_checks import check_run
 
@@ -60,6 +70,9 @@ COMMANDS = {
     ),
     "compare": Command("lit_dpo.compare.command", "compare", summary="reference vs policy answers"),
     "serve": Command("lit_dpo.serve.command", "serve", summary="an OpenAI-compatible HTTP API"),
+    "sweep": Command(
+        "lit_dpo.sweep", "sweep", True, "fits over a grid of settings, one reference table"
+    ),
     "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
     "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),
 }
@@ -67,22 +80,38 @@ COMMANDS = {
 # LightningCLI's subcommands
 FIT_COMMANDS = ("fit", "validate", "test", "predict")
 
-# validation metric keys of the table fit and validate print: (row label, reference, policy)
-SUMMARY_ROWS = (
-    ("log-prob accuracy, summed", "val/logps_accuracy/reference", "val/logps_accuracy/policy"),
-    (
-        "log-prob accuracy, per token",
-        "val/logps_accuracy_per_token/reference",
-        "val/logps_accuracy_per_token/policy",
-    ),
-)
-
 
 class _KeepEpilogLines(DefaultHelpFormatter):
     """jsonargparse's help, with the epilog (the list of commands) printed as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+class SaveConfig(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` of the run, in the logger's folder, or in
+    ``trainer.default_root_dir`` for a logger that has none: Lightning's own callback fails there
+    (an MLflow database or server store)."""
+
+    def __init__(self, parser: LightningArgumentParser, config: Namespace, **kwargs: Any) -> None:
+        super().__init__(parser, config, **{**kwargs, "save_to_log_dir": False})
+        self.folder = ""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # log_dir is a broadcast under DDP: every rank must read it
+        self.folder = trainer.log_dir or trainer.default_root_dir
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        path = Path(self.folder) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(
+            self.config,
+            str(path),
+            skip_none=False,
+            overwrite=self.overwrite,
+            multifile=self.multifile,
+        )
 
 
 class DPOCLI(LightningCLI):
@@ -100,6 +129,7 @@ class DPOCLI(LightningCLI):
         parser.add_lightning_class_args(HealthAlarms, "health")
         parser.add_lightning_class_args(RunSummary, "summary")
         parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
+        parser.add_lightning_class_args(ProgressLog, "progress")
 
     def fit(self, model: DPOModule, ckpt_path: str | None = None, **kwargs: Any) -> None:
         """``trainer.fit``; ``--ckpt_path last`` also finds an interrupted fit's checkpoint."""
@@ -125,6 +155,12 @@ class DPOCLI(LightningCLI):
     def _before_run(self) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
         check_run(self.model.hparams, self.trainer)
+        # the reports read the run's own metrics, whatever the logger
+        MetricHistory.of(self.trainer)
+        # lines or bars, decided before preparing data prints any
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ProgressLog):
+                callback.apply(self.trainer)
 
     def after_fit(self) -> None:
         self._report("fit")
@@ -133,26 +169,32 @@ class DPOCLI(LightningCLI):
         self._report("validate")
 
     def _report(self, stage: str) -> None:
-        """Print reference vs policy on the held-out pairs, and keep the numbers as JSON."""
-        metrics = {
-            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
-        }
+        """Print reference vs policy on the held-out pairs, and keep the numbers as JSON with what
+        the reference was (``reference``: ``base`` or ``adapter``, and ``reference_adapter``)."""
+        metrics = MetricHistory.of(self.trainer).last_validation()
         if not self.trainer.is_global_zero or not metrics:
             return
+        reference_adapter = getattr(self.model, "reference_adapter", None)
+        reference = describe_reference(reference_adapter)
         lines = [
-            f"\nheld-out preference ({stage}): reference = adapters off, policy = adapters on",
+            f"\nheld-out preference ({stage}): reference = {reference}, "
+            "policy = the trained adapter",
             f"{'':34}{'reference':>10}{'policy':>8}",
         ]
-        for label, reference_key, policy_key in SUMMARY_ROWS:
+        for label, reference_key, policy_key in LOGPS_ROWS:
             lines.append(f"{label:34}{metrics[reference_key]:10.3f}{metrics[policy_key]:8.3f}")
-        lines.append(
-            f"{'implicit-reward accuracy / margin':34}{'':10}"
-            f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
-        )
+        if "val/rewards/accuracies" in metrics:  # objectives that define a reward
+            lines.append(
+                f"{'implicit-reward accuracy / margin':34}{'':10}"
+                f"{metrics['val/rewards/accuracies']:8.3f} / {metrics['val/rewards/margins']:.3f}"
+            )
         print("\n".join(lines), flush=True)
+        report: dict[str, Any] = {**metrics, "reference": "base"}
+        if reference_adapter is not None:
+            report.update(reference="adapter", reference_adapter=str(reference_adapter))
         path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -166,6 +208,8 @@ class FitConfig:
             so a GPU config parses on a machine without a GPU.
         config: the whole parsed config (``config.model.optimizer``...).
         files: the ``--config`` files given.
+        dump: the fit config as YAML (the command's own settings left out): ``lit-dpo fit
+            --config`` of a file holding it runs this config.
     """
 
     model: DPOModule
@@ -173,6 +217,7 @@ class FitConfig:
     trainer: Namespace
     config: Namespace
     files: list[str]
+    dump: str
 
 
 class _FitConfigOnly(DPOCLI):
@@ -216,11 +261,15 @@ def parse_config(
             parser_kwargs={"prog": prog, "description": description},
         )
     own = {}
+    fit_only = cli.config.clone()
     if command is not None:
         names = list(inspect.signature(command).parameters)[1:]
         own = {name: cli.config[name] for name in names}
+        for name in names:
+            del fit_only[name]
     files = [str(path) for path in (cli.config.get("config") or [])]
-    fit = FitConfig(cli.model, cli.datamodule, cli.config.trainer, cli.config, files)
+    dump = cli.parser.dump(fit_only, skip_none=False)
+    fit = FitConfig(cli.model, cli.datamodule, cli.config.trainer, cli.config, files, dump)
     return fit, own
 
 
@@ -276,20 +325,7 @@ def main(args: list[str] | None = None) -> None:
             if status:
                 sys.exit(status)
             return
-        DPOCLI(
-            DPOModule,
-            PreferenceDataModule,
-            seed_everything_default=42,
-            # The module builds its own optimizer and warmup schedule from model.optimizer.
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "prog": "lit-dpo",
-                "epilog": _commands_help(),
-                "formatter_class": _KeepEpilogLines,
-            },
-            args=args,
-        )
+        run_lightning_cli(args)
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -304,6 +340,26 @@ def main(args: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def run_lightning_cli(args: list[str] | None = None) -> DPOCLI:
+    """Run ``fit``, ``validate``, ``test`` or ``predict`` as ``lit-dpo`` does, and return the CLI
+    (its ``trainer``, ``model`` and ``datamodule``); ``args`` None reads ``sys.argv``."""
+    return DPOCLI(
+        DPOModule,
+        PreferenceDataModule,
+        seed_everything_default=42,
+        # The module builds its own optimizer and warmup schedule from model.optimizer.
+        auto_configure_optimizers=False,
+        save_config_callback=SaveConfig,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": "lit-dpo",
+            "epilog": _commands_help(),
+            "formatter_class": _KeepEpilogLines,
+        },
+        args=args,
+    )
 
 
 def _commands_help() -> str:

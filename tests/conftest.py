@@ -164,6 +164,18 @@ def tiny_fit_args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[
     ]
 
 
+def cli_error(args: list[str], capsys) -> str:
+    """stderr of ``lit-dpo`` refusing ``args``: exit status 2 and no traceback."""
+    from lit_dpo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
 def make_adapter(model_dir: Path, path: Path, *, r: int = 4, std: float = 0.2,
                  seed: int = 0) -> Path:
     """A saved LoRA adapter on ``model_dir`` with random lora_B, so the policy differs from the

@@ -16,6 +16,7 @@ REQUIRED = {
     "serve": ["--adapter=runs/cpu/adapter"],
     "export": ["--adapter=runs/cpu/adapter", "--out=runs/cpu/merged"],
     "plot": ["--run_dir=runs/cpu"],
+    "sweep": ["--config=configs/cpu.yaml", "--grid={model.beta: [0.1, 0.2]}"],
 }
 
 

@@ -32,10 +32,12 @@ class Record(Callback):
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.stop_after, self.trainers, self.processed = stop_after, [], []
+        self.logged_steps = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.trainers.append(compat.attached_trainer(pl_module))
         self.processed.append(compat.epoch_batches_processed(trainer))
+        self.logged_steps.append(compat.logged_step(trainer))
         if self.stop_after is not None and batch_idx + 1 == self.stop_after:
             compat.request_sigterm_exit(trainer)
             assert trainer.received_sigterm  # Lightning's public view of the same flag
@@ -49,6 +51,8 @@ def test_attached_trainer_and_batches_processed(tmp_path):
     assert record.trainers == [trainer] * 4
     # the batch whose end is being handled counts as processed
     assert record.processed == [1, 2, 3, 4]
+    # loggers get a batch's metrics at the steps done before it (test_loggers: the same steps)
+    assert record.logged_steps == [0, 1, 2, 3]
 
 
 def test_requested_sigterm_exit_stops_after_the_batch(tmp_path):
@@ -113,3 +117,15 @@ def test_dataset_fingerprint_follows_the_content():
 def test_a_missing_private_api_says_which_and_where():
     with pytest.raises(compat.ChangedAPIError, match=r"_signal_connector.*lightning 2\.6\.6"):
         compat.request_sigterm_exit(object())
+
+
+def test_the_gguf_loaders_bar_is_silenced_for_a_block_only():
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+
+    original = gguf_loading.tqdm
+    with compat.gguf_progress_bar(False):
+        bar = gguf_loading.tqdm(range(3))
+        assert bar.disable and list(bar) == [0, 1, 2]
+    assert gguf_loading.tqdm is original
+    with compat.gguf_progress_bar(True):
+        assert gguf_loading.tqdm is original

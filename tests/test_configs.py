@@ -13,6 +13,8 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.train.module import DPOModule
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# logger examples, given after a recipe: --config configs/cpu.yaml --config configs/loggers/X.yaml
+LOGGER_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "loggers").glob("*.yaml"))
 # Lightning builds an FSDP trainer only on a CUDA accelerator; these are parsed, not instantiated.
 GPU_ONLY = {"multi_gpu.yaml"}
 
@@ -31,6 +33,19 @@ def test_config_prints(config, capsys):
     assert done.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["model"] == yaml.safe_load(config.read_text())["model"]["model"]
+
+
+@pytest.mark.parametrize("config", LOGGER_CONFIGS, ids=lambda p: p.name)
+def test_logger_config_replaces_the_recipes_logger(config, capsys):
+    """Each parses on top of cpu.yaml, and its logger is the one the run gets (tests/test_loggers
+    trains with each and reads its store back)."""
+    with pytest.raises(SystemExit) as done:
+        _parse("--config", "configs/cpu.yaml", "--config", str(config), "--print_config")
+    assert done.value.code in (0, None)
+    logger = yaml.safe_load(capsys.readouterr().out)["trainer"]["logger"]
+    expected = yaml.safe_load(config.read_text())["trainer"]["logger"]
+    assert logger["class_path"] == expected["class_path"]
+    assert expected["init_args"].items() <= logger["init_args"].items()
 
 
 @pytest.mark.parametrize(
@@ -86,10 +101,11 @@ BAD_SETTINGS = [
         "for the reply",
     ),
     # a choice outside the Literal stops in jsonargparse, which exits 2 with its usage message
+    # listing the choices (a name or a list of names)
     (
         "--model.loss_type=kto",
         SystemExit,
-        'Parser key "model.loss_type":\n  Expected a typing.Literal',
+        "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'exo_pair'",
     ),
 ]
 

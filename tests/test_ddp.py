@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROWS, tiny_fit_args, ultrafeedback_row, write_jsonl
+from conftest import ROWS, make_adapter, tiny_fit_args, ultrafeedback_row, write_jsonl
 
 from lit_dpo.cli import main
 from lit_dpo.data.sampler import EvaluationSampler
@@ -137,6 +137,8 @@ def test_ddp_matches_one_process_with_the_global_batch(
     # validation saw each of the 3 pairs once (a padded sampler would count one twice)
     expected_val = json.loads((one_process / "fit_metrics.json").read_text())
     got_val = json.loads((tmp_path / "fit_metrics.json").read_text())
+    # what the reference was is a word, the same in both; the rest are numbers
+    assert got_val.pop("reference") == expected_val.pop("reference") == "base"
     assert got_val == pytest.approx(expected_val, rel=TOLERANCE, abs=TOLERANCE)
 
     # the same adapter: gradients were averaged over the ranks
@@ -181,6 +183,27 @@ def test_ddp_shares_one_precomputed_reference_table(
     assert len(tables) == 2 and all(t.suffix == ".pt" for t in tables)
     sizes = sorted(len(torch.load(t, weights_only=True)) for t in tables)
     assert sizes == [3, 6]
+
+
+@pytest.mark.slow
+def test_ddp_with_a_reference_adapter_matches_one_process(tiny_model_dir, data_dir, tmp_path):
+    """Each rank carries the policy's adapter and the frozen SFT adapter; switching between them
+    inside DDP's forward leaves the averaged gradients of the policy alone."""
+    sft = make_adapter(tiny_model_dir, tmp_path / "sft", r=4, std=0.5, seed=1)
+    reference = ("--model.reference=adapter", f"--model.reference_adapter={sft}")
+    one = tmp_path / "one"
+    main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=2", *reference))
+    _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *reference)
+    expected, got = _train_steps(one), _train_steps(tmp_path / "ddp")
+    assert sorted(got) == sorted(expected) == [0, 1, 2]
+    assert expected[0]["train/loss"] == pytest.approx(0.6931472, abs=1e-6)
+    assert expected[2]["train/loss"] != pytest.approx(expected[0]["train/loss"], abs=1e-3)
+    for step, values in expected.items():
+        assert got[step] == pytest.approx(values, rel=TOLERANCE, abs=TOLERANCE), f"step {step}"
+    expected_adapter, got_adapter = _adapter(one), _adapter(tmp_path / "ddp")
+    assert got_adapter.keys() == expected_adapter.keys()
+    for name, value in expected_adapter.items():
+        torch.testing.assert_close(got_adapter[name], value, rtol=1e-3, atol=1e-4, msg=name)
 
 
 def test_reference_table_shards_merge_into_the_whole_table():

@@ -11,7 +11,8 @@
 - Flags in prose: every ```--flag``` in an inline code span is an option of a command it is
   mentioned with: a ``lit-dpo <command>`` or ```command``` of its paragraph, table row or list
   item, or the command named by the nearest heading above that names one, else ``fit``
-  (benchmark.md: ``tools/bench.py``, whose flags are not checked).
+  (benchmark.md: ``tools/bench.py``). A paragraph naming a script of ``tools/`` (``tools/bench.py``,
+  ``tools/quality.py``) may also use that script's options, as its ``--help`` lists them.
 - YAML blocks of fit settings parse as a config on top of ``configs/cpu.yaml``.
 - Relative links point at files that exist, and ``#anchors`` at their headings.
 
@@ -44,8 +45,8 @@ READS_FIT_CONFIG = (*FIT_FAMILY, *(n for n, c in cli.COMMANDS.items() if c.reads
 SHELL = {"bash", "sh", "shell", "console"}
 # placeholders in example command lines -> a value the parser accepts
 PLACEHOLDERS = {"$NODE": "0", "$HOST0": "127.0.0.1", "PATH_OR_HUB_ID": "path/to/reward_model"}
-# the command a flag in prose belongs to when its paragraph and headings name none; None: not ours
-FILE_COMMAND = {"benchmark.md": None}
+# the command a flag in prose belongs to when its paragraph and headings name none
+FILE_COMMAND = {"benchmark.md": "tools/bench.py"}
 # last parts of file names that look like dotted settings (data.jsonl, model.safetensors)
 FILE_SUFFIXES = {"json", "jsonl", "yaml", "yml", "csv", "md", "png", "html", "py", "txt", "bin"}
 FILE_SUFFIXES |= {"parquet", "safetensors", "pt", "ckpt", "gguf"}
@@ -53,7 +54,9 @@ FENCE = re.compile(r"^\s*(```|~~~)\s*([\w-]*)")
 SPAN = re.compile(r"`([^`]+)`")
 HEADING = re.compile(r"^(#{1,6})\s+(.*)")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-MENTION = re.compile(rf"lit-dpo ({'|'.join(COMMAND_NAMES)})\b|`({'|'.join(COMMAND_NAMES)})`")
+MENTION = re.compile(
+    rf"lit-dpo ({'|'.join(COMMAND_NAMES)})\b|`({'|'.join(COMMAND_NAMES)})`|(tools/\w+\.py)\b"
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class CommandLine:
 class Flag:
     where: Where
     flag: str
-    commands: tuple[str | None, ...]  # the commands it may belong to; None: not lit-dpo's
+    commands: tuple[str, ...]  # the commands (or tools/ scripts) it may belong to
 
 
 @dataclass
@@ -176,7 +179,7 @@ def command_lines(doc: Doc) -> list[CommandLine]:
 def prose_flags(doc: Doc) -> list[Flag]:
     found = []
     for first, text in doc.prose:
-        commands = [m.group(1) or m.group(2) for m in MENTION.finditer(text)]
+        commands = [m.group(1) or m.group(2) or m.group(3) for m in MENTION.finditer(text)]
         commands = tuple(dict.fromkeys([*commands, heading_command(doc, first)]))
         for span in SPAN.finditer(text):
             words = span.group(1).split()
@@ -190,16 +193,17 @@ def prose_flags(doc: Doc) -> list[Flag]:
     return found
 
 
-def heading_command(doc: Doc, line: int) -> str | None:
+def heading_command(doc: Doc, line: int) -> str:
     """The command the nearest heading above ``line`` that names one names, else the file's."""
     for number, heading in reversed(doc.headings):
-        mentioned = [m.group(1) or m.group(2) for m in MENTION.finditer(heading)]
+        mentioned = [m.group(1) or m.group(2) or m.group(3) for m in MENTION.finditer(heading)]
         if number <= line and mentioned:
             return mentioned[-1]
     return FILE_COMMAND.get(doc.path.name, "fit")
 
 
 COMMAND_LINES = [line for doc in DOC.values() for line in command_lines(doc)]
+ALL_FLAGS = [flag for doc in DOC.values() for flag in prose_flags(doc)]
 
 
 def run_cli(args: tuple[str, ...]) -> tuple[int, str, str]:
@@ -287,7 +291,21 @@ def runs() -> Runs:
         settings[name] |= linked
     for name, keys in settings.items():
         assert keys, f"lit-dpo {name} --print_config printed no config"
+    for tool in sorted({c for f in ALL_FLAGS for c in f.commands if c.startswith("tools/")}):
+        settings[tool] = tool_options(tool)
     return Runs(results, settings)
+
+
+def tool_options(script: str) -> set[str]:
+    """The options a ``tools/`` script's ``--help`` lists, without their dashes."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"{script} --help failed:\n{done.stderr[-2000:]}"
+    return set(re.findall(r"(?<![\w-])--([\w-]+)", done.stdout))
 
 
 def error_of(stderr: str) -> str:
@@ -353,13 +371,16 @@ def test_dotted_settings_exist(doc, runs):
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_flags_belong_to_their_command(doc, runs):
     def known(flag: Flag) -> bool:
-        if None in flag.commands or flag.flag in {"--config", "--print_config", "--help"}:
+        if flag.flag in {"--config", "--print_config", "--help"}:
             return True
         return any(flag.flag[2:] in runs.settings[command] for command in flag.commands)
 
     wrong = [
         f"{flag.where}: {flag.flag} is not an option of "
-        + " or ".join(f"lit-dpo {command}" for command in flag.commands)
+        + " or ".join(
+            command if command.startswith("tools/") else f"lit-dpo {command}"
+            for command in flag.commands
+        )
         for flag in prose_flags(DOC[doc])
         if not known(flag)
     ]

@@ -19,6 +19,7 @@ from lit_dpo.callbacks.health import (
     out_of_range,
 )
 from lit_dpo.callbacks.summary import summary_table
+from lit_dpo.train.losses import LOSS_TYPES, Objective, objective_loss
 
 
 def _ramp(start: float, end: float, steps: int) -> list[float]:
@@ -73,8 +74,66 @@ def test_mostly_truncated_and_loss_ranges():
     assert finding and "60 of 100 pairs (60%)" in finding and "max_length" in finding
     assert mostly_truncated("train_prefs", 50, 100, max_share=0.5) is None
     assert mostly_truncated("train_prefs", 0, 0, max_share=0.5) is None
-    assert default_loss_range("sigmoid", 0.1) == (0.0, 2.0)
-    assert default_loss_range("ipo", 0.1) == pytest.approx((0.0, 50.0))  # 2 * (1 / 0.2)^2
+    assert default_loss_range({"loss_type": "sigmoid", "beta": 0.1}) == (0.0, 2.0)
+    # 2 * (1 / 0.2)^2
+    assert default_loss_range({"loss_type": "ipo", "beta": 0.1}) == pytest.approx((0.0, 50.0))
+    # weighted sum: 0.5 * [0, 2] + 2 * [0, 3]
+    mixed = {"loss_type": ["sigmoid", "nca_pair"], "loss_weights": [0.5, 2.0]}
+    assert default_loss_range(mixed) == (0.0, 7.0)
+    assert default_loss_range({"loss_type": ["sigmoid", "apo_zero"]}) is None
+
+
+NO_RANGE = {"apo_zero", "apo_down", "sft", "cpo", "orpo"}
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_every_objective_starts_inside_its_default_loss_range(loss_type):
+    """At the start of training the policy is the reference; the objective's first loss must be
+    well inside its range (under a tenth of the way to the top), or the objective is one of
+    those that have none and say so. Reference-free losses start with chosen and rejected
+    equally likely per token."""
+    settings = {"loss_type": loss_type, "beta": 0.1, "simpo_gamma": 0.5}
+    if loss_type in ("exo_pair", "robust"):
+        settings["label_smoothing"] = 1e-3
+    span = default_loss_range(settings)
+    if loss_type in NO_RANGE:
+        assert span is None
+        return
+    objective = Objective.from_settings(settings)
+    policy = torch.tensor([-12.0, -30.0, -18.0, -45.0])  # 4 and 6 tokens per pair: equal means
+    counts = torch.tensor([4, 10, 6, 15])
+    start = objective_loss(objective, policy, policy, counts, torch.tensor(2.0)).loss.item()
+    low, high = span
+    assert low <= start <= high
+    assert start <= high - 0.1 * (high - max(low, 0.0)), (start, span)
+
+
+def test_the_loss_check_leaves_out_the_sft_term():
+    """loss 3.0 with sft_weight 0.5 and sft_loss 4.0: the preference loss is 1.0, inside [0, 2]."""
+    alarms = HealthAlarms(window=2)
+    trainer = _trainer()
+    trainer.datamodule = SimpleNamespace(report={})
+    module = SimpleNamespace(hparams={"loss_type": "sigmoid", "sft_weight": 0.5})
+    alarms.on_train_start(trainer, module)
+    for step in range(4):
+        trainer.callback_metrics = {
+            "train/loss": torch.tensor(3.0),
+            "train/sft_loss": torch.tensor(4.0),
+        }
+        alarms.on_train_batch_end(trainer, module, None, None, step)
+    assert alarms.history["train/loss"] == [1.0] * 4 and "loss" not in alarms.raised
+
+
+def test_likelihood_displacement_advice_names_a_setting_that_exists():
+    import inspect
+    import re
+
+    from lit_dpo.train import DPOModule
+
+    finding = falling_logps(_ramp(-100, -138, 20), _ramp(-110, -170, 20), 5, 0.1)
+    named = re.findall(r"--model\.(\w+)", finding)
+    assert named == ["sft_weight"]
+    assert "sft_weight" in inspect.signature(DPOModule).parameters
 
 
 class _Scaler:
@@ -157,7 +216,7 @@ def test_summary_table_reports_final_and_best():
     assert f"{'val log-prob accuracy, policy':34}final 0.550, best 0.600 (step 2)" in table
     assert f"{'val log-prob accuracy, reference':34}final 0.450, best 0.500 (step 2)" in table
     assert f"{'val reward accuracy':34}final 0.750, best 0.750 (step 4)" in table
-    assert f"{'val reward margin':34}no validation ran" in table
+    assert f"{'val reward margin':34}not logged" in table  # validation ran, no margin
     assert "1: loss (step 3)" in table and "runs/x/adapter" in table
 
 

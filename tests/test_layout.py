@@ -19,7 +19,17 @@ PACKAGE = Path(__file__).parents[1] / "lit_dpo"
 
 # (layer, the packages or modules in it); a name covers its submodules
 LAYERS = [
-    (0, ("lit_dpo", "lit_dpo._moved", "lit_dpo.errors", "lit_dpo.files", "lit_dpo.compat")),
+    (
+        0,
+        (
+            "lit_dpo",
+            "lit_dpo._moved",
+            "lit_dpo.errors",
+            "lit_dpo.files",
+            "lit_dpo.compat",
+            "lit_dpo.progress",
+        ),
+    ),
     (1, ("lit_dpo.sources", "lit_dpo.device", "lit_dpo.host_memory")),
     (2, ("lit_dpo.data", "lit_dpo.models")),
     (3, ("lit_dpo.train",)),
@@ -35,6 +45,7 @@ LAYERS = [
             "lit_dpo.serve",
             "lit_dpo.export",
             "lit_dpo.plot",
+            "lit_dpo.sweep",
         ),
     ),
 ]

@@ -6,9 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import make_adapter, tiny_fit_args
+from conftest import cli_error, make_adapter, tiny_fit_args
 
-from lit_dpo.cli import main
 from lit_dpo.device import DEVICE_PRESETS, BitsAndBytes, Device, quantization_problems
 from lit_dpo.errors import ConfigError
 from lit_dpo.sources import is_hub_id, model_name_problem
@@ -28,15 +27,6 @@ def _hparams(**overrides) -> dict:
         "allow_pickle": False,
         **overrides,
     }
-
-
-def _cli_error(args: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err
 
 
 @pytest.mark.parametrize(
@@ -66,13 +56,13 @@ def test_a_folder_that_holds_no_model_is_named(tiny_model_dir, tmp_path):
 
 def test_missing_model_path_stops_fit_with_one_line(tiny_data_dir, tmp_path, capsys):
     missing = tmp_path / "no-such-model"
-    err = _cli_error(tiny_fit_args(missing, tiny_data_dir, tmp_path), capsys)
+    err = cli_error(tiny_fit_args(missing, tiny_data_dir, tmp_path), capsys)
     assert f"lit-dpo: error: model.model: model '{missing}': no such folder" in err
     assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_missing_adapter_stops_validate(tiny_model_dir, tiny_data_dir, tmp_path, capsys):
-    err = _cli_error(
+    err = cli_error(
         [
             "validate",
             f"--model.model={tiny_model_dir}",
@@ -116,7 +106,7 @@ def test_bitsandbytes_that_cannot_run_stops_fit(
     monkeypatch.setattr(
         run_checks, "bitsandbytes_status", lambda: BitsAndBytes(error="ImportError: broken")
     )
-    err = _cli_error(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path), capsys)
+    err = cli_error(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path), capsys)
     assert "lit-dpo: error: model.quantization nf4 needs bitsandbytes" in err
     assert not (tmp_path / "lightning_logs").exists()
 

@@ -17,7 +17,13 @@ from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.data.sampler import BUCKET_BATCHES, PairSampler
 from lit_dpo.train import reference
-from lit_dpo.train.logps import completion_logps, sequence_logps, token_logps
+from lit_dpo.train.logps import (
+    completion_logps,
+    completion_tokens,
+    sequence_logps,
+    sequence_tokens,
+    token_logps,
+)
 from lit_dpo.train.module import DPOModule
 from lit_dpo.train.packing import (
     CHOSEN,
@@ -58,6 +64,22 @@ def test_token_logps_by_hand():
     logp.sum().backward()
     assert logp.item() == pytest.approx(math.log(0.75), abs=1e-6)
     assert hidden.grad.item() == pytest.approx(math.log(3.0) / 4, abs=1e-6)
+
+
+def test_log_sum_sq_of_the_chunked_head_and_of_full_logits_by_hand_and_without_gradient():
+    """Vocabulary of 2, logits [0, ln 3]: p = (1/4, 3/4), sum p^2 = 1/16 + 9/16 = 5/8. Asking for
+    it leaves the log-probs and their gradient as they were."""
+    weight = torch.tensor([[0.0], [math.log(3.0)]])
+    hidden = torch.tensor([[[1.0], [1.0]]], requires_grad=True)  # (N=1, T=2, H=1)
+    labels = torch.tensor([[IGNORE_INDEX, 1]])
+    tokens = completion_tokens(hidden, weight, labels, chunk_size=8, log_sum_sq=True)
+    assert tokens.log_sum_sq.tolist() == pytest.approx([math.log(5 / 8)], abs=1e-6)
+    assert not tokens.log_sum_sq.requires_grad
+    tokens.logps.sum().backward()
+    assert hidden.grad[0, 0].item() == pytest.approx(math.log(3.0) / 4, abs=1e-6)
+    full = sequence_tokens(hidden.detach() @ weight.T, labels, log_sum_sq=True)
+    assert full.log_sum_sq.tolist() == pytest.approx([math.log(5 / 8)], abs=1e-6)
+    assert completion_tokens(hidden, weight, labels, chunk_size=8).log_sum_sq is None
 
 
 def test_token_logps_refuses_a_trainable_head():
@@ -288,6 +310,32 @@ def test_packed_attention_applies_to_share_prompt_only():
 
     with pytest.raises(ConfigError, match="packed_attention flex applies to share_prompt only"):
         DPOModule(share_prompt=False, packed_attention="flex")
+
+
+# objectives whose terms need more than a sum per row: LD-DPO's split, WPO's log sum p^2, the NLL
+OBJECTIVES = [
+    {"loss_type": "sigmoid", "ld_alpha": 0.5, "use_weighting": True},
+    {"loss_type": ["ipo", "sft"], "loss_weights": [1.0, 0.5], "sft_weight": 0.3, "beta": 0.5},
+    {"loss_type": "orpo", "use_weighting": True},
+]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(map(str, o.values())))
+def test_objective_terms_equal_across_paths(tiny_model_dir, tiny_tokenizer, objective):
+    module = _module(tiny_model_dir, gradient_checkpointing=False, **objective)
+    batch = _tiny_batch(tiny_tokenizer)
+    expected, expected_grads = _step(module, batch, **PLAIN)
+    for switches in TECHNIQUES:
+        got, grads = _step(module, batch, **switches)
+        for key in ("loss", "logps/chosen", "logps/rejected"):
+            assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), (switches, key)
+        for name, grad in expected_grads.items():
+            # the NLL's gradients are ~10x DPO's: rounding scales with them (1e-5 of the largest)
+            scale = 1e-4 * grad.abs().max()
+            assert torch.allclose(grads[name], grad, rtol=1e-4, atol=scale), (switches, name)
+    module.hparams.update(ld_alpha=None, use_weighting=False, sft_weight=0.0)
+    plain, _ = _step(module, batch, **PLAIN)
+    assert abs(plain["loss"].item() - expected["loss"].item()) > 1e-4, "terms changed nothing"
 
 
 def test_share_prompt_needs_hidden_state_scoring():

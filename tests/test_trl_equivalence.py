@@ -14,7 +14,7 @@ from conftest import ROWS
 from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.train.logps import sequence_logps
-from lit_dpo.train.loss import dpo_loss
+from lit_dpo.train.losses import Objective, objective_loss, sft_nll
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 
@@ -80,18 +80,15 @@ def _our_loss(policy, tokenizer, loss_type, beta):
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
             ).logits
         reference_logps, _ = sequence_logps(reference_logits, batch["labels"])
-    if loss_type == "ipo":
-        policy_logps, reference_logps = policy_logps / counts, reference_logps / counts
     n = len(PAIRS)
-    losses, _, _ = dpo_loss(
-        policy_logps[:n],
-        policy_logps[n:],
-        reference_logps[:n],
-        reference_logps[n:],
-        beta=beta,
-        loss_type=loss_type,
+    result = objective_loss(
+        Objective(loss_types=(loss_type,), beta=beta),
+        policy_logps,
+        reference_logps,
+        counts,
+        chosen_nll=sft_nll(policy_logps[:n], counts[:n]),
     )
-    return losses.mean().item()
+    return result.loss.item()
 
 
 @pytest.mark.parametrize(("loss_type", "beta"), [("sigmoid", 0.1), ("ipo", 0.5), ("hinge", 0.1)])

@@ -17,7 +17,11 @@ is its own. The first ``--warmup`` steps are not timed.
 Prints the settings, a table, and last a line
 ``speedup=<lit/trl pairs per s> memory_ratio=<lit/trl peak> loss_delta=<|first-loss difference|>``.
 ``--gpu`` benchmarks a Qwen2-0.5B-shaped model with random weights on the GPU and adds the model
-FLOPs utilisation. Timings on a shared machine are noisy: compare ratios from one invocation.
+FLOPs utilisation. ``--objectives`` adds a lit-dpo and a TRL row for each objective family beyond
+DPO: DPO + SFT (TRL: ``loss_type [sigmoid, sft]``), SimPO (TRL: CPOTrainer ``loss_type simpo``,
+``cpo_alpha 0``) and ORPO (TRL: ORPOTrainer); CPOTrainer and ORPOTrainer tokenize the pairs their
+own way (not checked equal to lit-dpo's) and score full logits. Timings on a shared machine are
+noisy: compare ratios from one invocation.
 """
 
 from __future__ import annotations
@@ -94,6 +98,21 @@ ABLATION = {
 }
 
 
+# --objectives: label -> (lit-dpo settings, (TRL trainer, its settings)); DPO is the main row
+SFT_WEIGHT = 0.1
+OBJECTIVES = {
+    "DPO + SFT": (
+        {"model.sft_weight": SFT_WEIGHT},
+        ("dpo", {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, SFT_WEIGHT]}),
+    ),
+    "SimPO": (
+        {"model.loss_type": "simpo", "model.beta": 2.0, "model.simpo_gamma": 1.0},
+        ("cpo", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
+    ),
+    "ORPO": ({"model.loss_type": "orpo"}, ("orpo", {})),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gpu", action="store_true", help="Qwen2-0.5B-shaped model on the GPU")
@@ -115,6 +134,11 @@ def main() -> None:
         "--breakdown",
         action="store_true",
         help="also print where each side's peak resident memory goes, phase by phase",
+    )
+    parser.add_argument(
+        "--objectives",
+        action="store_true",
+        help="also run lit-dpo and TRL with DPO + SFT, SimPO and ORPO",
     )
     parser.add_argument("--peak-tflops", type=float, help="GPU bf16 peak, if not in the table")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -145,6 +169,12 @@ def main() -> None:
         runs.append(("TRL", "trl", settings["lit"]))
     if args.ablation:
         runs += [(label, "lit", {**settings["lit"], **v}) for label, v in ABLATION.items()]
+    trl_objectives = {}  # run label -> (TRL trainer, its settings), for --objectives
+    if args.objectives:
+        for family, (lit, trl) in OBJECTIVES.items():
+            runs.append((f"lit-dpo {family}", "lit", {**settings["lit"], **lit}))
+            runs.append((f"TRL {family}", "trl", {**settings["lit"], **lit}))
+            trl_objectives[f"TRL {family}"] = trl
     with tempfile.TemporaryDirectory(prefix="lit-dpo-bench-") as scratch:
         scratch = Path(scratch)
         if args.gpu:
@@ -158,6 +188,7 @@ def main() -> None:
         for n, (label, side, lit) in enumerate(runs):
             # TRL gets lit-dpo's batches: the same plan as the main lit-dpo run
             spec = {**settings, "lit": lit, **plan_work({**settings, "lit": lit})}
+            spec["trl_objective"] = trl_objectives.get(label, ("dpo", {"loss_type": ["sigmoid"]}))
             print(
                 f"{label}: {spec['pairs']} pairs in {len(spec['batches'])} batches "
                 f"({settings['warmup']} warm-up, {settings['steps']} timed), "
@@ -439,7 +470,6 @@ def run_trl(spec: dict) -> dict:
         AutoTokenizer,
         TrainerCallback,
     )
-    from trl import DPOConfig, DPOTrainer
 
     from lit_dpo.models.policy import nf4_config
 
@@ -465,7 +495,7 @@ def run_trl(spec: dict) -> dict:
         use_gradient_checkpointing=spec["gradient_checkpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
-    args = DPOConfig(
+    common = dict(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"),
         per_device_train_batch_size=spec["batch_size"],
         gradient_accumulation_steps=1,
@@ -477,7 +507,6 @@ def run_trl(spec: dict) -> dict:
         optim="adamw_torch",
         max_grad_norm=0.0,  # lit-dpo does not clip unless asked
         beta=spec["beta"],
-        loss_type=["sigmoid"],
         max_length=spec["max_length"],
         gradient_checkpointing=spec["gradient_checkpointing"],
         gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -490,6 +519,9 @@ def run_trl(spec: dict) -> dict:
         bf16=spec["gpu"],
         seed=spec["seed"],
     )
+    kind, objective = spec["trl_objective"]
+    config_class, trainer_class = trl_classes(kind)
+    args = config_class(**{**common, **objective})
     tokenizer = AutoTokenizer.from_pretrained(spec["model_path"], trust_remote_code=False)
     lora = LoraConfig(
         r=spec["lora_r"],
@@ -498,7 +530,7 @@ def run_trl(spec: dict) -> dict:
         target_modules=spec["target_modules"],
         task_type="CAUSAL_LM",
     )
-    trainer = DPOTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(spec["trl_rows"]),
@@ -507,7 +539,7 @@ def run_trl(spec: dict) -> dict:
     )
     if phases:
         phases.mark("DPOTrainer: LoRA, pairs tokenized")
-    for i, expected in enumerate(spec["ids"]):
+    for i, expected in enumerate(spec["ids"] if kind == "dpo" else []):
         got = trainer.train_dataset[i]
         if any(got[k] != expected[k] for k in expected):
             raise SystemExit(f"TRL tokenized pair {i} differently from lit-dpo")
@@ -542,6 +574,21 @@ def run_trl(spec: dict) -> dict:
     if phases:
         phases.mark("fit ended")
     return clock.result({})
+
+
+def trl_classes(kind: str) -> tuple[type, type]:
+    """TRL's config and trainer classes for ``dpo``, ``cpo`` (SimPO, CPO) or ``orpo``."""
+    if kind == "cpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        return CPOConfig, CPOTrainer
+    if kind == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOConfig, ORPOTrainer
+    from trl import DPOConfig, DPOTrainer
+
+    return DPOConfig, DPOTrainer
 
 
 # --- --breakdown: where each side's peak resident memory goes ------------------------------------
@@ -727,6 +774,14 @@ def report(settings: dict, results: list, peak_tflops: float | None, out: Path |
             f"memory_ratio={lit['peak GB'] / trl['peak GB']:.3f} "
             f"loss_delta={abs(lit['first loss'] - trl['first loss']):.2e}"
         )
+    for family in OBJECTIVES:
+        lit, trl = rows.get(f"lit-dpo {family}"), rows.get(f"TRL {family}")
+        if lit and trl:
+            print(
+                f"{family}: speedup={lit['pairs/s'] / trl['pairs/s']:.3f} "
+                f"memory_ratio={lit['peak GB'] / trl['peak GB']:.3f} "
+                f"loss_delta={abs(lit['first loss'] - trl['first loss']):.2e}"
+            )
 
 
 def _mfu(settings: dict, spec: dict, result: dict, peak_tflops: float | None) -> float | None:

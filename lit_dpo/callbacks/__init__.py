@@ -8,12 +8,16 @@ Re-exported here so that config ``class_path``s stay short (``lit_dpo.callbacks.
 - ``RunSummary``: the table printed when fit ends
 - ``InterruptCheckpoint``: stop on Ctrl-C or SIGTERM with a checkpoint, resume exactly
 - ``PlotMetrics``: training curves as a PNG when fit ends
+- ``ProgressLog``: plain progress lines where stdout is a log file, not a terminal
+- ``MetricHistory``: the run's own record of its metrics, which the reports read
 """
 
 from lit_dpo.callbacks.adapters import AdapterCheckpoint, SaveAdapter
 from lit_dpo.callbacks.health import HealthAlarms
+from lit_dpo.callbacks.history import MetricHistory
 from lit_dpo.callbacks.interrupt import InterruptCheckpoint
 from lit_dpo.callbacks.plot import PlotMetrics
+from lit_dpo.callbacks.progress import ProgressLog
 from lit_dpo.callbacks.samples import GenerateSamples
 from lit_dpo.callbacks.summary import RunSummary
 
@@ -22,7 +26,9 @@ __all__ = [
     "GenerateSamples",
     "HealthAlarms",
     "InterruptCheckpoint",
+    "MetricHistory",
     "PlotMetrics",
+    "ProgressLog",
     "RunSummary",
     "SaveAdapter",
 ]

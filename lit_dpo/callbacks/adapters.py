@@ -1,9 +1,12 @@
 """Callbacks that write what a user keeps: PEFT adapters beside checkpoints and at the end of fit.
 
-Adapters are written in PEFT's own format with the tokenizer, so ``PeftModel.from_pretrained(base,
-path)`` loads them without lit-dpo. Each is written to a temporary folder and renamed into place: a
-crash mid-write never leaves half an adapter where a good one was. Weights that are NaN or infinite
-are never written, so a good adapter is never replaced by a broken one.
+Adapters are written in PEFT's own format with the tokenizer and a model card (``README.md``,
+:mod:`lit_dpo.callbacks.model_card`), so ``PeftModel.from_pretrained(base, path)`` loads them
+without lit-dpo. Only the policy's adapter is written, never a frozen reference adapter beside it;
+what the reference was goes in ``lit_dpo_reference.json`` (:mod:`lit_dpo.models.reference`), for
+``compare`` and ``serve``. Each is written to a temporary folder and renamed into place: a crash
+mid-write never leaves half an adapter where a good one was. Weights that are NaN or infinite are
+never written, so a good adapter is never replaced by a broken one.
 
 Under DDP every rank holds the same adapter and rank 0 alone writes files. Under FSDP each rank
 holds a shard of it: every rank takes part in gathering it, then rank 0 writes
@@ -21,8 +24,11 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 
+from lit_dpo.callbacks.model_card import adapter_card
+from lit_dpo.callbacks.run_facts import run_facts, write_facts
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
+from lit_dpo.models.reference import POLICY_ADAPTER, write_reference_record
 from lit_dpo.train.nonfinite import advice, first_nonfinite
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,9 @@ def save_adapter(
     from peft import get_peft_model_state_dict
 
     path = Path(path)
-    adapter_state = get_peft_model_state_dict(pl_module.policy, state_dict=state_dict)
+    adapter_state = get_peft_model_state_dict(
+        pl_module.policy, state_dict=state_dict, adapter_name=POLICY_ADAPTER
+    )
     bad = first_nonfinite(adapter_state.items())
     if bad is not None:
         kept = "the adapter already there is kept" if path.exists() else "nothing was written"
@@ -52,10 +60,17 @@ def save_adapter(
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        pl_module.policy.save_pretrained(staging, state_dict=state_dict)
+        pl_module.policy.save_pretrained(
+            staging, state_dict=state_dict, selected_adapters=[POLICY_ADAPTER]
+        )
+        write_reference_record(staging, getattr(pl_module, "reference_adapter", None))
         tokenizer = getattr(trainer.datamodule, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
+        # in place of PEFT's empty template: the card of this run, and its facts for export
+        facts = run_facts(trainer, pl_module)
+        write_facts(staging, facts)
+        (staging / "README.md").write_text(adapter_card(facts, path), encoding="utf-8")
         if path.exists():
             retired = path.with_name(f".{path.name}-old")
             shutil.rmtree(retired, ignore_errors=True)

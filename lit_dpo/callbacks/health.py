@@ -5,17 +5,22 @@ The detectors are pure functions over the metric history DPOModule logs each ste
 with the step, the numbers, the likely cause and what to try. Known failure modes: likelihood
 displacement, where the chosen log-probs fall with the rejected ones
 (https://arxiv.org/abs/2410.08847); a learning rate or beta that makes the loss or margins run
-away; data that teaches nothing (accuracy at chance); fp16 overflow.
+away; data that teaches nothing (accuracy at chance); fp16 overflow. The loss check watches the
+preference objective's own loss (``model.sft_weight``'s SFT term taken out), against a range that
+depends on the objective (``default_loss_range``). An alarm on the training metrics names the
+reference they were measured against (the base, or a reference adapter).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+
+from lit_dpo.models.reference import describe_reference
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,8 @@ def falling_logps(
         f"({(chosen_now - chosen_start) / abs(chosen_start):+.0%}) while the rejected fell from "
         f"{rejected_start:.1f} to {rejected_now:.1f}: the policy widens the margin by making "
         "both replies less likely (likelihood displacement). Try a lower learning rate or a "
-        "larger beta, add an SFT term on the chosen replies, or switch to model.loss_type ipo; "
-        "check that chosen and rejected are not near-duplicates"
+        "larger beta, add an SFT term on the chosen replies (--model.sft_weight 0.1), or switch "
+        "to model.loss_type ipo; check that chosen and rejected are not near-duplicates"
     )
 
 
@@ -168,11 +173,49 @@ def mostly_truncated(split: str, truncated: int, pairs: int, max_share: float) -
     )
 
 
-def default_loss_range(loss_type: str, beta: float) -> tuple[float, float]:
-    """Sane loss range: [0, 2] for sigmoid and hinge; ipo starts at (1 / (2 beta))^2: twice that."""
-    if loss_type == "ipo":
+def default_loss_range(settings: Mapping) -> tuple[float, float] | None:
+    """A sane range of the mean preference loss for DPOModule's ``settings``, or None.
+
+    Each objective gets a range around where it starts (policy = reference, loss ``s``): [0, 2]
+    for sigmoid, sigmoid_norm, aot and aot_unpaired (``s`` = log 2), hinge (1), discopop (0.85);
+    [0, 2s] for ipo (``s = (1 / (2 beta))^2``), sppo_hard (``s = 2 (1 / (2 beta))^2``) and exo_pair
+    (``s = -log 2 - log(e (1 - e)) / 2``); [0, 3] for nca_pair and bco_pair (``s`` = 2 log 2);
+    (-inf, 2] for robust, which is unbounded below by design; [0, max(2, 2s)] for simpo
+    (``s = log(1 + e^gamma)``). None (only non-finite values are checked) where no range is
+    sane: apo_zero and apo_down are bounded in [0, 2] by construction, so the check could never
+    fire; sft, cpo and orpo include an NLL whose scale depends on the model and data. A list of
+    objectives gets the weighted sum of their ranges, or None if one has none.
+    """
+    loss_type = settings.get("loss_type", "sigmoid")
+    names = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+    weights = settings.get("loss_weights") or [1.0] * len(names)
+    low = high = 0.0
+    for name, weight in zip(names, weights, strict=False):
+        span = _objective_range(name, settings)
+        if span is None:
+            return None
+        low, high = low + weight * span[0], high + weight * span[1]
+    return low, high
+
+
+def _objective_range(name: str, settings: Mapping) -> tuple[float, float] | None:
+    beta = settings.get("beta", 0.1)
+    if name in ("sigmoid", "sigmoid_norm", "aot", "aot_unpaired", "hinge", "discopop"):
+        return 0.0, 2.0
+    if name == "ipo":
         return 0.0, 2 * (1 / (2 * beta)) ** 2
-    return 0.0, 2.0
+    if name == "sppo_hard":
+        return 0.0, 4 * (1 / (2 * beta)) ** 2
+    if name == "exo_pair":
+        smoothing = settings.get("label_smoothing") or 1e-3
+        return 0.0, 2 * (-math.log(2) - math.log(smoothing * (1 - smoothing)) / 2)
+    if name in ("nca_pair", "bco_pair"):
+        return 0.0, 3.0
+    if name == "robust":
+        return -math.inf, 2.0
+    if name == "simpo":
+        return 0.0, max(2.0, 2 * math.log1p(math.exp(settings.get("simpo_gamma", 0.5))))
+    return None
 
 
 @rank_zero_only
@@ -188,10 +231,14 @@ class HealthAlarms(Callback):
         window: steps averaged by each check.
         logps_drop: share of its magnitude the chosen log-prob may lose, with the rejected
             falling too, before the likelihood-displacement alarm.
-        loss_range: sane range of the mean loss; by default [0, 2] (sigmoid DPO starts at 0.69,
-            hinge at 1), and for ipo, which starts at 1 / (2 beta)^2, [0, twice that].
+        loss_range: sane range of the mean loss of the preference objective (without
+            ``model.sft_weight``'s SFT term); by default one suited to ``model.loss_type``
+            (``default_loss_range``): [0, 2] for sigmoid DPO (which starts at 0.69) and hinge,
+            [0, 2 (1 / (2 beta))^2] for ipo..., none (non-finite values only) for apo_zero,
+            apo_down, sft, cpo and orpo.
         margin_range: sane range of the mean reward margin (beta times a log-ratio gap: with
-            beta 0.1, 20 is a 200-nat gap).
+            beta 0.1, 20 is a 200-nat gap); not checked for cpo, whose rewards are raw summed
+            log-probs with no reference to start level with.
         chance_after_steps: steps before an accuracy at chance raises the alarm.
         chance_tolerance: accuracy up to 0.5 plus this counts as chance.
         max_scale_skips: fp16 loss-scale decreases within ``window * 5`` steps that raise the
@@ -217,7 +264,9 @@ class HealthAlarms(Callback):
         self.window = window
         self.logps_drop = logps_drop
         self.loss_range = tuple(loss_range) if loss_range is not None else None
-        self.margin_range = tuple(margin_range)
+        self.margin_range: tuple[float, float] | None = tuple(margin_range)
+        # model.sft_weight: the SFT term taken out of the loss the loss check sees
+        self.sft_weight = 0.0
         self.chance_after_steps = chance_after_steps
         self.chance_tolerance = chance_tolerance
         self.max_scale_skips = max_scale_skips
@@ -227,15 +276,20 @@ class HealthAlarms(Callback):
         self.scales: list[float] = []
         # alarm name -> (step, message), in the order raised
         self.raised: dict[str, tuple[int, str]] = {}
+        self.reference = describe_reference(None)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.enabled:
             return
+        self.reference = describe_reference(getattr(pl_module, "reference_adapter", None))
+        hp = getattr(pl_module, "hparams", {})
         if self.loss_range is None:
-            hp = getattr(pl_module, "hparams", {})
-            self.loss_range = default_loss_range(
-                hp.get("loss_type", "sigmoid"), hp.get("beta", 0.1)
-            )
+            # no sane range: only non-finite values are caught
+            self.loss_range = default_loss_range(hp) or (-math.inf, math.inf)
+        loss_type = hp.get("loss_type", "sigmoid")
+        if "cpo" in ([loss_type] if isinstance(loss_type, str) else loss_type):
+            self.margin_range = None
+        self.sft_weight = hp.get("sft_weight") or 0.0
         report = getattr(trainer.datamodule, "report", None) or {}
         for split, counts in report.items():
             finding = mostly_truncated(
@@ -250,21 +304,26 @@ class HealthAlarms(Callback):
         for key in TRAIN_KEYS:
             if key in metrics:
                 self.history[key].append(float(metrics[key]))
+        if self.sft_weight and "train/loss" in metrics and "train/sft_loss" in metrics:
+            self.history["train/loss"][-1] -= self.sft_weight * float(metrics["train/sft_loss"])
         scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
         if scaler is not None and scaler.is_enabled():
             self.scales.append(float(scaler.get_scale()))
         for name, finding in self.findings():
+            if finding is not None:
+                finding += f" (reference: {self.reference})"
             self._raise(trainer, name, finding)
 
     def findings(self) -> list[tuple[str, str | None]]:
         """Every check on the history so far, as (alarm name, finding or None)."""
         h, w = self.history, self.window
         loss_range = self.loss_range or (0.0, 2.0)
+        margin_range = self.margin_range or (-math.inf, math.inf)
         return [
             ("loss", out_of_range("loss", h["train/loss"], *loss_range, w)),
             (
                 "margin",
-                out_of_range("reward margin", h["train/rewards/margins"], *self.margin_range, w),
+                out_of_range("reward margin", h["train/rewards/margins"], *margin_range, w),
             ),
             (
                 "falling_logps",

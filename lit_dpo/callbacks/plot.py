@@ -1,9 +1,10 @@
-"""Training curves from a run's ``metrics.csv``: the ``PlotMetrics`` callback, ``lit-dpo plot``.
+"""Training curves as a PNG: the ``PlotMetrics`` callback (from the run's own metric history),
+``lit-dpo plot`` (from a finished run's ``metrics.csv`` or TensorBoard event file).
 
 One PNG with four panels over optimizer steps: DPO loss, preference accuracy, reward margin, and
-the chosen and rejected implicit rewards. ``train/*`` values are lines (one point per logged
-step), ``val/*`` values are markers (one per validation run). The metric names are those
-:mod:`lit_dpo.train.module` logs; the CSV is Lightning's ``CSVLogger`` output.
+the chosen and rejected implicit rewards. ``train/*`` values are lines (one point per step),
+``val/*`` values are markers (one per validation run). The metric names are those
+:mod:`lit_dpo.train.module` logs.
 
     lit-dpo plot --run_dir runs/cpu          # the newest lightning_logs/version_N under it
     lit-dpo plot --run_dir runs/cpu/lightning_logs/version_0 --out curves.png
@@ -17,12 +18,11 @@ from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
 
+from lit_dpo.callbacks.history import MetricHistory, Series
 from lit_dpo.errors import DataError
 from lit_dpo.files import write_atomically
 
 log = logging.getLogger(__name__)
-
-Series = dict[str, list[tuple[int, float]]]
 
 # panel title -> (metric, legend label); train/* drawn as lines, val/* as markers
 PANELS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -45,11 +45,13 @@ PANELS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 FIGURE_INCHES = (11, 8)
+TENSORBOARD_EVENTS = "events.out.tfevents.*"
 DPI = 100
 
 
-def find_metrics_csv(run_dir: str | Path) -> Path:
-    """``RUN_DIR/metrics.csv``, else the most recently written ``metrics.csv`` below ``run_dir``.
+def find_metrics_file(run_dir: str | Path) -> Path:
+    """The metrics of a finished run: ``RUN_DIR/metrics.csv`` (CSVLogger) or a TensorBoard event
+    file in ``run_dir``, else the most recently written of either below it.
 
     Raises:
         DataError: there is none.
@@ -57,17 +59,21 @@ def find_metrics_csv(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if (run_dir / "metrics.csv").is_file():
         return run_dir / "metrics.csv"
-    found = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    here = sorted(run_dir.glob(TENSORBOARD_EVENTS), key=lambda p: p.stat().st_mtime)
+    if here:
+        return here[-1]
+    found = [*run_dir.rglob("metrics.csv"), *run_dir.rglob(TENSORBOARD_EVENTS)]
     if not found:
         raise DataError(
-            f"no metrics.csv in or below {run_dir}; pass a CSVLogger folder such as "
-            "runs/cpu/lightning_logs/version_0 (the run needs trainer.logger: CSVLogger)"
+            f"no metrics.csv or TensorBoard event file in or below {run_dir}; pass a log folder "
+            "such as runs/cpu/lightning_logs/version_0 (the run needs trainer.logger CSVLogger "
+            "or TensorBoardLogger; PlotMetrics plots any run as it ends)"
         )
-    return found[-1]
+    return max(found, key=lambda p: p.stat().st_mtime)
 
 
 def read_metrics(path: str | Path) -> Series:
-    """Every metric column of a CSVLogger file as ``{name: [(step, value), ...]}``, blanks dropped.
+    """Every metric of a CSVLogger file as ``{name: [(step, value), ...]}``, blanks dropped.
 
     Raises:
         DataError: the file has no ``step`` column.
@@ -83,6 +89,25 @@ def read_metrics(path: str | Path) -> Series:
                 if name not in ("step", "epoch") and value not in ("", None):
                     series.setdefault(name, []).append((step, float(value)))
     return series
+
+
+def read_tensorboard(path: str | Path) -> Series:
+    """Every scalar of a TensorBoard event file as ``{name: [(step, value), ...]}``.
+
+    Raises:
+        DataError: the ``tensorboard`` package is not installed.
+    """
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError as error:
+        raise DataError(f"{path} is a TensorBoard event file: pip install tensorboard") from error
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0})  # 0: keep every point
+    events.Reload()
+    return {
+        name: [(event.step, event.value) for event in events.Scalars(name)]
+        for name in events.Tags()["scalars"]
+        if name != "epoch"
+    }
 
 
 def draw_metrics(series: Series, title: str = ""):
@@ -128,39 +153,37 @@ def plot_metrics(series: Series, out: str | Path, title: str = "") -> Path:
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Plot a run's metrics to ``out`` (default: ``metrics.png`` beside its metrics.csv)."""
-    csv_path = find_metrics_csv(run_dir)
-    target = Path(out) if out else csv_path.with_name("metrics.png")
-    return plot_metrics(read_metrics(csv_path), target, title=str(csv_path.parent))
+    """Plot a run's metrics to ``out`` (default: ``metrics.png`` beside its metrics file)."""
+    path = find_metrics_file(run_dir)
+    series = read_metrics(path) if path.name == "metrics.csv" else read_tensorboard(path)
+    target = Path(out) if out else path.with_name("metrics.png")
+    return plot_metrics(series, target, title=str(path.parent))
 
 
 class PlotMetrics(Callback):
-    """Write ``<log_dir>/metrics.png`` when fit ends (needs a CSVLogger).
+    """Write ``<log_dir>/metrics.png`` when fit ends, from the run's own metric history
+    (:class:`~lit_dpo.callbacks.history.MetricHistory`): with any logger, or none, it holds every
+    step's training values and every validation.
 
     Args:
-        filename: name of the PNG in the logger's folder.
+        filename: name of the PNG in the logger's folder (``trainer.default_root_dir`` without a
+            logger).
     """
 
     def __init__(self, filename: str = "metrics.png") -> None:
         self.filename = filename
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        MetricHistory.of(trainer)
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # log_dir is a broadcast under DDP: every rank must read it
-        log_dir = trainer.log_dir or trainer.default_root_dir
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if not trainer.is_global_zero:
             return
-        # CSVLogger on its own writes rows every flush_logs_every_n_steps and at teardown, which
-        # comes after on_fit_end. Lightning 2.6 also saves after each logging call; flushing here
-        # keeps the last steps and the final validation in the plot without relying on that.
-        for logger in trainer.loggers:
-            logger.save()
-        csv_path = Path(log_dir) / "metrics.csv"
-        if not csv_path.is_file():
-            log.warning(
-                "PlotMetrics: no %s (it needs trainer.logger: CSVLogger); no plot", csv_path
-            )
+        series = MetricHistory.of(trainer).series()
+        if not series:
+            log.warning("PlotMetrics: no metrics were logged; no plot")
             return
-        path = plot_metrics(
-            read_metrics(csv_path), csv_path.with_name(self.filename), str(csv_path.parent)
-        )
+        path = plot_metrics(series, log_dir / self.filename, str(log_dir))
         log.info("training curves written to %s", path)

@@ -1,5 +1,5 @@
-"""Answers of the policy (adapters on) and the reference (adapters off) to a few prompts, written
-after each validation so a user can watch behaviour change over training."""
+"""Answers of the policy and the reference (adapters off, or the frozen reference adapter) to a few
+prompts, written after each validation so a user can watch behaviour change over training."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_dpo.files import write_text_atomically
 from lit_dpo.models.generate import generate_text
+from lit_dpo.models.reference import as_reference
+from lit_dpo.progress import Progress
 
 
 class GenerateSamples(Callback):
     """Answer a fixed set of prompts with the reference and with the policy, after validation.
 
     Written to ``<log_dir>/samples/step_<N>.md`` (and to the logger when it takes text), so a user
-    can watch behaviour change over training. The reference is the policy with adapters disabled.
+    can watch behaviour change over training. The reference is the policy with adapters disabled,
+    or with its frozen reference adapter in place of the policy's (``model.reference adapter``).
 
     Args:
         prompts: user messages to answer; when None, the first ``num_prompts`` validation prompts.
@@ -68,12 +71,19 @@ class GenerateSamples(Callback):
         # Sampling must not move the random state training draws dropout masks from: a fit with
         # samples trains as one without, and resumes exactly from a checkpoint saved before them.
         devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+        progress = Progress(
+            f"samples at step {trainer.global_step} (policy and reference)",
+            len(prompt_ids),
+            "prompts",
+        )
         with torch.random.fork_rng(devices=devices):
             for ids in prompt_ids:
                 policy = generate_text(pl_module.policy, tokenizer, ids, self.generation)
-                with pl_module.policy.disable_adapter():
+                with as_reference(pl_module.policy):
                     reference = generate_text(pl_module.policy, tokenizer, ids, self.generation)
                 rows.append((tokenizer.decode(ids), reference, policy))
+                progress.advance()
+        progress.finish()
         text = _samples_markdown(trainer.global_step, rows)
         path = Path(log_dir) / "samples"
         path.mkdir(parents=True, exist_ok=True)

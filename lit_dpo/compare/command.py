@@ -1,7 +1,10 @@
-"""``lit-dpo compare``: what training did, the reference (adapters off) against the policy (on).
+"""``lit-dpo compare``: what training did, the reference against the policy (the adapter).
 
-The base is loaded once, 4-bit as in training, with the adapter attached: adapters on is the
-policy, and peft's ``disable_adapter()`` gives the reference, the base model alone. For the same
+The base is loaded once, 4-bit as in training, with the adapter attached: that is the policy. The
+reference is the one training measured against: the base alone (peft's ``disable_adapter()``), or,
+when the run had one, its frozen reference adapter, attached beside the policy's on the same base
+(``--reference_adapter``, by default the one the adapter folder records in
+``lit_dpo_reference.json``). For the same
 prompts (the user's, plus built-in edge cases) both answer greedily, and each answer gets its
 length and its implicit DPO reward
 ``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``. On the held-out
@@ -12,6 +15,7 @@ rate over the reference with a 95% interval. Writes ``compare.html`` (self-conta
 ``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
 
     lit-dpo compare --adapter runs/cpu/adapter --prompts my_prompts.txt
+    lit-dpo compare --adapter runs/dpo/adapter --reference_adapter runs/sft/adapter
     lit-dpo compare --config compare.yaml     # any of the arguments below, as YAML
 """
 
@@ -23,7 +27,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
@@ -49,10 +52,17 @@ from lit_dpo.data.datamodule import PreferenceDataModule
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.errors import ConfigError
 from lit_dpo.files import write_text_atomically
-from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.adapters import check_adapter, pair_problems
 from lit_dpo.models.generate import answer_length, decode_answer, generate_ids
-from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_quantized
+from lit_dpo.models.inference import (
+    adapter_base_model,
+    load_adapter_tokenizer,
+    load_quantized,
+    reference_adapter_for,
+)
 from lit_dpo.models.policy import DType, Quantization
+from lit_dpo.models.reference import as_reference
+from lit_dpo.progress import track
 from lit_dpo.sources import DEFAULT_DATASET, resolve_model
 
 log = logging.getLogger(__name__)
@@ -65,6 +75,7 @@ MIN_PROMPT_TOKENS = 16
 def compare(
     adapter: str,
     model: str | None = None,
+    reference_adapter: str | None = None,
     prompts: str | None = None,
     edge_cases: bool = True,
     dataset: str = DEFAULT_DATASET,
@@ -85,6 +96,9 @@ def compare(
     Args:
         adapter: folder of a trained PEFT adapter (``runs/cpu/adapter``).
         model: base model; by default the adapter's ``base_model_name_or_path``.
+        reference_adapter: the frozen adapter the policy was trained against (an SFT adapter);
+            by default the one ``adapter`` records in ``lit_dpo_reference.json`` (a fit with
+            ``model.reference adapter`` writes it), else none: the reference is the base.
         prompts: file of the user's prompts, one per line, or a JSON list (strings or
             conversations).
         edge_cases: also answer the built-in edge cases (:mod:`lit_dpo.compare.prompts`).
@@ -108,7 +122,16 @@ def compare(
         DataError: the prompts file or the dataset is unusable.
     """
     prompt_budget = max_length - max_new_tokens - END_OF_TURN_ROOM
-    problems = check_adapter(adapter, allow_pickle) + _setting_problems(
+    problems = check_adapter(adapter, allow_pickle)
+    if not problems:
+        reference_adapter, reference_problems = reference_adapter_for(
+            adapter, reference_adapter, allow_pickle
+        )
+        problems += reference_problems
+        if reference_adapter is not None and not reference_problems:
+            options = ("--adapter", "--reference_adapter")
+            problems += pair_problems(adapter, reference_adapter, options)
+    problems += _setting_problems(
         beta, max_new_tokens, max_length, prompt_budget, val_size, batch_size
     )
     if not (prompts or edge_cases or val_size):
@@ -141,11 +164,13 @@ def compare(
     }
     if val_size:
         settings.update(dataset=dataset, val_size=val_size)
-    report = CompareReport(base_name, str(adapter), settings)
+    report = CompareReport(base_name, str(adapter), settings, reference_adapter=reference_adapter)
 
-    policy = load_quantized(adapter, base_name, quantization, compute_dtype, device, allow_pickle)
+    policy = load_quantized(
+        adapter, base_name, quantization, compute_dtype, device, allow_pickle, reference_adapter
+    )
     generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
-    for case in tqdm(cases, desc="generating", unit="prompt"):
+    for case in track(cases, "generating answers (reference and policy)", unit="prompts"):
         report.results.append(
             _answer_both(policy, tokenizer, case, generation, beta, max_length, prompt_budget)
         )
@@ -222,8 +247,8 @@ def _answer_both(
     prompt_ids = encode_pair(
         PreferencePair(case.messages, "", ""), tokenizer, max_length, prompt_budget
     )["prompt_ids"]
-    # one network: the reference is the policy with its adapters off
-    with policy.disable_adapter():
+    # one network: the reference is its adapters off, or its frozen reference adapter
+    with as_reference(policy):
         reference_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
     policy_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
     texts = decode_answer(tokenizer, reference_ids), decode_answer(tokenizer, policy_ids)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -21,6 +20,7 @@ from transformers import (
 )
 
 from lit_dpo.errors import ModelSourceError
+from lit_dpo.progress import track
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 Messages = list[dict[str, str]]
@@ -80,7 +80,7 @@ def judge_scores(
     )
     device = next(model.parameters()).device
     scores = []
-    for messages, answer in tqdm(items, desc="judging", unit="answer"):
+    for messages, answer in track(items, "judging", unit="answers"):
         encoded = tokenizer(
             judge_text(tokenizer, messages, answer),
             truncation=True,

@@ -19,9 +19,6 @@ from lit_dpo.compare.prompts import PromptCase
 SHOWN_PROMPT_CHARS = 1200
 # The two sides of every comparison, in column order: the names training's metric keys use.
 SIDES = ("reference", "policy")
-SIDES_EXPLAINED = (
-    "reference = adapters off (the base model); policy = adapters on (the trained adapter)."
-)
 
 
 @dataclass
@@ -64,6 +61,7 @@ class CompareReport:
         heldout: :func:`lit_dpo.compare.scoring.preference_summary` of the held-out split, if
             evaluated.
         judge: :func:`lit_dpo.compare.judge.win_rate` of policy over reference, if a judge ran.
+        reference_adapter: the reference's adapter folder; None when the reference is the base.
     """
 
     base_model: str
@@ -72,6 +70,19 @@ class CompareReport:
     results: list[PromptResult] = field(default_factory=list)
     heldout: dict[str, float] | None = None
     judge: dict[str, float] | None = None
+    reference_adapter: str | None = None
+
+
+def sides_explained(report: CompareReport) -> str:
+    """What the two columns are: the reference training measured against, and the policy."""
+    if report.reference_adapter is None:
+        return (
+            "reference = adapters off (the base model); policy = adapters on (the trained adapter)."
+        )
+    return (
+        f"reference = the frozen reference adapter {report.reference_adapter}; "
+        "policy = the trained adapter."
+    )
 
 
 def category_rows(results: list[PromptResult]) -> list[dict[str, float | str]]:
@@ -143,7 +154,7 @@ def summary_table(report: CompareReport) -> str:
     """The headline table for a terminal."""
     rows = summary_rows(report)
     width = max([len(label) for label, _, _ in rows] + [10]) + 2
-    lines = [SIDES_EXPLAINED, f"{'':{width}}{'reference':>10}  {'policy':<}"]
+    lines = [sides_explained(report), f"{'':{width}}{'reference':>10}  {'policy':<}"]
     lines += [f"{label:{width}}{reference:>10}  {policy}" for label, reference, policy in rows]
     return "\n".join(lines)
 
@@ -157,7 +168,7 @@ def to_markdown(report: CompareReport) -> str:
     """The report as Markdown: summary, categories, then every prompt with both answers."""
     parts = [
         "# lit-dpo compare: reference vs policy\n",
-        f"{SIDES_EXPLAINED} Base `{report.base_model}`, adapter `{report.adapter}`. "
+        f"{sides_explained(report)} Base `{report.base_model}`, adapter `{report.adapter}`. "
         + ", ".join(f"{k} {v}" for k, v in report.settings.items())
         + ".\n",
         "## Summary\n",
@@ -184,7 +195,7 @@ def to_html(report: CompareReport) -> str:
     settings = ", ".join(f"{e(str(k))} {e(str(v))}" for k, v in report.settings.items())
     body = [
         "<h1>lit-dpo compare: reference vs policy</h1>",
-        f"<p>{e(SIDES_EXPLAINED)} Base <code>{e(report.base_model)}</code>, adapter "
+        f"<p>{e(sides_explained(report))} Base <code>{e(report.base_model)}</code>, adapter "
         f"<code>{e(report.adapter)}</code>. {settings}.</p>",
         "<h2>Summary</h2>",
         _html_table(["", *SIDES], summary_rows(report)),

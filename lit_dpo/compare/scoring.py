@@ -1,4 +1,5 @@
-"""Score replies under the policy (adapters on) and the reference (adapters off).
+"""Score replies under the policy (its adapter) and the reference (adapters off, or the frozen
+reference adapter: :func:`lit_dpo.models.reference.as_reference`).
 
 Two uses in ``lit-dpo compare``: the implicit DPO reward of a generated answer,
 ``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``, and the preference
@@ -15,21 +16,23 @@ from collections.abc import Iterable
 
 import torch
 from peft import PeftModel
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.models.reference import as_reference
+from lit_dpo.progress import track
 from lit_dpo.train.logps import sequence_logps
 
 
 def reply_logps(
     model: PeftModel, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed log-probabilities of each batch row's reply, with adapters on and off.
+    """Summed log-probabilities of each batch row's reply, under the policy and the reference.
 
     Args:
-        model: the PEFT model; adapters on is the policy, off is the reference.
+        model: the PEFT model; its active adapter is the policy, :func:`as_reference` the
+            reference.
         batch: ``input_ids``, ``attention_mask``, ``labels``, each (N, T), from ``collate_pairs``.
 
     Returns:
@@ -40,7 +43,7 @@ def reply_logps(
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     with torch.no_grad():
         policy, counts = sequence_logps(model(**inputs).logits, batch["labels"])
-        with model.disable_adapter():
+        with as_reference(model):
             reference, _ = sequence_logps(model(**inputs).logits, batch["labels"])
     return policy.cpu(), reference.cpu(), counts.cpu()
 
@@ -137,7 +140,7 @@ def heldout_metrics(
     names = ("policy", "reference", "counts")
     chosen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     rejected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    for batch in tqdm(batches, desc="held-out pairs", unit="batch"):
+    for batch in track(batches, "scoring held-out pairs", unit="batches"):
         scored = reply_logps(model, batch)
         pairs = scored[0].shape[0] // 2
         for name, values in zip(names, scored, strict=True):

@@ -27,20 +27,30 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from lit_dpo.compat import dataset_fingerprint, epoch_batches_processed
 from lit_dpo.data import batches, pairs
 from lit_dpo.data.batches import collate_pairs, encode_pair
-from lit_dpo.data.loading import load_source
-from lit_dpo.data.pairs import detect_format, extract_pair, filter_reason
+from lit_dpo.data.loading import SOURCE_LINE, load_source
+from lit_dpo.data.pairs import (
+    INTERNAL_PREFIX,
+    detect_format,
+    extract_pair,
+    filter_reason,
+    visible_columns,
+)
 from lit_dpo.data.sampler import EvaluationSampler, PairSampler
 from lit_dpo.errors import ConfigError, DataError, RowError
+from lit_dpo.progress import Progress, library_bars_quiet
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
 
 log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("train_prefs", "train")
 VAL_SPLITS = ("test_prefs", "test", "validation")
-SOURCE_ROW = "_lit_dpo_source_row"
+# the row's index in its file, kept when a validation part is carved out of it
+SOURCE_ROW = INTERNAL_PREFIX + "source_row"
 Format = Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf"]
 # how many skipped rows are shown with their file and row, as examples to fix
 SHOWN_BAD_ROWS = 3
+# rows tried in turn when detecting a split's format
+DETECT_ROWS = 20
 
 
 @dataclass
@@ -384,7 +394,7 @@ class PreferenceDataModule(LightningDataModule):
         raw = _rename_columns(raw, part, split)
         row_format = part.format
         if row_format == "auto":
-            row_format = detect_format(raw[0], label)
+            row_format = _detect_format(raw, label)
         checked = raw.map(
             _check_row,
             fn_kwargs={
@@ -411,6 +421,10 @@ class PreferenceDataModule(LightningDataModule):
         kept = kept.shuffle(seed=self.hparams.seed)
         if size is not None:
             kept = kept.select(range(min(size, len(kept))))
+        # datasets' own bar is off where stderr is a log file: say how far tokenizing is instead
+        progress = None
+        if library_bars_quiet():
+            progress = Progress(f"tokenizing {split}", len(kept), "pairs")
         encoded = kept.map(
             _encode_row,
             fn_kwargs={
@@ -419,6 +433,7 @@ class PreferenceDataModule(LightningDataModule):
                 "max_prompt_length": self.hparams.max_prompt_length,
                 "label": label,
                 "row_format": row_format,
+                "progress": progress,
             },
             with_indices=True,
             remove_columns=kept.column_names,
@@ -432,6 +447,8 @@ class PreferenceDataModule(LightningDataModule):
             ),
             desc=f"tokenizing {split}",
         )
+        if progress is not None:
+            progress.finish()
         truncated = sum(encoded["truncated"])
         report = {
             "rows": len(raw) + skipped_lines,
@@ -452,6 +469,18 @@ class PreferenceDataModule(LightningDataModule):
             self.hparams.max_prompt_length,
         )
         return encoded, report
+
+
+def _detect_format(raw: datasets.Dataset, label: str) -> str:
+    """The format of the first of a split's first rows that any format fits: a malformed first
+    row (an empty cell) is then named by the row check, not taken for an unknown format."""
+    first_error = None
+    for row in raw.select(range(min(len(raw), DETECT_ROWS))):
+        try:
+            return detect_format(row, label)
+        except DataError as error:
+            first_error = first_error or error
+    raise first_error
 
 
 def _pick_splits(raw: datasets.DatasetDict, part: DatasetPart) -> tuple[str, str | None]:
@@ -475,7 +504,7 @@ def _rename_columns(raw: datasets.Dataset, part: DatasetPart, split: str) -> dat
     if unknown:
         raise DataError(
             f"{part.dataset} ({split}): data.columns names {unknown}, which are not "
-            f"columns; columns: {raw.column_names}"
+            f"columns; columns: {visible_columns(raw.column_names)}"
         )
     # the format's name wins over a column that already carries it
     clashing = [ours for ours in mapping if ours in raw.column_names and mapping[ours] != ours]
@@ -554,8 +583,16 @@ def load_tokenizer(name: str, trust_remote_code: bool = False) -> PreTrainedToke
     return tokenizer
 
 
+def _where(row: dict, index: int, label: str) -> str:
+    """How errors name a row: ``file.csv line 12`` (a CSV row's first line), else
+    ``file.jsonl row 11`` (its index in the file)."""
+    if row.get(SOURCE_LINE) is not None:
+        return f"{label} line {row[SOURCE_LINE]}"
+    return f"{label} row {row.get(SOURCE_ROW, index)}"
+
+
 def _check_row(row: dict, index: int, label: str, row_format: str, skip_bad: bool) -> dict:
-    where = f"{label} row {row.get(SOURCE_ROW, index)}"
+    where = _where(row, index, label)
     try:
         pair = extract_pair(row, where, row_format)
     except RowError as error:
@@ -566,9 +603,11 @@ def _check_row(row: dict, index: int, label: str, row_format: str, skip_bad: boo
 
 
 def _encode_row(
-    row: dict, index: int, tokenizer, max_length, max_prompt_length, label, row_format
+    row: dict, index: int, tokenizer, max_length, max_prompt_length, label, row_format, progress
 ) -> dict:
-    pair = extract_pair(row, f"{label} row {row.get(SOURCE_ROW, index)}", row_format)
+    if progress is not None:
+        progress.advance()
+    pair = extract_pair(row, _where(row, index, label), row_format)
     encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
     # the sampler's length grouping reads this instead of every token list
     encoded["num_tokens"] = sum(

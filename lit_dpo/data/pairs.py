@@ -19,6 +19,13 @@ from typing import Any
 from lit_dpo.errors import DataError, RowError
 
 ROLES = ("system", "user", "assistant")
+# columns lit-dpo adds to a user's rows (where each came from); never shown as theirs
+INTERNAL_PREFIX = "_lit_dpo_"
+
+
+def visible_columns(names) -> list[str]:
+    """A row's or dataset's column names as the user wrote them: sorted, lit-dpo's own left out."""
+    return sorted(name for name in names if not name.startswith(INTERNAL_PREFIX))
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ def detect_format(row: dict[str, Any], source: str) -> str:
             return "hh-rlhf"
     accepted = "\n".join(f"  {name}: {text}" for name, text in FORMAT_HELP.items())
     raise DataError(
-        f"{source}: no preference format fits the columns {sorted(row)}. Accepted formats:\n"
+        f"{source}: no preference format fits the columns {visible_columns(row)}. Accepted "
+        "formats:\n"
         f"{accepted}\nMap other column names with --data.columns "
         "'{prompt: question, chosen: good, rejected: bad}'."
     )
@@ -90,7 +98,9 @@ def extract_pair(
         missing.insert(0, "prompt")
     if missing:
         raise RowError(
-            where, f"missing {', '.join(map(repr, missing))}", f"; columns: {sorted(row)}"
+            where,
+            f"missing {', '.join(map(repr, missing))}",
+            f"; columns: {visible_columns(row)}",
         )
     if format == "plain":
         for field in ("prompt", "chosen", "rejected"):

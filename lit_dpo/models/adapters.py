@@ -2,11 +2,19 @@
 
 Every place that attaches a saved adapter (training and ``validate`` through ``policy``,
 ``compare``, ``export``, ``serve``) goes through :func:`attach_adapter`, which refuses an adapter
-whose LoRA weights do not fit the base before peft sees them. The check is on structure: each
-LoRA pair ``lora_A`` (r, in) / ``lora_B`` (out, r) must land on a module of the base with those
-features. Names are only warned about: the base an adapter records (``base_model_name_or_path``)
-is often a local folder or cache path naming the same model as a hub id, so a name alone cannot
-say that two models differ.
+whose LoRA weights do not fit the base before peft sees them (a frozen reference adapter, attached
+beside the policy's by ``models.reference``, passes :func:`check_adapter_fits` first). The check is
+on structure: each LoRA pair ``lora_A`` (r, in) / ``lora_B`` (out, r) must land on a module of the
+base with those features. Names are only warned about: the base an adapter records
+(``base_model_name_or_path``) is often a local folder or cache path naming the same model as a hub
+id, so a name alone cannot say that two models differ.
+
+Two adapters meant to share one base as policy and reference (``model.adapter`` and
+``model.reference_adapter``) must be the same LoRA (same modules, rank and shapes) on the same
+recorded base: :func:`pair_problems` compares them from their headers and configs, before anything
+loads. Unlike a model name against an adapter's record, two adapters' records must name the same
+model (the same string or folder): a policy trained from the reference adapter keeps the name that
+adapter records (peft saves the config it loaded).
 """
 
 from __future__ import annotations
@@ -133,6 +141,61 @@ def same_model_name(recorded: str, given: str) -> bool:
         return Path(resolve_model(given)).resolve() == Path(recorded).expanduser().resolve()
     except (LitDPOError, OSError):  # an unresolvable name cannot be shown to be the same
         return False
+
+
+def pair_problems(
+    adapter: str | Path,
+    reference_adapter: str | Path,
+    options: tuple[str, str] = ("model.adapter", "model.reference_adapter"),
+) -> list[str]:
+    """Why a policy adapter cannot be a trained copy of ``reference_adapter`` (empty: it can be).
+
+    A DPO run that started from the reference adapter keeps its LoRA shape and its base, so the two
+    must adapt the same modules with the same shapes (rank included) and record the same base
+    model; both are read from the folders (safetensors headers, ``adapter_config.json``) without
+    loading a weight. Both folders must already pass :func:`check_adapter`.
+
+    Args:
+        adapter: the policy's adapter folder.
+        reference_adapter: the reference adapter folder.
+        options: the settings that named them, for the message.
+    """
+    policy, reference = lora_weight_shapes(adapter), lora_weight_shapes(reference_adapter)
+    problems = []
+    only = [
+        (name, sorted({_module_of(k) for k in keys}))
+        for name, keys in (
+            (options[0], policy.keys() - reference.keys()),
+            (options[1], reference.keys() - policy.keys()),
+        )
+        if keys
+    ]
+    for name, modules in only:
+        problems.append(f"only {name} adapts " + _first(modules, ", "))
+    differing = [
+        f"{key.removeprefix(PEFT_PREFIX)} is {tuple(policy[key])} against {tuple(reference[key])}"
+        for key in sorted(policy.keys() & reference.keys())
+        if tuple(policy[key]) != tuple(reference[key])
+    ]
+    if differing:
+        problems.append("shapes differ: " + _first(differing, "; "))
+    bases = recorded_base(adapter), recorded_base(reference_adapter)
+    if all(bases) and not (same_model_name(*bases) or same_model_name(*reversed(bases))):
+        problems.append(f"they record different bases, {bases[0]} and {bases[1]}")
+    if not problems:
+        return []
+    return [
+        f"{options[0]} {adapter} is not a trained copy of {options[1]} {reference_adapter}: "
+        + "; ".join(problems)
+        + ". Give the reference adapter this policy was trained from"
+    ]
+
+
+def _module_of(key: str) -> str:
+    """``base_model.model.<module>.lora_A.weight`` -> ``<module>``."""
+    kind = next((k for k in LORA_KINDS if key.endswith("." + k)), None)
+    module = key[: -len(kind) - 1] if kind else key
+    return module.removeprefix(PEFT_PREFIX)
 
 
 def check_adapter_folder(adapter: str | Path, allow_pickle: bool = False) -> None:

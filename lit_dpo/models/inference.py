@@ -2,8 +2,10 @@
 
 An adapter folder written by lit-dpo holds ``adapter_config.json`` (whose
 ``base_model_name_or_path`` names the base it was trained on), the LoRA weights and the tokenizer
-with its chat template. ``compare`` loads the base 4-bit, as training saw it; ``export`` loads it in
-full precision, because LoRA weights can only be merged into unquantized ones.
+with its chat template, and ``lit_dpo_reference.json``, which names the reference adapter the policy
+was trained against when it was not the base. ``compare`` loads the base 4-bit, as training saw it;
+``export`` loads it in full precision, because LoRA weights can only be merged into unquantized
+ones.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.models.adapters import attach_adapter, check_adapter, check_adapter_folder
 from lit_dpo.models.policy import DType, Quantization, load_policy
+from lit_dpo.models.reference import REFERENCE_RECORD, recorded_reference_adapter
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -41,6 +44,35 @@ def adapter_base_model(adapter: str | Path, model: str | None = None) -> str:
             "--model NAME (e.g. embedded:SmolLM2-135M-Instruct or a hub id)"
         )
     return base
+
+
+def reference_adapter_for(
+    adapter: str | Path, reference_adapter: str | None = None, allow_pickle: bool = False
+) -> tuple[str | None, list[str]]:
+    """The reference adapter to run beside ``adapter``, and the problems with it.
+
+    ``reference_adapter`` when given, else the one ``adapter``'s ``lit_dpo_reference.json``
+    records (a fit with ``model.reference adapter`` writes it), else None: the reference is the
+    base, adapters off. Nothing is loaded.
+
+    Returns:
+        ``(folder or None, problems)``; each problem names the option that fixes it.
+    """
+    if reference_adapter is None:
+        reference_adapter = recorded_reference_adapter(adapter)
+        if reference_adapter is not None and not Path(reference_adapter).is_dir():
+            return None, [
+                f"--adapter {adapter} was trained against the reference adapter "
+                f"{reference_adapter} ({REFERENCE_RECORD}), which is not on this machine; pass "
+                "--reference_adapter with its folder"
+            ]
+    if reference_adapter is None:
+        return None, []
+    problems = [
+        f"--reference_adapter {p.removeprefix('--adapter ')}"
+        for p in check_adapter(reference_adapter, allow_pickle)
+    ]
+    return reference_adapter, problems
 
 
 def load_adapter_tokenizer(
@@ -67,10 +99,12 @@ def load_quantized(
     compute_dtype: DType = "float32",
     device: str | None = None,
     allow_pickle: bool = False,
+    reference_adapter: str | None = None,
 ) -> PeftModel:
     """The base loaded as in training (4-bit NF4 by default) with the adapter attached, in eval.
 
-    Adapters on gives the policy; ``with model.disable_adapter():`` gives the reference.
+    The adapter gives the policy; ``with models.reference.as_reference(model):`` gives the
+    reference: ``reference_adapter``, attached frozen beside it, or the base (adapters off).
     """
     model = load_policy(
         base,
@@ -80,6 +114,7 @@ def load_quantized(
         gradient_checkpointing=False,
         device=device,
         allow_pickle=allow_pickle,
+        reference_adapter=reference_adapter,
     )
     model.requires_grad_(False)
     return model.eval()

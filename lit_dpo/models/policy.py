@@ -1,11 +1,13 @@
 """The policy: a causal LM loaded in 4-bit NF4 (or full precision) with LoRA adapters on top.
 
-The reference model of DPO is this same network with its adapters disabled, so one copy of the
-base serves both (as in torchtune's LoRA DPO recipe and TRL with ``ref_model=None``).
+The reference model of DPO is this same network with its adapters disabled, or with a frozen
+reference adapter switched on in place of the policy's (:mod:`lit_dpo.models.reference`), so one
+copy of the base serves both (as in torchtune's LoRA DPO recipe and TRL with ``ref_model=None``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 import torch
@@ -13,9 +15,17 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from transformers import BitsAndBytesConfig
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.models.adapters import (
+    attach_adapter,
+    check_adapter_fits,
+    check_adapter_folder,
+    pair_problems,
+)
+from lit_dpo.models.reference import attach_reference_adapter, recorded_reference_adapter
 from lit_dpo.models.weights import load_base
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
+
+log = logging.getLogger(__name__)
 
 Quantization = Literal["nf4", "none"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -36,8 +46,14 @@ def load_policy(
     quant_storage: DType | None = None,
     allow_pickle: bool = False,
     attn_implementation: str | None = None,
+    reference_adapter: str | None = None,
 ) -> PeftModel:
     """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
+
+    With ``reference_adapter``, that adapter is also attached frozen as the reference
+    (:mod:`lit_dpo.models.reference`), and the policy starts as a trainable copy of it unless
+    ``adapter`` names the policy to start from (a DPO run trained from it, to continue or
+    validate), which must be the same LoRA on the same base (``adapters.pair_problems``).
 
     Args:
         model: hub id, local folder, or ``embedded:...`` name.
@@ -57,9 +73,12 @@ def load_policy(
         allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
         attn_implementation: transformers' attention (``sdpa``, ``eager``, ``flex_attention``);
             None lets transformers pick (sdpa where it can).
+        reference_adapter: folder of a saved PEFT adapter (an SFT adapter) to attach frozen as
+            the reference.
 
     Raises:
-        ConfigError: LoRA targets that match nothing, or an adapter that does not fit the model.
+        ConfigError: LoRA targets that match nothing, an adapter that does not fit the model, or
+            a policy adapter that is not a copy of the reference adapter (before any load).
         ModelSourceError: the model or adapter is missing, or holds only pickled weights.
     """
     dtype = getattr(torch, compute_dtype)
@@ -70,8 +89,22 @@ def load_policy(
         kwargs["device_map"] = {"": torch.device(device)}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    if adapter is not None:
-        check_adapter_folder(adapter, allow_pickle)
+    for folder in (adapter, reference_adapter):
+        if folder is not None:
+            check_adapter_folder(folder, allow_pickle)
+    if adapter is not None and reference_adapter is not None:
+        problems = pair_problems(adapter, reference_adapter)
+        if problems:
+            raise ConfigError("; ".join(problems))
+    trained_against = recorded_reference_adapter(adapter) if adapter is not None else None
+    if trained_against is not None and reference_adapter is None:
+        log.warning(
+            "the adapter %s was trained against the reference adapter %s; this run's reference "
+            "is the base. To measure it against its own reference, set model.reference adapter "
+            "and model.reference_adapter",
+            adapter,
+            trained_against,
+        )
     source = resolve_model(model)
     check_weights(source, allow_pickle)
     # without the full-precision file resident beside the 4-bit weights (see models/weights.py)
@@ -92,6 +125,13 @@ def load_policy(
         base.enable_input_require_grads()
 
     _keep_4bit_layers_differentiable(base)
+    if reference_adapter is not None:
+        check_adapter_fits(base, reference_adapter, model, allow_pickle)
+        # the policy is a trainable copy of the reference adapter, or the adapter trained from it
+        start = adapter if adapter is not None else reference_adapter
+        policy = attach_adapter(base, start, model, is_trainable=True, allow_pickle=allow_pickle)
+        attach_reference_adapter(policy, reference_adapter)
+        return policy.train()
     if adapter is not None:
         policy = attach_adapter(base, adapter, model, is_trainable=True, allow_pickle=allow_pickle)
         return policy.train()

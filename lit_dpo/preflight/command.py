@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lit_dpo.device import DEVICE_PRESETS, GIB, Device, lora_dtype_problems, precision_problems
 from lit_dpo.errors import ConfigError, LitDPOError
+from lit_dpo.models.adapters import ADAPTER_CONFIG, check_adapter, lora_weight_shapes
+from lit_dpo.models.reference import describe_reference
 from lit_dpo.preflight.measure import format_duration, measure_steps, run_plan, run_seconds
 from lit_dpo.preflight.memory import (
     PROJECTIONS,
@@ -70,6 +73,7 @@ class Findings:
     budget: float
     fixes: list[Fix]
     problems: list[str]
+    reference: str = describe_reference(None)
 
     @property
     def fits(self) -> bool:
@@ -131,6 +135,7 @@ def check(
     seq_len, length_note = _longest_row(data_hp, packed, worst_case, sample)
     optimizer = _class_path(fit.config.model.optimizer)
     precision = str(trainer.precision)
+    lora, reference_adapter = _lora_settings(hp)
     plan = StepPlan(
         batch_size=data_hp.batch_size,
         seq_len=seq_len,
@@ -138,9 +143,7 @@ def check(
         quantization=hp.quantization,
         weight_bytes=2 if hp.compute_dtype != "float32" else 4,
         autocast_16bit="16" in precision or hp.compute_dtype != "float32",
-        lora_r=hp.lora_r,
-        lora_targets=_lora_targets(hp.target_modules),
-        lora_dropout=hp.lora_dropout > 0,
+        **lora,
         gradient_checkpointing=hp.gradient_checkpointing,
         optimizer_state_bytes=optimizer_state_bytes(optimizer),
         logps_chunk_size=hp.get("logps_chunk_size"),
@@ -169,6 +172,7 @@ def check(
         budget=budget,
         fixes=fixes,
         problems=precision_problems(precision, hp.compute_dtype, target),
+        reference=describe_reference(reference_adapter),
     )
 
 
@@ -192,6 +196,12 @@ def format_report(f: Findings) -> str:
         f"  {plan.quantization}, LoRA r={plan.lora_r} on {len(plan.lora_targets)} projections, "
         f"{f.precision}, gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}, "
         f"{scoring}, {f.optimizer.rsplit('.', 1)[-1]}",
+        f"  reference: {f.reference}"
+        + (
+            f", {plan.reference_lora_parameters:,} LoRA weights"
+            if plan.reference_lora_parameters
+            else ""
+        ),
         "",
         "peak memory of a training step (estimate)",
     ]
@@ -310,6 +320,46 @@ def _longest_row(data_hp: Any, packed: bool, worst_case: bool, sample: int) -> t
         f"{truncated} truncated to max_length {data_hp.max_length}"
     )
     return max(lengths), note
+
+
+def _lora_settings(hp: Any) -> tuple[dict[str, Any], str | None]:
+    """The policy's LoRA settings of a StepPlan, and the reference adapter folder (or None).
+
+    A policy that starts from a saved adapter (``model.adapter``, or a copy of
+    ``model.reference_adapter``) has that adapter's rank, targets and dropout, not the
+    ``model.lora_*`` settings; a reference adapter's weights are counted from its header.
+
+    Raises:
+        ConfigError: an adapter folder that cannot be read.
+    """
+    reference_adapter = hp.get("reference_adapter") if hp.get("reference") == "adapter" else None
+    start = hp.get("adapter") or reference_adapter
+    settings = {
+        "lora_r": hp.lora_r,
+        "lora_targets": _lora_targets(hp.target_modules),
+        "lora_dropout": hp.lora_dropout > 0,
+    }
+    if start is None:
+        return settings, None
+    allow_pickle = hp.get("allow_pickle", False)
+    problems = check_adapter(start, allow_pickle)
+    if reference_adapter is not None and reference_adapter != start:
+        problems += check_adapter(reference_adapter, allow_pickle)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    config = json.loads((Path(start) / ADAPTER_CONFIG).read_text())
+    settings = {
+        "lora_r": int(config.get("r", hp.lora_r)),
+        "lora_targets": _lora_targets(config.get("target_modules") or hp.target_modules),
+        "lora_dropout": float(config.get("lora_dropout") or 0.0) > 0,
+    }
+    if reference_adapter is not None:
+        settings["reference_lora_parameters"] = sum(
+            math.prod(shape)
+            for key, shape in lora_weight_shapes(reference_adapter).items()
+            if "lora_" in key
+        )
+    return settings, reference_adapter
 
 
 def _lora_targets(target_modules: Any) -> tuple[str, ...]:

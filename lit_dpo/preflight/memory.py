@@ -1,14 +1,17 @@
 """Peak memory of one DPO training step, from the model's shape and the run's settings (pure maths).
 
-A step runs the policy over the batch with gradients, the same network with adapters off and no
-gradient (the reference), then backward. The peak is at the start of backward: every activation
-the policy saved is alive, and the log-prob maths has just made its gradients. With ``tokens`` the
+A step runs the policy over the batch with gradients, the same network with adapters off (or with a
+frozen reference adapter on) and no gradient (the reference), then backward. The peak is at the
+start of backward: every activation the policy saved is alive, and the log-prob maths has just made
+its gradients. With ``tokens`` the
 padded tokens the policy sees in a step (2B rows, or B rows when a pair shares its prompt):
 
 - quantized weights: NF4 is 4 bits a weight plus block scales (double quantization: an 8-bit scale
   per 64 weights, an fp32 scale per 256 scales);
 - other weights: embeddings, untied output head and norms, which QLoRA casts to fp32;
 - LoRA: weights and gradients (fp32) and optimizer state;
+- a reference adapter (``model.reference adapter``): a second set of LoRA weights, fp32, frozen (no
+  gradient, no optimizer state); its pass runs without gradient, so it saves no activations;
 - activations: what autograd saves per decoder layer and token (``SAVED_PER_LAYER``, counted with
   ``torch.autograd.graph.saved_tensors_hooks``), or only each layer's input under gradient
   checkpointing;
@@ -141,6 +144,8 @@ class StepPlan:
         lora_r: LoRA rank.
         lora_targets: adapted projections of each layer.
         lora_dropout: LoRA dropout above zero (each projection keeps a dropped input copy).
+        reference_lora_parameters: weights of the frozen reference adapter; 0 when the reference
+            is the base (adapters off).
         gradient_checkpointing: keep only each layer's input and recompute the rest in backward.
         optimizer_state_bytes: optimizer bytes per trainable weight (8 AdamW, 2 8-bit AdamW).
         logps_chunk_size: rows of logits made at a time by the chunked output head; None for
@@ -160,6 +165,7 @@ class StepPlan:
     lora_r: int = 16
     lora_targets: tuple[str, ...] = PROJECTIONS
     lora_dropout: bool = False
+    reference_lora_parameters: int = 0
     gradient_checkpointing: bool = False
     optimizer_state_bytes: float = 8.0
     logps_chunk_size: int | None = None
@@ -195,6 +201,7 @@ class MemoryEstimate:
     runtime: float
     model_file: float = 0.0
     cpu_retained: float = 0.0
+    reference_lora: float = 0.0
 
     @property
     def total(self) -> float:
@@ -206,6 +213,10 @@ class MemoryEstimate:
             ("quantized base weights", self.quantized_weights),
             ("other weights (embeddings, norms)", self.other_weights),
             ("LoRA weights + grads + optimizer", self.lora),
+        ]
+        if self.reference_lora:
+            rows.append(("reference LoRA weights (frozen)", self.reference_lora))
+        rows += [
             ("activations", self.activations),
             ("logits / log-prob gradients", self.logps),
             ("runtime (libraries, CUDA context)", self.runtime),
@@ -315,6 +326,8 @@ def estimate_step_memory(shape: ModelShape, plan: StepPlan) -> MemoryEstimate:
         # 4-bit: the map is closed once the unquantized weights are copied out (load_policy)
         model_file=plan.model_file_bytes if cpu and plan.quantization != "nf4" else 0.0,
         cpu_retained=retained * forward_activations if cpu else 0.0,
+        # peft keeps a loaded adapter's weights fp32 (it casts 16-bit ones up)
+        reference_lora=plan.reference_lora_parameters * 4.0,
     )
 
 

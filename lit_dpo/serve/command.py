@@ -2,6 +2,7 @@
 
     lit-dpo serve --adapter runs/cpu/adapter                # http://127.0.0.1:8000
     lit-dpo serve --adapter runs/cpu/merged --port 8080     # a merged model (lit-dpo export)
+    lit-dpo serve --adapter runs/dpo/adapter --reference_adapter runs/sft/adapter
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.adapters import check_adapter, pair_problems
+from lit_dpo.models.inference import reference_adapter_for
 from lit_dpo.models.policy import DType, Quantization
 from lit_dpo.serve.app import API_KEY_ENV, create_app
 from lit_dpo.serve.worker import Worker, is_merged_model, load_served_model
@@ -28,6 +30,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def serve(
     adapter: str,
     model: str | None = None,
+    reference_adapter: str | None = None,
     quantization: Quantization = "nf4",
     compute_dtype: DType = "float32",
     device: str | None = None,
@@ -39,14 +42,18 @@ def serve(
     queue_size: int = 16,
     shutdown_timeout: int = 30,
 ) -> None:
-    """Serve the policy (adapter on) and its reference (adapter off) over an OpenAI-compatible
-    HTTP API: POST /v1/chat/completions, GET /v1/models, GET /health.
+    """Serve the policy (the adapter) and its reference (adapters off, or the reference adapter
+    it was trained against) over an OpenAI-compatible HTTP API: POST /v1/chat/completions,
+    GET /v1/models, GET /health.
 
     Args:
         adapter: a saved PEFT adapter folder (``runs/cpu/adapter``), or a merged model folder
             (``lit-dpo export``), which is served alone as the policy.
         model: the base: hub id, local folder or ``embedded:SmolLM2-135M-Instruct``; by default
             the base recorded in the adapter's ``adapter_config.json``.
+        reference_adapter: the frozen adapter served as ``reference`` (an SFT adapter the policy
+            was trained against); by default the one the adapter folder records in
+            ``lit_dpo_reference.json``, else none: ``reference`` is the base, adapters off.
         quantization: ``nf4``: the 4-bit base of training; ``none``: full precision.
         compute_dtype: dtype of the 4-bit matmuls and of the other weights.
         device: where the weights go; by default cuda when there is one, else cpu.
@@ -70,6 +77,19 @@ def serve(
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     problems = _problems(Path(adapter), model, allow_pickle, port, max_tokens_limit, queue_size)
+    if not problems and not is_merged_model(Path(adapter)):
+        reference_adapter, reference_problems = reference_adapter_for(
+            adapter, reference_adapter, allow_pickle
+        )
+        problems += reference_problems
+        if reference_adapter is not None and not reference_problems:
+            options = ("--adapter", "--reference_adapter")
+            problems += pair_problems(adapter, reference_adapter, options)
+    elif reference_adapter is not None and is_merged_model(Path(adapter)):
+        problems.append(
+            f"--reference_adapter {reference_adapter}: --adapter {adapter} is a merged model, "
+            "served alone as the policy; serve the adapter folder to have a reference"
+        )
     if shutdown_timeout < 0:
         problems.append(f"--shutdown_timeout {shutdown_timeout}: must be >= 0")
     if problems:
@@ -80,7 +100,13 @@ def serve(
         )
     start = time.perf_counter()
     served = load_served_model(
-        Path(adapter), model, quantization, compute_dtype, device, allow_pickle
+        Path(adapter),
+        model,
+        quantization,
+        compute_dtype,
+        device,
+        allow_pickle,
+        Path(reference_adapter) if reference_adapter is not None else None,
     )
     log.info(
         "loaded %s in %.1fs; serving %s",

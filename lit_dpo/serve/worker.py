@@ -1,9 +1,11 @@
 """The model ``lit-dpo serve`` answers with, and the one thread that generates with it.
 
 One copy of the weights serves both names: ``policy`` is the base with the trained LoRA adapter
-on, and ``reference`` is the same network under peft's ``disable_adapter()``, as the DPO reference
-is in training. The base is loaded as ``policy.load_policy`` loads it (4-bit NF4 by default) but for
-inference: no training preparation, the adapter attached frozen.
+on, and ``reference`` is the reference training measured against: the same network under peft's
+``disable_adapter()``, or, when the run had one, its frozen reference adapter attached beside the
+policy's on the same base (``models.reference.as_reference``). The base is loaded as
+``policy.load_policy`` loads it (4-bit NF4 by default) but for inference: no training preparation,
+the adapters attached frozen.
 
 A :class:`Worker` thread owns the model and runs one :class:`Job` at a time, so requests never
 share state (the adapter switch, the random generator seeded per request); jobs wait in a bounded
@@ -27,9 +29,10 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from lit_dpo.errors import ModelSourceError
-from lit_dpo.models.adapters import attach_adapter, check_adapter_folder
+from lit_dpo.models.adapters import attach_adapter, check_adapter_fits, check_adapter_folder
 from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer
 from lit_dpo.models.policy import DType, Quantization
+from lit_dpo.models.reference import as_reference, attach_reference_adapter
 from lit_dpo.serve.api import FinishReason, cut_at_stop
 from lit_dpo.sources import DEFAULT_MODEL, check_weights, load_kwargs, resolve_model
 
@@ -71,6 +74,7 @@ def load_served_model(
     compute_dtype: DType = "float32",
     device: str = "cpu",
     allow_pickle: bool = False,
+    reference_adapter: Path | None = None,
 ) -> ServedModel:
     """Load the base and attach the adapter, frozen, for generation.
 
@@ -82,10 +86,12 @@ def load_served_model(
         compute_dtype: dtype of the 4-bit matmuls and of the other weights.
         device: where the weights go (``cpu``, ``cuda``, ``cuda:1``).
         allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+        reference_adapter: an adapter folder served as ``reference``, frozen beside the policy's
+            (the checks of ``serve.command`` have passed); None: the reference is adapters off.
 
     Raises:
         ConfigError: the adapter records a base folder that is not here and ``model`` is None,
-            or does not fit the model.
+            or an adapter does not fit the model.
         ModelSourceError: the base or the adapter cannot be loaded.
     """
     from transformers import AutoModelForCausalLM
@@ -119,14 +125,21 @@ def load_served_model(
             f"cannot load the model {name!r}: {error}\npass --model with a local folder, a hub id "
             f"or {DEFAULT_MODEL}"
         ) from error
+    source_record = {"adapter": str(adapter), "model": name, "quantization": quantization}
     if not merged:
+        if reference_adapter is not None:
+            check_adapter_fits(network, reference_adapter, name, allow_pickle)
         network = attach_adapter(network, adapter, name, allow_pickle=allow_pickle)
+        source_record["reference"] = "base"
+        if reference_adapter is not None:
+            attach_reference_adapter(network, reference_adapter)
+            source_record.update(reference="adapter", reference_adapter=str(reference_adapter))
     return ServedModel(
         model=network.eval(),
         tokenizer=load_adapter_tokenizer(adapter, name),
         names=(POLICY,) if merged else (POLICY, REFERENCE),
         context_length=getattr(network.config, "max_position_embeddings", None) or 2048,
-        source={"adapter": str(adapter), "model": name, "quantization": quantization},
+        source=source_record,
     )
 
 
@@ -293,7 +306,7 @@ class Worker:
         prompt = torch.tensor([job.prompt_ids], device=model.device)
         if job.seed is not None:
             torch.manual_seed(job.seed)
-        adapter = contextlib.nullcontext() if job.use_adapter else model.disable_adapter()
+        adapter = contextlib.nullcontext() if job.use_adapter else as_reference(model)
         with adapter, torch.no_grad():
             output = model.generate(
                 input_ids=prompt,

@@ -1,5 +1,5 @@
 """A DPO step and what it needs: log-probs (``logps``, ``forward``), prefix packing (``packing``),
-losses (``loss``), metrics (``metrics``), the reference table (``reference``), the non-finite
+objectives (``losses``), metrics (``metrics``), the reference table (``reference``), the non-finite
 guard (``nonfinite``), the checks before a run (``run_checks``) and the LightningModule
 (``module``)."""
 

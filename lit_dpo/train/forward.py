@@ -1,14 +1,17 @@
-"""A batch through the network -> summed log-probs of each row's completion, by the chosen path.
+"""A batch through the network -> log-probs of each row's completion tokens, by the chosen path.
 
 Three paths compute the same numbers (``tests/test_techniques.py`` checks them against each other):
 
-- full logits: the model's (2B, T, V) logits, scored by ``logps.sequence_logps``;
+- full logits: the model's (2B, T, V) logits, scored by ``logps.sequence_tokens``;
 - chunked head (``chunk_size``): the last hidden states, with the output head applied only at
-  scored positions, a chunk at a time (``logps.completion_logps``);
+  scored positions, a chunk at a time (``logps.completion_tokens``);
 - packed pairs (``share_prompt``, needs the chunked head): each pair as one row holding the shared
   prompt once (``packing.pack_pairs``), attended under its mask (``packing.packed_attention``: a
   dense 4D mask for sdpa or eager, a block mask for FlexAttention), scored by
-  ``logps.gathered_logps``.
+  ``logps.gathered_tokens``.
+
+Each gives every scored token's log-prob (``logps.ScoredTokens``), and on request WPO's
+``log sum_v p(v)^2``; ``row_logps`` sums them per row, LD-DPO weighted when ``ld_alpha`` is set.
 
 The same function serves the policy (adapters on, with gradient) and the reference (adapters off
 or the reference adapter, under ``no_grad``): the caller picks the adapter and the grad mode.
@@ -20,7 +23,8 @@ import torch
 
 from lit_dpo.compat import attn_implementation
 from lit_dpo.errors import ConfigError
-from lit_dpo.train.logps import completion_logps, gathered_logps, sequence_logps
+from lit_dpo.train.logps import ScoredTokens, completion_tokens, gathered_tokens, sequence_tokens
+from lit_dpo.train.losses.terms import ld_logps
 from lit_dpo.train.packing import pack_pairs, packed_attention
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
@@ -30,7 +34,11 @@ PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
 
 def batch_logps(
-    policy, batch: dict[str, torch.Tensor], chunk_size: int | None, share_prompt: bool
+    policy,
+    batch: dict[str, torch.Tensor],
+    chunk_size: int | None,
+    share_prompt: bool,
+    ld_alpha: float | None = None,
 ) -> torch.Tensor:
     """(2B,) summed log-probs of the scored tokens of each row, chosen rows then rejected.
 
@@ -39,18 +47,45 @@ def batch_logps(
         batch: ``collate_pairs`` output: ``input_ids``, ``attention_mask``, ``labels`` (2B, T).
         chunk_size: scored positions per output-head chunk; None scores full logits.
         share_prompt: pack each pair into one row (needs ``chunk_size``).
+        ld_alpha: LD-DPO's weight of the tokens past a pair's shared length; None: plain sums.
+    """
+    return row_logps(batch_token_logps(policy, batch, chunk_size, share_prompt), ld_alpha)
+
+
+def row_logps(tokens: ScoredTokens, ld_alpha: float | None = None) -> torch.Tensor:
+    """(2B,) summed log-probs per row; with ``ld_alpha``, LD-DPO's (``losses.terms.ld_logps``)."""
+    if ld_alpha is None:
+        return tokens.sums()
+    return ld_logps(tokens.logps, tokens.rows, tokens.num_rows, ld_alpha)
+
+
+def batch_token_logps(
+    policy,
+    batch: dict[str, torch.Tensor],
+    chunk_size: int | None,
+    share_prompt: bool,
+    log_sum_sq: bool = False,
+) -> ScoredTokens:
+    """The log-prob of every scored token of the batch's 2B rows, by the chosen path.
+
+    Args:
+        policy: a peft model over a causal LM (adapters as the caller set them).
+        batch: ``collate_pairs`` output: ``input_ids``, ``attention_mask``, ``labels`` (2B, T).
+        chunk_size: scored positions per output-head chunk; None scores full logits.
+        share_prompt: pack each pair into one row (needs ``chunk_size``).
+        log_sum_sq: also compute ``log sum_v p(v)^2`` at each scored token (WPO), no gradient.
     """
     input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     if chunk_size is None:
         logits = policy(input_ids=input_ids, attention_mask=attention_mask).logits
-        return sequence_logps(logits, labels)[0]
+        return sequence_tokens(logits, labels, log_sum_sq)
     causal_lm = policy.get_base_model()
     head = causal_lm.get_output_embeddings()
     if not share_prompt:
         hidden = causal_lm.base_model(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state
-        return completion_logps(hidden, head.weight, labels, chunk_size, head.bias)[0]
+        return completion_tokens(hidden, head.weight, labels, chunk_size, head.bias, log_sum_sq)
     packed = pack_pairs(input_ids, attention_mask, labels)
     mask = packed_attention(
         packed.segments,
@@ -60,7 +95,7 @@ def batch_logps(
     hidden = causal_lm.base_model(
         input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids
     ).last_hidden_state
-    return gathered_logps(
+    return gathered_tokens(
         hidden.flatten(0, 1),
         head.weight,
         packed.positions,
@@ -69,6 +104,7 @@ def batch_logps(
         num_sequences=input_ids.shape[0],
         chunk_size=chunk_size,
         bias=head.bias,
+        log_sum_sq=log_sum_sq,
     )
 
 

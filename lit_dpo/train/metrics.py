@@ -5,12 +5,18 @@ but it is zero while the policy equals the reference (every reward is 0 and ties
 it cannot compare before and after. The log-probability accuracy (``logps_accuracy/policy``,
 ``logps_accuracy/reference``) is defined for either model: the share of pairs where the model
 gives the chosen reply a higher log-probability than the rejected one.
+
+Which keys a run logs follows its objective (``lit_dpo.train.losses.Objective``): rewards only
+where the objective defines them, its own extra terms (``sft_loss``...), and reference log-probs
+only where a reference ran (in validation always, so the reference's accuracy is reported).
 """
 
 from __future__ import annotations
 
 import torch
 from torchmetrics import MeanMetric, Metric
+
+from lit_dpo.train.losses import Objective, ObjectiveResult
 
 
 class PreferenceAccuracy(Metric):
@@ -37,34 +43,52 @@ class PreferenceAccuracy(Metric):
         return self.correct.float() / self.total.clamp(min=1)
 
 
-MEAN_KEYS = (
-    "loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/margins",
-    "logps/chosen",
-    "logps/rejected",
-)
-ACCURACY_KEYS = (
-    "rewards/accuracies",
+REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
+MEAN_KEYS = ("loss", *REWARD_KEYS, "logps/chosen", "logps/rejected")
+LOGPS_ACCURACY_KEYS = (
     "logps_accuracy/policy",
     "logps_accuracy/reference",
     "logps_accuracy_per_token/policy",
     "logps_accuracy_per_token/reference",
 )
+ACCURACY_KEYS = ("rewards/accuracies", *LOGPS_ACCURACY_KEYS)
 
 
-def preference_metrics(dist_sync_on_step: bool = False) -> torch.nn.ModuleDict:
+def logged_keys(objective: Objective, stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(mean keys, accuracy keys)`` a stage logs: training the loss, rewards (where the
+    objective defines them), log-probs and the objective's own terms; validation the log-prob
+    accuracies of policy and reference as well.
+
+    Args:
+        objective: the objective trained.
+        stage: ``train``, or ``val`` for validation and test.
+    """
+    rewards = objective.rewards is not None
+    extras = objective.extra_keys
+    means = ("loss", *(REWARD_KEYS if rewards else ()), "logps/chosen", "logps/rejected", *extras)
+    accuracies = ("rewards/accuracies",) if rewards else ()
+    if stage != "train":
+        accuracies += LOGPS_ACCURACY_KEYS
+    return means, accuracies
+
+
+def preference_metrics(
+    mean_keys: tuple[str, ...] = MEAN_KEYS,
+    accuracy_keys: tuple[str, ...] = ACCURACY_KEYS,
+    dist_sync_on_step: bool = False,
+) -> torch.nn.ModuleDict:
     """One metric per logged key; ``/`` is not allowed in module names, so keys use ``:``.
 
     Args:
+        mean_keys: statistics logged as their mean over pairs (or steps, for a per-batch value).
+        accuracy_keys: ``PAIR_SCORES`` keys, logged as a share of pairs.
         dist_sync_on_step: under DDP, make each step's value (``forward``) the value over every
             rank's batch, as one process with the global batch would log it; without it a step
             logs rank 0's share only. Epoch values (``compute``) are synced either way.
     """
     sync = {"dist_sync_on_step": dist_sync_on_step}
-    metrics = {key: MeanMetric(**sync) for key in MEAN_KEYS}
-    metrics.update({key: PreferenceAccuracy(**sync) for key in ACCURACY_KEYS})
+    metrics = {key: MeanMetric(**sync) for key in mean_keys}
+    metrics.update({key: PreferenceAccuracy(**sync) for key in accuracy_keys})
     return torch.nn.ModuleDict({key.replace("/", ":"): metric for key, metric in metrics.items()})
 
 
@@ -86,3 +110,37 @@ def metric_inputs(key: str, stats: dict[str, torch.Tensor]) -> tuple[torch.Tenso
     if key in PAIR_SCORES:
         return tuple(stats[name] for name in PAIR_SCORES[key])
     return (stats["losses"] if key == "loss" else stats[key],)
+
+
+def step_statistics(
+    result: ObjectiveResult,
+    policy_logps: torch.Tensor,
+    reference_logps: torch.Tensor | None,
+    counts: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """A step's statistics by logged name: the loss (with gradient) and detached (B,) values.
+
+    Args:
+        result: the objective's loss, rewards and extras.
+        policy_logps: (2B,) summed log-probs under the policy, chosen rows then rejected.
+        reference_logps: (2B,) the same under the reference, or None where none ran.
+        counts: (2B,) scored tokens per row.
+    """
+    pairs = policy_logps.shape[0] // 2
+    stats = {"loss": result.loss, "losses": result.losses}
+    if result.chosen_rewards is not None:
+        stats["rewards/chosen"] = result.chosen_rewards
+        stats["rewards/rejected"] = result.rejected_rewards
+        stats["rewards/margins"] = result.chosen_rewards - result.rejected_rewards
+    models = {"": policy_logps, "reference_": reference_logps}
+    for prefix, logps in models.items():
+        if logps is None:
+            continue
+        logps = logps.detach()
+        per_token = logps / counts.clamp(min=1)
+        stats[f"{prefix}logps/chosen"] = logps[:pairs]
+        stats[f"{prefix}logps/rejected"] = logps[pairs:]
+        stats[f"{prefix}logps_per_token/chosen"] = per_token[:pairs]
+        stats[f"{prefix}logps_per_token/rejected"] = per_token[pairs:]
+    stats.update(result.extras)
+    return stats

@@ -1,10 +1,13 @@
 """LightningModule for DPO: wires policy -> log-probs -> loss -> metrics -> optimizer.
 
 A step reads as one pass down ``lit_dpo/train``: the policy's log-probs of chosen and rejected in
-one forward (``forward.batch_logps``), the reference's from the same network with its adapters off
-and no gradient (or from a table computed once, ``reference``), the loss (``loss``), the metrics
-(``metrics``). Three switches make a step cheaper without changing what it computes
-(tests/test_techniques.py checks each against the plain path):
+one forward (``forward.batch_token_logps``), the reference's from the same network with its
+adapters off, or its frozen reference adapter on (``models.reference``), and no gradient (or from a
+table computed once, ``reference``), the objective (``losses``: DPO and the rest of TRL's
+catalogue, reference-free SimPO, CPO and ORPO, an SFT term), the metrics (``metrics``). A
+reference-free objective runs no reference in training; in validation the reference still runs
+once, so its log-prob accuracy is reported beside the policy's. Three switches make a step cheaper
+without changing what it computes (tests/test_techniques.py checks each against the plain path):
 
 - ``logps_chunk_size``: the output head runs only on scored positions, in chunks, so the batch's
   full-vocabulary logits never exist (``logps.completion_logps``);
@@ -25,16 +28,23 @@ from lightning.pytorch.strategies import FSDPStrategy
 from transformers import get_scheduler
 
 from lit_dpo.compat import attached_trainer
-from lit_dpo.data.batches import IGNORE_INDEX
 from lit_dpo.device import PackedAttention, packed_attention_for, trainer_device
 from lit_dpo.errors import ConfigError, NonFiniteError
 from lit_dpo.host_memory import release_freed_memory_promptly, trim_freed_memory
 from lit_dpo.models.policy import DType, Quantization, load_policy, trainable_summary
+from lit_dpo.models.reference import REFERENCE_ADAPTER, as_reference, describe_reference
 from lit_dpo.sources import DEFAULT_MODEL
 from lit_dpo.train import nonfinite
-from lit_dpo.train.forward import batch_logps, check_hidden_state_scoring
-from lit_dpo.train.loss import LossType, dpo_loss
-from lit_dpo.train.metrics import ACCURACY_KEYS, MEAN_KEYS, metric_inputs, preference_metrics
+from lit_dpo.train.forward import (
+    batch_logps,
+    batch_token_logps,
+    check_hidden_state_scoring,
+    row_logps,
+)
+from lit_dpo.train.logps import ScoredTokens
+from lit_dpo.train.losses import FDivergence, LossType, Objective, objective_loss
+from lit_dpo.train.losses.terms import running_mean, sft_nll, wpo_weights
+from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, step_statistics
 from lit_dpo.train.nonfinite import OnNonFinite
 from lit_dpo.train.reference import ReferenceTables, lookup
 from lit_dpo.train.run_checks import check_run
@@ -47,12 +57,18 @@ def default_optimizer(params) -> torch.optim.Optimizer:
 
 
 class DPOModule(LightningModule):
-    """Direct Preference Optimization of a 4-bit LoRA policy against its reference (adapters off).
+    """Direct Preference Optimization of a 4-bit LoRA policy against its reference: the base
+    (adapters off) or a frozen SFT adapter on the same base.
 
     Args:
         model: hub id, local folder or ``embedded:SmolLM2-135M-Instruct``.
         adapter: a saved PEFT adapter folder to start from (e.g. to validate a trained one); it
             must fit the model (same layer shapes).
+        reference: what the policy is measured against: ``base``, the model with its adapters
+            off, or ``adapter``, the frozen ``reference_adapter`` (an SFT LoRA adapter).
+        reference_adapter: the reference adapter folder, with ``reference: adapter``. The policy
+            starts as a trainable copy of it, unless ``adapter`` is set (a run trained from it),
+            which must then be the same LoRA on the same base.
         quantization: ``nf4`` for QLoRA, ``none`` to keep the base in ``compute_dtype``.
         compute_dtype: dtype of 4-bit matmuls and non-quantized weights; float16 on a T4.
         lora_r: LoRA rank.
@@ -60,9 +76,31 @@ class DPOModule(LightningModule):
         lora_dropout: dropout on LoRA inputs.
         target_modules: modules to adapt; ``all-linear`` is every attention and MLP projection.
         gradient_checkpointing: trade compute for activation memory.
-        beta: DPO temperature; larger keeps the policy closer to the reference.
-        loss_type: ``sigmoid`` (DPO, cDPO with label_smoothing), ``ipo`` or ``hinge``.
-        label_smoothing: cDPO's assumed share of flipped labels, sigmoid only.
+        beta: DPO temperature; larger keeps the policy closer to the reference (the reward
+            scale of SimPO, CPO and ORPO: ORPO's lambda, IPO's tau).
+        loss_type: the objective, or a list of objectives summed with ``loss_weights``
+            (docs/configuration.md lists them): DPO-family ``sigmoid`` (DPO; cDPO with
+            label_smoothing), ``hinge``, ``ipo``, ``exo_pair``, ``nca_pair``, ``robust``,
+            ``bco_pair``, ``sppo_hard``, ``aot``, ``aot_unpaired``, ``apo_zero``, ``apo_down``,
+            ``discopop``, ``sigmoid_norm``; ``sft`` (NLL of the chosen replies); reference-free
+            ``simpo``, ``cpo``, ``orpo``, which run no reference forward in training.
+        loss_weights: one weight per loss_type entry; null weighs each 1.
+        label_smoothing: assumed share of flipped labels: cDPO with sigmoid, and robust, aot,
+            aot_unpaired, simpo, cpo; EXO's epsilon (exo_pair needs it above 0, e.g. 1e-3).
+        ld_alpha: LD-DPO: the tokens of the longer reply past the length it shares with the other
+            count this much (0 to 1) in the log-probs of policy and reference; null: plain sums.
+        use_weighting: WPO: weigh each pair by how likely the policy is to write it now (not with
+            aot, aot_unpaired).
+        f_divergence_type: divergence from the reference the rewards derive from (f-DPO):
+            ``reverse_kl`` (DPO), ``forward_kl``, ``js_divergence``, ``alpha_divergence``; only
+            with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop, sft.
+        f_alpha_divergence_coef: alpha of ``alpha_divergence``, in (0, 1]: near 0 reverse KL,
+            1 forward KL (the paper's convention; TRL 1.16's alpha is one minus this).
+        discopop_tau: DiscoPOP's temperature.
+        simpo_gamma: SimPO's target reward margin (the paper: 0.3 to 0.5 times beta, beta 2-2.5).
+        cpo_alpha: weight of CPO's NLL term on the chosen replies.
+        sft_weight: weight of an SFT term, the NLL per token of the chosen replies, added to any
+            objective (logged as ``sft_loss``); 0.1 to 1 counters falling chosen log-probs.
         optimizer: optimizer over the LoRA weights, e.g. ``torch.optim.AdamW`` or
             ``bitsandbytes.optim.PagedAdamW8bit`` with its ``lr``.
         lr_schedule: ``cosine``, ``linear`` or ``constant`` after warmup (transformers' schedules).
@@ -83,7 +121,8 @@ class DPOModule(LightningModule):
             in one no-grad pass before training, cache them on disk (``LIT_DPO_CACHE``) and skip
             the reference forward in every step. Needs batches carrying ``pair_index``
             (PreferenceDataModule's do). Under DDP each rank scores its share of the pairs and
-            rank 0 writes the cache; not available under FSDP.
+            rank 0 writes the cache; not available under FSDP. A reference-free objective
+            (``simpo``, ``cpo``, ``orpo``, ``sft``) tables the validation pairs only.
         quant_storage: dtype holding the packed 4-bit weights; ``bfloat16`` (with
             ``compute_dtype: bfloat16`` and ``trainer.precision: bf16-true``) for FSDP, which
             shards float tensors of one dtype per wrapped block; null keeps uint8.
@@ -102,6 +141,8 @@ class DPOModule(LightningModule):
         self,
         model: str = DEFAULT_MODEL,
         adapter: str | None = None,
+        reference: Literal["base", "adapter"] = "base",
+        reference_adapter: str | None = None,
         quantization: Quantization = "nf4",
         compute_dtype: DType = "float32",
         lora_r: int = 16,
@@ -110,8 +151,17 @@ class DPOModule(LightningModule):
         target_modules: list[str] | str = "all-linear",
         gradient_checkpointing: bool = True,
         beta: float = 0.1,
-        loss_type: LossType = "sigmoid",
+        loss_type: LossType | list[LossType] = "sigmoid",
+        loss_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
+        ld_alpha: float | None = None,
+        use_weighting: bool = False,
+        f_divergence_type: FDivergence = "reverse_kl",
+        f_alpha_divergence_coef: float = 0.5,
+        discopop_tau: float = 0.05,
+        simpo_gamma: float = 0.5,
+        cpo_alpha: float = 1.0,
+        sft_weight: float = 0.0,
         optimizer: OptimizerCallable = default_optimizer,
         lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
         warmup_ratio: float = 0.1,
@@ -126,13 +176,8 @@ class DPOModule(LightningModule):
         return_freed_memory: bool = True,
     ) -> None:
         super().__init__()
-        problems = []
-        if beta <= 0:
-            problems.append(f"beta must be positive, got {beta}")
-        if not 0 <= label_smoothing < 0.5:
-            problems.append(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
-        if label_smoothing and loss_type != "sigmoid":
-            problems.append("label_smoothing applies to loss_type sigmoid only")
+        objective = Objective.from_settings(locals())
+        problems = objective.problems()
         if lora_r < 1:
             problems.append(f"lora_r must be at least 1, got {lora_r}")
         if not 0 <= warmup_ratio < 1:
@@ -145,14 +190,26 @@ class DPOModule(LightningModule):
             problems.append(f"packed_attention {packed_attention} applies to share_prompt only")
         if quant_storage is not None and quantization != "nf4":
             problems.append("quant_storage applies to quantization nf4 only")
+        if reference == "adapter" and reference_adapter is None:
+            problems.append(
+                "reference adapter needs model.reference_adapter, the folder of the SFT adapter"
+            )
+        if reference == "base" and reference_adapter is not None:
+            problems.append(
+                "reference_adapter is set but reference is base (adapters off); set "
+                "model.reference adapter to measure against it, or leave reference_adapter out"
+            )
         if problems:
             raise ConfigError("model settings: " + "; ".join(problems))
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.policy = None
-        # a step's logged value covers every rank's batch (one all-gather per metric under DDP)
-        self.train_metrics = preference_metrics(dist_sync_on_step=True)
-        self.val_metrics = preference_metrics()
+        # what is logged follows the objective; a step's logged value covers every rank's batch
+        # (one all-gather per metric under DDP)
+        self.train_metrics = preference_metrics(
+            *logged_keys(objective, "train"), dist_sync_on_step=True
+        )
+        self.val_metrics = preference_metrics(*logged_keys(objective, "val"))
         # Checkpoints hold only the trainable LoRA weights (see on_save_checkpoint).
         self.strict_loading = False
         # reference log-probs by stage and pair_index, when precompute_reference is on
@@ -160,6 +217,8 @@ class DPOModule(LightningModule):
         # optimizer steps dropped for a non-finite loss or gradient (on_nonfinite skip)
         self.skipped_steps = 0
         self._skip_optimizer_step = False
+        # bco_pair's reward shift: the mean of the per-step mean rewards of training so far
+        self.bco_reward_mean, self.bco_steps = 0.0, 0
 
     def configure_model(self) -> None:
         if self.policy is not None:
@@ -170,6 +229,12 @@ class DPOModule(LightningModule):
             raise ConfigError(
                 "model.precompute_reference does not work with the fsdp strategy; set it false "
                 "or train with trainer.strategy ddp"
+            )
+        if self.reference_adapter and trainer and isinstance(trainer.strategy, FSDPStrategy):
+            # switching adapters flips requires_grad of weights FSDP has flattened; untested there
+            raise ConfigError(
+                "model.reference adapter does not work with the fsdp strategy yet; train with "
+                "trainer.strategy ddp, or measure against the base (model.reference base)"
             )
         if trainer is not None:
             check_run(hp, trainer)
@@ -193,8 +258,10 @@ class DPOModule(LightningModule):
             quant_storage=hp.quant_storage,
             allow_pickle=hp.allow_pickle,
             attn_implementation="flex_attention" if flex else None,
+            reference_adapter=self.reference_adapter,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
+        log.info("reference: %s", describe_reference(self.reference_adapter))
         if hp.logps_chunk_size is not None:
             check_hidden_state_scoring(self.policy, hp.share_prompt)
 
@@ -208,8 +275,8 @@ class DPOModule(LightningModule):
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             return self._nonfinite_loss(stats["loss"], batch, batch_idx)
         pairs = batch["input_ids"].shape[0] // 2
-        for key in MEAN_KEYS + ("rewards/accuracies",):
-            metric = self.train_metrics[key.replace("/", ":")]
+        for name, metric in self.train_metrics.items():
+            key = name.replace(":", "/")
             # forward (not update) so Lightning can log this step's value
             metric(*metric_inputs(key, stats))
             self.log(
@@ -232,8 +299,8 @@ class DPOModule(LightningModule):
         # test logs under val/ too: the same metrics, on whichever split the loader holds
         stats = self._dpo_step(batch, stage)
         pairs = batch["input_ids"].shape[0] // 2
-        for key in MEAN_KEYS + ACCURACY_KEYS:
-            metric = self.val_metrics[key.replace("/", ":")]
+        for name, metric in self.val_metrics.items():
+            key = name.replace(":", "/")
             metric.update(*metric_inputs(key, stats))
             self.log(f"val/{key}", metric, on_step=False, on_epoch=True, batch_size=pairs)
 
@@ -275,9 +342,11 @@ class DPOModule(LightningModule):
             k: v for k, v in checkpoint["state_dict"].items() if k in trainable or "metrics" in k
         }
         checkpoint["skipped_steps"] = self.skipped_steps
+        checkpoint["bco_reward_mean"] = (self.bco_reward_mean, self.bco_steps)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
+        self.bco_reward_mean, self.bco_steps = checkpoint.get("bco_reward_mean", (0.0, 0))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Runs after backward (and DDP's all-reduce) and after AMP unscaling, before the step.
@@ -307,7 +376,8 @@ class DPOModule(LightningModule):
             trim_freed_memory()
 
     def on_train_start(self) -> None:
-        if self.hparams.precompute_reference:
+        # a reference-free objective runs no reference in training: only validation's table
+        if self.hparams.precompute_reference and self.objective.needs_reference:
             self._prepare_reference_table("train", self.trainer.train_dataloader)
 
     def on_validation_start(self) -> None:
@@ -332,61 +402,83 @@ class DPOModule(LightningModule):
         self._skip_optimizer_step = True
         return nonfinite.zero_loss(p for p in self.policy.parameters() if p.requires_grad)
 
+    @property
+    def objective(self) -> Objective:
+        """The losses and their settings, read from the hyperparameters."""
+        return Objective.from_settings(self.hparams)
+
     def _dpo_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """One pass down the layers: log-probs of policy and reference -> loss -> statistics."""
-        policy_logps = self._policy_logps(batch)
-        counts = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1)
+        hp, objective = self.hparams, self.objective
+        tokens = self._policy_logps(batch)
+        policy_logps, counts = row_logps(tokens, hp.ld_alpha), tokens.counts()
+        reference_logps = self._reference_side(batch, stage)
+        pairs = counts.shape[0] // 2
+        result = objective_loss(
+            objective,
+            policy_logps,
+            reference_logps,
+            counts,
+            chosen_nll=sft_nll(tokens.sums()[:pairs], counts[:pairs]),
+            pair_weights=(
+                wpo_weights(tokens.logps, tokens.log_sum_sq, tokens.rows, tokens.num_rows)
+                if hp.use_weighting
+                else None
+            ),
+            bco_delta=self._bco_delta(policy_logps, reference_logps, stage),
+        )
+        return step_statistics(result, policy_logps, reference_logps, counts)
+
+    def _policy_logps(self, batch: dict[str, torch.Tensor]) -> ScoredTokens:
+        """The log-prob of each completion token under the policy (adapters on), with gradient."""
+        hp = self.hparams
+        return batch_token_logps(
+            self.policy, batch, hp.logps_chunk_size, hp.share_prompt, log_sum_sq=hp.use_weighting
+        )
+
+    def _reference_side(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+        """(2B,) reference log-probs: from the table if one was computed, else a reference pass;
+        None in training for an objective that needs no reference (no reference forward runs).
+        """
+        if stage == "train" and not self.objective.needs_reference:
+            return None
         table = self.reference_tables.get(stage)
         if table is not None:
-            reference_logps = lookup(table, batch["pair_index"]).to(policy_logps)
-        else:
-            reference_logps = self._reference_logps(batch)
-        if self.hparams.loss_type == "ipo":
-            # IPO is defined on length-normalised log-ratios (as in TRL).
-            scale = counts.clamp(min=1)
-            policy_in, reference_in = policy_logps / scale, reference_logps / scale
-        else:
-            policy_in, reference_in = policy_logps, reference_logps
-        pairs = policy_logps.shape[0] // 2
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
-            policy_in[:pairs],
-            policy_in[pairs:],
-            reference_in[:pairs],
-            reference_in[pairs:],
-            beta=self.hparams.beta,
-            loss_type=self.hparams.loss_type,
-            label_smoothing=self.hparams.label_smoothing,
-        )
-        policy_logps, reference_logps = policy_logps.detach(), reference_logps.detach()
-        per_token_policy = policy_logps / counts.clamp(min=1)
-        per_token_reference = reference_logps / counts.clamp(min=1)
-        return {
-            "loss": losses.mean(),
-            "losses": losses.detach(),
-            "rewards/chosen": chosen_rewards,
-            "rewards/rejected": rejected_rewards,
-            "rewards/margins": chosen_rewards - rejected_rewards,
-            "logps/chosen": policy_logps[:pairs],
-            "logps/rejected": policy_logps[pairs:],
-            "reference_logps/chosen": reference_logps[:pairs],
-            "reference_logps/rejected": reference_logps[pairs:],
-            "logps_per_token/chosen": per_token_policy[:pairs],
-            "logps_per_token/rejected": per_token_policy[pairs:],
-            "reference_logps_per_token/chosen": per_token_reference[:pairs],
-            "reference_logps_per_token/rejected": per_token_reference[pairs:],
-        }
-
-    def _policy_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(2B,) summed completion log-probs under the policy (adapters on), with gradient."""
-        hp = self.hparams
-        return batch_logps(self.policy, batch, hp.logps_chunk_size, hp.share_prompt)
+            return lookup(table, batch["pair_index"]).to(self.device)
+        return self._reference_logps(batch)
 
     def _reference_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(2B,) summed completion log-probs under the reference: the same network with its
-        adapters off, without gradient."""
+        adapters off, or with its frozen reference adapter on, without gradient (LD-DPO weighted
+        with ``ld_alpha``, as the policy's)."""
         hp = self.hparams
-        with torch.no_grad(), self.policy.disable_adapter():
-            return batch_logps(self.policy, batch, hp.logps_chunk_size, hp.share_prompt)
+        with torch.no_grad(), as_reference(self.policy):
+            return batch_logps(
+                self.policy, batch, hp.logps_chunk_size, hp.share_prompt, ld_alpha=hp.ld_alpha
+            )
+
+    def _bco_delta(
+        self, policy_logps: torch.Tensor, reference_logps: torch.Tensor | None, stage: str
+    ) -> float:
+        """bco_pair's reward shift: the running mean of each training step's mean reward
+        ``beta * (policy - reference)`` over chosen and rejected, this step's included (as the
+        BCO paper and earlier TRL releases); validation uses the value training reached."""
+        if "bco_pair" not in self.objective.loss_types or stage != "train":
+            return self.bco_reward_mean
+        reward = self.hparams.beta * (policy_logps - reference_logps).detach().mean()
+        trainer = attached_trainer(self)
+        if trainer is not None and trainer.world_size > 1:
+            reward = trainer.strategy.reduce(reward, reduce_op="mean")
+        self.bco_reward_mean, self.bco_steps = running_mean(
+            self.bco_reward_mean, self.bco_steps, float(reward)
+        )
+        return self.bco_reward_mean
+
+    @property
+    def reference_adapter(self) -> str | None:
+        """The reference adapter folder, or None when the reference is the base."""
+        hp = self.hparams
+        return hp.get("reference_adapter") if hp.get("reference", "base") == "adapter" else None
 
     def _prepare_reference_table(self, stage: str, loader) -> None:
         """Reference log-probs of every pair of ``stage``, from the disk cache or one pass."""
@@ -406,6 +498,18 @@ class DPOModule(LightningModule):
             "device": self.device.type,
             "precision": str(self.trainer.precision),
         }
+        adapter = None
+        if self.reference_adapter is not None:
+            # the key holds the reference adapter's weights (fingerprinted with the base's) and
+            # the config that scales them, so a base table is never read for an adapter reference
+            adapter = REFERENCE_ADAPTER
+            config = self.policy.peft_config[REFERENCE_ADAPTER]
+            settings["reference_adapter"] = {
+                key: getattr(config, key, None)
+                for key in ("r", "lora_alpha", "use_rslora", "use_dora")
+            }
+        if hp.ld_alpha is not None:  # the table then holds LD-DPO weighted sums
+            settings["ld_alpha"] = hp.ld_alpha
         self.reference_tables.prepare(
-            stage, loader, self.trainer, self.policy.get_base_model(), settings, score
+            stage, loader, self.trainer, self.policy.get_base_model(), settings, score, adapter
         )

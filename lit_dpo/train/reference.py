@@ -1,12 +1,14 @@
 """Reference log-probs of every pair, computed once in a no-grad pass and cached on disk.
 
-The reference model (the base, adapters off) never changes during DPO, so neither do its
-log-probs of a pair. Computing them once before training, as TRL's ``precompute_ref_log_probs``
-does, takes the reference forward out of every step and every later epoch; caching them on disk
-takes it out of later runs on the same model and data (a sweep over beta or learning rate).
+The reference model (the base with adapters off, or a frozen reference adapter on it) never changes
+during DPO, so neither do its log-probs of a pair. Computing them once before training, as TRL's
+``precompute_ref_log_probs`` does, takes the reference forward out of every step and every later
+epoch; caching them on disk takes it out of later runs on the same model and data (a sweep over
+beta or learning rate).
 
-A table is keyed by a fingerprint of the adapter-free base (name, config, quantization, dtype,
-device type, a strided sample of every weight) and of the tokenized pairs (so max_length, the chat
+A table is keyed by a fingerprint of the reference (name, config, quantization, dtype, device type,
+a strided sample of every base weight and, for an adapter reference, of every weight of that
+adapter, with the settings that scale it) and of the tokenized pairs (so max_length, the chat
 template and the data are all in it), under ``<cache>/reference_logps/`` (``LIT_DPO_CACHE``).
 """
 
@@ -18,7 +20,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from lit_dpo.errors import ConfigError
+from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 
 log = logging.getLogger(__name__)
@@ -37,19 +39,23 @@ TABLE_VERSION = 1
 WEIGHT_SAMPLES = 1024
 
 
-def model_fingerprint(model: torch.nn.Module, settings: dict[str, Any]) -> str:
-    """Hash of a base model's identity: ``settings``, its config and a sample of every weight.
+def model_fingerprint(
+    model: torch.nn.Module, settings: dict[str, Any], adapter: str | None = None
+) -> str:
+    """Hash of a reference model's identity: ``settings``, its config and a sample of every weight.
 
     Args:
-        model: the base model (LoRA weights, whose names hold ``lora_``, are skipped).
+        model: the base model; LoRA weights (names holding ``lora_``) are skipped, but those of
+            ``adapter``.
         settings: what else changes its outputs, e.g. quantization, compute dtype, device type.
+        adapter: the peft adapter that is part of the reference (``reference``), if any.
     """
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     config = getattr(model, "config", None)
     if config is not None:
         digest.update(config.to_json_string(use_diff=False).encode())
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if "lora_" in name:
+        if "lora_" in name and (adapter is None or f".{adapter}." not in name):
             continue
         flat = tensor.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // WEIGHT_SAMPLES)].contiguous()
@@ -104,7 +110,8 @@ def compute_table(
     ]
     order = np.argsort(lengths, kind="stable")[rank::world_size]
     table = torch.full((len(lengths), 2), float("nan"))
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in track(starts, "reference log-probs", unit="batches"):
         batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
         logps = score(batch).float().cpu()
         pairs = len(batch["pair_index"])
@@ -182,6 +189,7 @@ class ReferenceTables:
         reference_model: torch.nn.Module,
         settings: dict[str, Any],
         score: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        adapter: str | None = None,
     ) -> None:
         """Fill the table of ``stage`` from the disk cache or a pass of ``score`` over the pairs.
 
@@ -192,6 +200,8 @@ class ReferenceTables:
             reference_model: the network the reference runs, fingerprinted for the cache key.
             settings: what else changes the reference's outputs (quantization, dtype, device...).
             score: batch (on the CPU) -> (2B,) reference log-probs.
+            adapter: the peft adapter the reference runs with (None: adapters off), whose
+                weights go into the key.
 
         Raises:
             ConfigError: the dataset has no ``pair_index`` column.
@@ -202,12 +212,16 @@ class ReferenceTables:
                 "precompute_reference needs a dataset with a pair_index column "
                 "(PreferenceDataModule provides one); set model.precompute_reference false"
             )
-        path = table_path(model_fingerprint(reference_model, settings), pairs_fingerprint(dataset))
+        model_key = model_fingerprint(reference_model, settings, adapter)
+        path = table_path(model_key, pairs_fingerprint(dataset))
         if stage in self.tables and self._paths.get(stage) == path:
             return
         batch_size = getattr(loader.batch_sampler, "batch_size", None) or loader.batch_size or 1
-        log.info("reference log-probs (%s): %d pairs", stage, len(dataset))
-        compute = partial(compute_table, score, dataset, loader.collate_fn, batch_size)
+
+        def compute(**shard: int) -> torch.Tensor:
+            log.info("reference log-probs (%s): scoring %d pairs", stage, len(dataset))
+            return compute_table(score, dataset, loader.collate_fn, batch_size, **shard)
+
         if trainer.world_size == 1:
             self.tables[stage] = cached_table(path, compute)
         else:

@@ -2,7 +2,8 @@
 
 ``lit-dpo preflight`` checks a config against a target device on paper; these checks run at the
 start of every fit/validate/test/predict (``DPOCLI.before_*`` and ``DPOModule.configure_model``)
-against the device the trainer actually got: a model or adapter path that is not there, 4-bit NF4
+against the device the trainer actually got: a model or adapter path that is not there, a policy
+adapter that is not a trained copy of the reference adapter, 4-bit NF4
 where bitsandbytes cannot run, a precision the GPU lacks (bf16 on a T4). Every problem goes in one
 message that says what to change. The checks are pure functions of what they are given, so a test
 can hand them a T4's compute capability on a machine without a GPU.
@@ -22,15 +23,20 @@ from lit_dpo.device import (
     trainer_device,
 )
 from lit_dpo.errors import ConfigError
-from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.adapters import check_adapter, pair_problems
 from lit_dpo.sources import model_name_problem, pickle_problem, remote_code_problem
 
 
 def source_problems(
-    model: str, adapter: str | None, allow_pickle: bool, trust_remote_code: bool = False
+    model: str,
+    adapter: str | None,
+    allow_pickle: bool,
+    trust_remote_code: bool = False,
+    reference_adapter: str | None = None,
 ) -> list[str]:
     """A model or adapter that is not where the settings say, or that lit-dpo would not load as
-    set (only pickled weights, code of its own). Nothing is loaded."""
+    set (only pickled weights, code of its own), or a policy adapter and a reference adapter that
+    differ in shape or base. Nothing is loaded."""
     problems = []
     problem = model_name_problem(model)
     local = Path(model).expanduser()
@@ -40,11 +46,15 @@ def source_problems(
         )
     if problem:
         problems.append(f"model.model: {problem}")
-    if adapter is not None:
-        problems += [
-            f"model.adapter: {p.removeprefix('--adapter ')}"
-            for p in check_adapter(adapter, allow_pickle)
-        ]
+    folders = {"model.adapter": adapter, "model.reference_adapter": reference_adapter}
+    readable = True
+    for setting, folder in folders.items():
+        if folder is not None:
+            found = check_adapter(folder, allow_pickle)
+            readable = readable and not found
+            problems += [f"{setting}: {p.removeprefix('--adapter ')}" for p in found]
+    if adapter is not None and reference_adapter is not None and readable:
+        problems += pair_problems(adapter, reference_adapter)
     return problems
 
 
@@ -57,8 +67,9 @@ def run_problems(
     """Every problem of DPOModule settings on ``device`` under trainer ``precision``.
 
     Args:
-        hparams: DPOModule's hparams (``model``, ``adapter``, ``quantization``,
-            ``compute_dtype``, ``allow_pickle``, ``trust_remote_code``).
+        hparams: DPOModule's hparams (``model``, ``adapter``, ``reference``,
+            ``reference_adapter``, ``quantization``, ``compute_dtype``, ``allow_pickle``,
+            ``trust_remote_code``).
         precision: the trainer's precision, e.g. ``16-mixed``, ``bf16-mixed``, ``32-true``.
         device: the device trained on; ``capability`` is the CUDA compute capability.
         bnb: the bitsandbytes probe; None skips the quantization check.
@@ -68,6 +79,7 @@ def run_problems(
         hparams.get("adapter"),
         hparams.get("allow_pickle", False),
         hparams.get("trust_remote_code", False),
+        hparams.get("reference_adapter") if hparams.get("reference") == "adapter" else None,
     )
     if bnb is not None:
         problems += quantization_problems(hparams["quantization"], device.kind, bnb)
