@@ -87,3 +87,35 @@ def test_sampler_sees_a_peak_between_marks():
         assert peak - host_memory.resident()["rss"] > 48 * 2**20
     finally:
         sampler.close()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_fit_on_a_cpu_releases_before_loading_and_trims_after_each_batch(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, enabled
+):
+    """``model.return_freed_memory`` (on by default) fixes glibc's thresholds before the model
+    loads and trims the heap after every training batch; off, it touches neither."""
+    from conftest import tiny_fit_args
+
+    from lit_dpo.cli import main
+    from lit_dpo.train import module
+
+    calls = []
+    monkeypatch.setattr(
+        module, "release_freed_memory_promptly", lambda: calls.append("release") or True
+    )
+    monkeypatch.setattr(module, "trim_freed_memory", lambda: calls.append("trim") or True)
+    monkeypatch.setattr(
+        module, "load_policy", _recording(module.load_policy, lambda: calls.append("load"))
+    )
+    args = tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "run")
+    main([*args, f"--model.return_freed_memory={str(enabled).lower()}"])
+    assert calls == (["release", "load", "trim", "trim"] if enabled else ["load"])
+
+
+def _recording(function, record):
+    def wrapped(*args, **kwargs):
+        record()
+        return function(*args, **kwargs)
+
+    return wrapped

@@ -271,6 +271,8 @@ def test_flex_attention_gives_the_dense_mask_and_plain_log_probs(
     module = _module(tiny_model_dir, gradient_checkpointing=False)
     flex = _module(tiny_model_dir, gradient_checkpointing=False, packed_attention="flex")
     assert flex.policy.get_base_model().config._attn_implementation == "flex_attention"
+    # on a CPU the default (auto) keeps the dense mask under sdpa: flex has no backward here
+    assert module.policy.get_base_model().config._attn_implementation == "sdpa"
     with torch.no_grad():
         module.hparams.update(PLAIN)
         plain = module._dpo_step(batch, "train")
