@@ -20,14 +20,14 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
   ``chunk`` rows of fp32 logits at a time and a (tokens, H) gradient kept for backward;
 - runtime: Python and the libraries on CPU, the CUDA context on a GPU;
 - on CPU, two more: the model file, which stays memory-mapped while weights point into it, and
-  the freed memory glibc keeps. With 4-bit weights ``load_policy`` copies the few unquantized
-  weights out of the file, so the map is closed after loading and the file does not count; without
-  quantization the map holds the weights and does. The activations a forward makes are many
-  mid-sized tensors that glibc, left to itself, serves from its heap and, once freed, keeps
-  resident and fragmented; the resident set of such a run grows by ``CPU_RETAINED_FRACTION`` of
-  them over the first steps. ``DPOModule(return_freed_memory=True)``, the default, has glibc
-  unmap them when freed and trims the heap after each step, which leaves
-  ``CPU_RETAINED_FRACTION_RELEASED`` (both calibrated on measured runs: see
+  the freed memory glibc keeps. With 4-bit weights ``load_policy`` reads the file tensor by tensor
+  (or copies the few unquantized weights out of its map), so no map stays open and the file does
+  not count; without quantization the map holds the weights and does. The activations a forward
+  makes are many mid-sized tensors that glibc, left to itself, serves from its heap and, once freed,
+  keeps resident and fragmented; the resident set of such a run grows by
+  ``CPU_RETAINED_FRACTION`` of them over the first steps. ``DPOModule(return_freed_memory=True)``,
+  the default, has glibc unmap them when freed and trims the heap after each step, which leaves
+  ``CPU_RETAINED_FRACTION_RELEASED``: none measurable (both calibrated on measured runs: see
   docs/preflight-and-health.md). Tensors over 32 MiB, like full logits, are unmapped when freed
   either way and do not count.
 """
@@ -65,9 +65,10 @@ CPU_RUNTIME_BYTES = 0.6 * GIB
 CUDA_RUNTIME_BYTES = 0.5 * GIB
 # Freed memory glibc keeps resident past the live peak, as a share of the activations one forward
 # makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md): left to itself
-# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed.
+# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed (one run
+# of configs/cpu.yaml peaked 11% below the estimate without this term: the fit gives 0).
 CPU_RETAINED_FRACTION = 0.9
-CPU_RETAINED_FRACTION_RELEASED = 0.9
+CPU_RETAINED_FRACTION_RELEASED = 0.0
 
 
 @dataclass(frozen=True)
