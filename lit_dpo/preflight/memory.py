@@ -65,8 +65,8 @@ CPU_RUNTIME_BYTES = 0.6 * GIB
 CUDA_RUNTIME_BYTES = 0.5 * GIB
 # Freed memory glibc keeps resident past the live peak, as a share of the activations one forward
 # makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md): left to itself
-# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed (one run
-# of configs/cpu.yaml peaked 11% below the estimate without this term: the fit gives 0).
+# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed (a run of
+# configs/cpu.yaml peaked within 1% of the estimate without this term).
 CPU_RETAINED_FRACTION = 0.9
 CPU_RETAINED_FRACTION_RELEASED = 0.0
 
