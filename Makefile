@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench scale quality clean
+.PHONY: setup demo test lint bench gpu-check scale quality clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ quality: setup
 # ORPO); `python tools/bench.py --help` for options
 bench: setup
 	$(BIN)/python tools/bench.py --objectives
+
+# on one GPU, what CPU runs cannot verify (T4 recipe, preflight, techniques, bench, resume), < 8 min;
+# `python tools/gpu_check.py --dry-run` runs it on the CPU with tiny shapes
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py
 
 # time and memory of preparing a full-size (61k-pair) UltraFeedback-shaped split
 scale: setup

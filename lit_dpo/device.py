@@ -9,11 +9,18 @@ capability on a machine without a GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 GIB = 2**30
 BF16_MIN_CAPABILITY = (8, 0)
+# How a packed pair's attention runs (DPOModule.packed_attention).
+PackedAttention = Literal["auto", "mask", "flex"]
+# FlexAttention's Triton kernels are sized for the shared memory of Ampere and newer GPUs; on
+# smaller budgets its backward has failed to compile (pytorch/pytorch#133254), and a T4 (7.5) has
+# 64 KiB. Older GPUs keep the dense mask unless told otherwise.
+FLEX_MIN_CAPABILITY = (8, 0)
 
 
 @dataclass(frozen=True)
@@ -133,4 +140,25 @@ def lora_dtype_problems(named_parameters) -> list[str]:
         f"{name} is {param.dtype}"
         for name, param in named_parameters
         if param.requires_grad and param.dtype != torch.float32
+    ]
+
+
+def packed_attention_for(setting: PackedAttention, device: Device) -> Literal["mask", "flex"]:
+    """The attention packed pairs get on ``device``: ``flex`` (FlexAttention with a block mask, a
+    fused kernel) on CUDA GPUs of compute capability 8.0 and newer, else ``mask`` (the model's
+    sdpa or eager attention with a dense 4D mask); a setting other than ``auto`` is kept."""
+    if setting != "auto":
+        return setting
+    capability = device.capability
+    cuda = device.kind == "cuda" and capability is not None
+    return "flex" if cuda and capability >= FLEX_MIN_CAPABILITY else "mask"
+
+
+def packed_attention_problems(setting: PackedAttention, device: Device) -> list[str]:
+    """Why ``flex`` cannot run on ``device``: FlexAttention has no backward on a CPU."""
+    if packed_attention_for(setting, device) != "flex" or device.kind == "cuda":
+        return []
+    return [
+        f"model.packed_attention flex needs a CUDA GPU: torch {torch.__version__.split('+')[0]} "
+        f"has no FlexAttention backward on {device.kind}; set model.packed_attention auto or mask"
     ]

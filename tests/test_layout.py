@@ -30,7 +30,7 @@ LAYERS = [
             "lit_dpo.progress",
         ),
     ),
-    (1, ("lit_dpo.sources", "lit_dpo.device")),
+    (1, ("lit_dpo.sources", "lit_dpo.device", "lit_dpo.host_memory")),
     (2, ("lit_dpo.data", "lit_dpo.models")),
     (3, ("lit_dpo.train",)),
     (4, ("lit_dpo.callbacks",)),

@@ -86,3 +86,63 @@ def test_saved_adapter_reloads_with_same_logps(tiny_model_dir, tmp_path):
 def test_unknown_target_module_is_a_config_error(tiny_model_dir):
     with pytest.raises(ConfigError, match="not_a_module"):
         load_policy(str(tiny_model_dir), quantization="none", target_modules=["not_a_module"])
+
+
+def _maps(path) -> bool:
+    """Whether this process has ``path`` memory-mapped."""
+    from pathlib import Path
+
+    return str(path) in Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux /proc")
+def test_4bit_base_loads_tensor_by_tensor_into_the_model_from_pretrained_makes(tiny_model_dir):
+    """load_base reads the safetensors with pread, so the file is never mapped, and builds the
+    very model ``from_pretrained(folder)`` builds: the same packed 4-bit weights and scales, the
+    same other weights, the same generation config."""
+    import gc
+
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.models.policy import nf4_config
+    from lit_dpo.models.weights import load_base
+
+    weights = tiny_model_dir / "model.safetensors"
+    kwargs = {"dtype": torch.float32, "quantization_config": nf4_config(torch.float32)}
+    gc.collect()
+    assert not _maps(weights), "an earlier test left the file mapped: the test shows nothing"
+    got = load_base(str(tiny_model_dir), quantized=True, use_safetensors=True, **kwargs)
+    assert not _maps(weights)
+    expected = AutoModelForCausalLM.from_pretrained(tiny_model_dir, **kwargs)
+    assert _maps(weights), "transformers no longer maps the file: load_base may be moot"
+    got_state, expected_state = got.state_dict(), expected.state_dict()
+    assert got_state.keys() == expected_state.keys()
+    for name, tensor in expected_state.items():
+        assert torch.equal(got_state[name], tensor), name
+    assert got.generation_config.to_dict() == expected.generation_config.to_dict()
+    assert got.config.to_dict() == expected.config.to_dict()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux /proc")
+def test_a_mapped_4bit_load_releases_the_model_file(tiny_model_dir):
+    """Where transformers loads (mmap), the weights it did not quantize point into the file's map;
+    copying them closes it."""
+    import gc
+
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.models.policy import nf4_config
+    from lit_dpo.models.weights import release_model_file
+
+    weights = tiny_model_dir / "model.safetensors"
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, quantization_config=nf4_config(torch.float32)
+    )
+    before = model.model.embed_tokens.weight.detach().clone()
+    gc.collect()
+    assert _maps(weights)
+    release_model_file(model)
+    gc.collect()
+    assert not _maps(weights)
+    assert torch.equal(model.model.embed_tokens.weight, before)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied

@@ -25,7 +25,15 @@ from lit_dpo.train.logps import (
     token_logps,
 )
 from lit_dpo.train.module import DPOModule
-from lit_dpo.train.packing import CHOSEN, PAD, REJECTED, SHARED, pack_pairs, packed_attention_mask
+from lit_dpo.train.packing import (
+    CHOSEN,
+    PAD,
+    REJECTED,
+    SHARED,
+    pack_pairs,
+    packed_attention_mask,
+    packed_block_mask,
+)
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 
@@ -154,6 +162,26 @@ def test_pack_pairs_pads_rows_and_handles_a_reply_that_prefixes_the_other():
     assert sorted(packed.sequences.tolist()) == [0, 1, 1, 1, 2, 2, 3]
 
 
+def test_block_mask_is_the_dense_mask_and_skips_blocks_nobody_attends():
+    """The FlexAttention block mask allows exactly what the dense mask allows, and with rows of
+    4 blocks of 128 (shared, chosen, rejected, padding) it skips the blocks above the diagonal,
+    chosen's block for rejected's queries, and padding's."""
+    from torch.nn.attention.flex_attention import create_mask
+
+    segments = torch.tensor(
+        [
+            [SHARED] * 128 + [CHOSEN] * 128 + [REJECTED] * 128 + [PAD] * 128,
+            [SHARED] * 200 + [CHOSEN] * 100 + [REJECTED] * 212,
+        ]
+    )
+    block_mask = packed_block_mask(segments)
+    dense = create_mask(block_mask.mask_mod, 2, 1, 512, 512, device="cpu")
+    assert torch.equal(dense, packed_attention_mask(segments))
+    # query block 2 (rejected) reads key blocks 0 (shared) and 2 (itself), not 1 (chosen)
+    blocks = block_mask.to_dense()[0, 0]  # (query blocks, key blocks): 1 where computed
+    assert blocks.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]]
+
+
 def test_pack_pairs_rejects_left_padding():
     batch = _batch([[7], [7, 8]], prompt=[5])
     with pytest.raises(ValueError, match="right padding"):
@@ -223,6 +251,67 @@ def test_packed_path_without_quantization_and_with_eager_attention(tiny_model_di
     assert torch.allclose(got["loss"], expected["loss"], atol=1e-5)
     for name, grad in expected_grads.items():
         assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_flex_attention_gives_the_dense_mask_and_plain_log_probs(
+    tiny_model_dir, tiny_tokenizer, monkeypatch
+):
+    """Packed pairs through transformers' flex_attention (the block mask) score what the dense
+    mask and the plain path score, for policy and reference. Forward only: FlexAttention has no
+    backward on a CPU (tools/gpu_check.py compares gradients on a GPU). transformers compiles
+    flex_attention, which on a CPU means minutes of C++ builds; its eager form computes the same."""
+    import transformers.integrations.flex_attention as hf_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    def eager_flex(query, key, value, training=False, **kwargs):
+        return flex_attention(query, key, value, **kwargs)
+
+    monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention", eager_flex)
+    batch = _tiny_batch(tiny_tokenizer)
+    module = _module(tiny_model_dir, gradient_checkpointing=False)
+    flex = _module(tiny_model_dir, gradient_checkpointing=False, packed_attention="flex")
+    assert flex.policy.get_base_model().config._attn_implementation == "flex_attention"
+    # on a CPU the default (auto) keeps the dense mask under sdpa: flex has no backward here
+    assert module.policy.get_base_model().config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        module.hparams.update(PLAIN)
+        plain = module._dpo_step(batch, "train")
+        module.hparams.update(share_prompt=True, logps_chunk_size=512)
+        dense = module._dpo_step(batch, "train")
+        got = flex._dpo_step(batch, "train")
+    assert abs(plain["loss"].item() - math.log(2)) > 1e-2, "policy equals reference: vacuous"
+    for key in ("loss", "logps/chosen", "logps/rejected", "reference_logps/rejected"):
+        assert torch.allclose(got[key], dense[key], rtol=1e-5, atol=1e-5), key
+        assert torch.allclose(got[key], plain[key], rtol=1e-5, atol=1e-5), key
+
+
+def test_packed_attention_is_chosen_by_device():
+    from lit_dpo.device import (
+        DEVICE_PRESETS,
+        Device,
+        packed_attention_for,
+        packed_attention_problems,
+    )
+
+    cpu = Device("cpu", 0.0, None, "cpu")
+    h100 = Device("NVIDIA H100", 80.0, (9, 0), "cuda")
+    assert packed_attention_for("auto", cpu) == "mask"
+    assert packed_attention_for("auto", DEVICE_PRESETS["t4"]) == "mask"  # 7.5: Triton smem
+    assert packed_attention_for("auto", DEVICE_PRESETS["a100"]) == "flex"
+    assert packed_attention_for("auto", h100) == "flex"
+    assert packed_attention_for("mask", h100) == "mask"
+    assert packed_attention_for("flex", DEVICE_PRESETS["t4"]) == "flex"
+    assert packed_attention_problems("flex", h100) == []
+    assert packed_attention_problems("auto", cpu) == []
+    (problem,) = packed_attention_problems("flex", cpu)
+    assert "needs a CUDA GPU" in problem and "no FlexAttention backward on cpu" in problem
+
+
+def test_packed_attention_applies_to_share_prompt_only():
+    from lit_dpo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="packed_attention flex applies to share_prompt only"):
+        DPOModule(share_prompt=False, packed_attention="flex")
 
 
 # objectives whose terms need more than a sum per row: LD-DPO's split, WPO's log sum p^2, the NLL

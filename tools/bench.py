@@ -131,6 +131,11 @@ def main() -> None:
         "--ablation", action="store_true", help="also run lit-dpo with each technique toggled"
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also print where each side's peak resident memory goes, phase by phase",
+    )
+    parser.add_argument(
         "--objectives",
         action="store_true",
         help="also run lit-dpo and TRL with DPO + SFT, SimPO and ORPO",
@@ -150,6 +155,7 @@ def main() -> None:
         return
 
     settings = {**(GPU if args.gpu else CPU), **COMMON, "gpu": args.gpu}
+    settings["breakdown"] = args.breakdown
     for key in ("batch_size", "max_length", "max_prompt_length", "warmup", "steps"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -192,6 +198,8 @@ def main() -> None:
             spec_path = scratch / f"run{n}.json"
             spec_path.write_text(json.dumps(spec))
             results.append((label, spec, run_child(side, spec_path, scratch / f"cache{n}")))
+    if args.breakdown:
+        print_breakdown(results)
     report(settings, results, args.peak_tflops, args.out)
 
 
@@ -310,8 +318,8 @@ def run_child(side: str, spec_path: Path, cache: Path) -> dict:
 class StepClock:
     """Step boundaries and first loss, fed by each side's callback."""
 
-    def __init__(self, warmup: int, gpu: bool) -> None:
-        self.warmup, self.gpu = warmup, gpu
+    def __init__(self, warmup: int, gpu: bool, phases: MemoryPhases | None = None) -> None:
+        self.warmup, self.gpu, self.phases = warmup, gpu, phases
         self.steps = 0
         self.first_step_start = self.timed_start = self.timed_end = None
         self.cpu_start = self.cpu_end = None
@@ -328,6 +336,8 @@ class StepClock:
         self.steps += 1
         self._sync()
         self.timed_end, self.cpu_end = time.perf_counter(), _cpu_seconds()
+        if self.phases is not None:
+            self.phases.after_step(self.steps, self.warmup)
 
     def loss(self, value: float) -> None:
         if self.first_loss is None:
@@ -350,6 +360,7 @@ class StepClock:
             "first_loss": self.first_loss,
             "device": torch.cuda.get_device_name() if self.gpu else "cpu",
             "threads": torch.get_num_threads(),
+            "memory_phases": self.phases.close() if self.phases is not None else None,
             **extra,
         }
 
@@ -391,11 +402,18 @@ def run_lit(spec: dict) -> dict:
     from lit_dpo.data.datamodule import PreferenceDataModule
     from lit_dpo.train.module import DPOModule
 
-    clock = StepClock(spec["warmup"], spec["gpu"])
+    phases = MemoryPhases.start(spec)
+    clock = StepClock(spec["warmup"], spec["gpu"], phases)
     seen = []
 
     class Measure(Callback):
+        def setup(self, trainer, pl_module, stage):
+            if phases:
+                phases.mark("data: pairs tokenized")
+
         def on_fit_start(self, trainer, pl_module):
+            if phases:
+                phases.mark("model: loaded, 4-bit, LoRA")
             starting_adapter(pl_module.policy, spec["seed"])
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -438,6 +456,8 @@ def run_lit(spec: dict) -> dict:
     trainer.fit(DPOModule(**module_kwargs), PreferenceDataModule(**data_kwargs(spec, batches)))
     if seen != spec["batches"]:
         raise SystemExit("lit-dpo trained on other batches than planned")
+    if phases:
+        phases.mark("fit ended")
     return clock.result({"settings": {k: str(v) for k, v in module_kwargs.items()}})
 
 
@@ -453,7 +473,8 @@ def run_trl(spec: dict) -> dict:
 
     from lit_dpo.models.policy import nf4_config
 
-    clock = StepClock(spec["warmup"], spec["gpu"])
+    phases = MemoryPhases.start(spec)
+    clock = StepClock(spec["warmup"], spec["gpu"], phases)
     dtype = getattr(torch, spec["compute_dtype"])
     quantization = nf4_config(dtype)
     # Loaded as lit-dpo's policy.py loads it (norms and embeddings in fp32), so both sides train
@@ -466,6 +487,8 @@ def run_trl(spec: dict) -> dict:
         use_safetensors=True,
         trust_remote_code=False,
     )
+    if phases:
+        phases.mark("model: loaded, 4-bit")
     model.config.use_cache = False
     model = prepare_model_for_kbit_training(
         model,
@@ -514,6 +537,8 @@ def run_trl(spec: dict) -> dict:
         processing_class=tokenizer,
         peft_config=lora,
     )
+    if phases:
+        phases.mark("DPOTrainer: LoRA, pairs tokenized")
     for i, expected in enumerate(spec["ids"] if kind == "dpo" else []):
         got = trainer.train_dataset[i]
         if any(got[k] != expected[k] for k in expected):
@@ -546,6 +571,8 @@ def run_trl(spec: dict) -> dict:
 
     trainer.add_callback(Measure())
     trainer.train()
+    if phases:
+        phases.mark("fit ended")
     return clock.result({})
 
 
@@ -564,17 +591,114 @@ def trl_classes(kind: str) -> tuple[type, type]:
     return DPOConfig, DPOTrainer
 
 
+# --- --breakdown: where each side's peak resident memory goes ------------------------------------
+
+
+class MemoryPhases:
+    """Resident memory of one side's process at its phase boundaries, and each phase's own peak.
+
+    Phases: imports, data, model loading (with quantization), the first step, the rest of the
+    warm-up, the timed steps, the end of the fit. At each boundary: the resident set, how much of
+    it is pages of mapped files (the memory-mapped model file) and, from glibc, the freed memory
+    its heaps keep (allocator retention) and what is live in them.
+    """
+
+    def __init__(self, steps: int) -> None:
+        from lit_dpo.host_memory import ResidentSampler
+
+        self.steps = steps
+        self.sampler = ResidentSampler()
+        self.rows: list[dict] = []
+        self.mark("imports: Python, torch, Lightning or TRL")
+
+    @classmethod
+    def start(cls, spec: dict) -> MemoryPhases | None:
+        """A recorder when ``--breakdown`` asked for one, on a CPU run."""
+        return cls(len(spec["batches"])) if spec.get("breakdown") and not spec["gpu"] else None
+
+    def mark(self, phase: str) -> None:
+        from lit_dpo.host_memory import malloc_stats, resident
+
+        peak = self.sampler.take()
+        now, heap = resident(), malloc_stats() or {}
+        self.rows.append(
+            {
+                "phase": phase,
+                "peak": peak,
+                "rss": now.get("rss", 0),
+                "file": now.get("file", 0),
+                "free_held": heap.get("free_held"),
+                "in_use": heap.get("in_use"),
+                "mapped": heap.get("mapped"),
+            }
+        )
+
+    def after_step(self, step: int, warmup: int) -> None:
+        if step == 1:
+            self.mark("step 1")
+        elif step == warmup:
+            self.mark(f"steps 2-{warmup} (warm-up)")
+        elif step == self.steps:
+            self.mark(f"steps {warmup + 1}-{step} (timed)")
+
+    def close(self) -> list[dict]:
+        self.sampler.close()
+        return self.rows
+
+
+def print_breakdown(results: list) -> None:
+    """Per side: the phase table, then the peak split into what each phase left resident."""
+    gb = 1e9
+    for label, _, r in results:
+        rows = r.get("memory_phases")
+        if not rows:
+            continue
+        print(f"\nmemory of {label} (GB; 'peak' is the most resident during the phase)")
+        print("| phase | peak | resident after | of it mapped files | malloc: free kept | in use |")
+        print("|---|---|---|---|---|---|")
+        for row in rows:
+            heap = [
+                "-" if row[k] is None else f"{row[k] / gb:.2f}" for k in ("free_held", "in_use")
+            ]
+            print(
+                f"| {row['phase']} | {row['peak'] / gb:.2f} | {row['rss'] / gb:.2f} | "
+                f"{row['file'] / gb:.2f} | " + " | ".join(heap) + " |"
+            )
+        print(f"  {label}: " + peak_split(rows))
+
+
+def peak_split(rows: list[dict]) -> str:
+    """'peak 2.54 GB in <phase> = 0.42 imports + ... + 0.61 transient in the phase'."""
+    top = max(range(len(rows)), key=lambda i: rows[i]["peak"])
+    parts, before = [], 0
+    for row in rows[:top]:
+        parts.append(f"{(row['rss'] - before) / 1e9:+.2f} {row['phase'].split(':')[0]}")
+        before = row["rss"]
+    parts.append(f"{(rows[top]['peak'] - before) / 1e9:+.2f} transient in the phase")
+    kept = rows[top - 1] if top else rows[0]
+    extra = f"; going in, {kept['file'] / 1e9:.2f} GB were mapped file pages"
+    if kept["free_held"] is not None:
+        extra += f" and {kept['free_held'] / 1e9:.2f} GB freed memory malloc kept"
+    return (
+        f"peak {rows[top]['peak'] / 1e9:.2f} GB in '{rows[top]['phase']}' = "
+        + " ".join(parts)
+        + extra
+    )
+
+
 # --- GPU model and report ---------------------------------------------------------------------
 
 
-def build_gpu_model(path: Path) -> str:
-    """A Qwen2-0.5B-shaped causal LM with random weights, and SmolLM2's tokenizer (ids fit)."""
+def build_gpu_model(path: Path, shape=None) -> str:
+    """A Qwen2-0.5B-shaped causal LM (or ``shape``, a ``ModelShape``) with random weights, and
+    SmolLM2's tokenizer (ids fit)."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from lit_dpo.preflight.memory import QWEN2_0_5B_INSTRUCT as shape
+    from lit_dpo.preflight.memory import QWEN2_0_5B_INSTRUCT
     from lit_dpo.sources import resolve_model
 
+    shape = shape or QWEN2_0_5B_INSTRUCT
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(CPU["model"]), trust_remote_code=False)
     config = Qwen2Config(
         vocab_size=shape.vocab_size,

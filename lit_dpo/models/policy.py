@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+from transformers import BitsAndBytesConfig
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import (
@@ -22,6 +22,7 @@ from lit_dpo.models.adapters import (
     pair_problems,
 )
 from lit_dpo.models.reference import attach_reference_adapter, recorded_reference_adapter
+from lit_dpo.models.weights import load_base
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def load_policy(
     device: torch.device | str | None = None,
     quant_storage: DType | None = None,
     allow_pickle: bool = False,
+    attn_implementation: str | None = None,
     reference_adapter: str | None = None,
 ) -> PeftModel:
     """Load the base, quantize it, and attach new LoRA adapters or a saved adapter.
@@ -69,6 +71,8 @@ def load_policy(
         quant_storage: float dtype holding the packed 4-bit weights (uint8 when None); FSDP
             shards only float tensors, and only one dtype per wrapped unit.
         allow_pickle: also read weights stored as pickles (``.bin``); else safetensors only.
+        attn_implementation: transformers' attention (``sdpa``, ``eager``, ``flex_attention``);
+            None lets transformers pick (sdpa where it can).
         reference_adapter: folder of a saved PEFT adapter (an SFT adapter) to attach frozen as
             the reference.
 
@@ -83,6 +87,8 @@ def load_policy(
         kwargs["quantization_config"] = nf4_config(dtype, quant_storage)
     if device is not None:
         kwargs["device_map"] = {"": torch.device(device)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     for folder in (adapter, reference_adapter):
         if folder is not None:
             check_adapter_folder(folder, allow_pickle)
@@ -101,7 +107,8 @@ def load_policy(
         )
     source = resolve_model(model)
     check_weights(source, allow_pickle)
-    base = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    # without the full-precision file resident beside the 4-bit weights (see models/weights.py)
+    base = load_base(source, quantized=quantization == "nf4", **kwargs)
     # The KV cache is useless in training and conflicts with gradient checkpointing.
     base.config.use_cache = False
     checkpointing_kwargs = {"use_reentrant": False}

@@ -19,12 +19,17 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
   and ``LOGIT_GRAD_COPIES`` fp32 gradients of that size made in backward; with the chunked head,
   ``chunk`` rows of fp32 logits at a time and a (tokens, H) gradient kept for backward;
 - runtime: Python and the libraries on CPU, the CUDA context on a GPU;
-- on CPU, two more: the model file, which stays memory-mapped while fp32 weights point into it, and
-  the freed memory glibc keeps. The activations a forward makes are many mid-sized tensors that
-  glibc serves from its heap and, once freed, keeps resident and fragmented, with or without
-  checkpointing; the resident set of a real run grows by ``CPU_RETAINED_FRACTION`` of them over
-  the first steps (calibrated on measured runs: see docs/preflight-and-health.md). Tensors over
-  32 MiB, like full logits, are unmapped when freed and do not count.
+- on CPU, two more: the model file, which stays memory-mapped while weights point into it, and
+  the freed memory glibc keeps. With 4-bit weights ``load_policy`` reads the file tensor by tensor
+  (or copies the few unquantized weights out of its map), so no map stays open and the file does
+  not count; without quantization the map holds the weights and does. The activations a forward
+  makes are many mid-sized tensors that glibc, left to itself, serves from its heap and, once freed,
+  keeps resident and fragmented; the resident set of such a run grows by
+  ``CPU_RETAINED_FRACTION`` of them over the first steps. ``DPOModule(return_freed_memory=True)``,
+  the default, has glibc unmap them when freed and trims the heap after each step, which leaves
+  ``CPU_RETAINED_FRACTION_RELEASED``: none measurable (both calibrated on measured runs: see
+  docs/preflight-and-health.md). Tensors over 32 MiB, like full logits, are unmapped when freed
+  either way and do not count.
 """
 
 from __future__ import annotations
@@ -59,8 +64,11 @@ CPU_RUNTIME_BYTES = 0.6 * GIB
 # CUDA context and kernels, which the caching allocator does not count but the card holds.
 CUDA_RUNTIME_BYTES = 0.5 * GIB
 # Freed memory glibc keeps resident past the live peak, as a share of the activations one forward
-# makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md).
+# makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md): left to itself
+# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed (a run of
+# configs/cpu.yaml peaked within 1% of the estimate without this term).
 CPU_RETAINED_FRACTION = 0.9
+CPU_RETAINED_FRACTION_RELEASED = 0.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,9 @@ class StepPlan:
         logps_chunk_size: rows of logits made at a time by the chunked output head; None for
             full (tokens, V) logits.
         device: ``cpu`` or ``cuda``: which runtime and allocator terms apply.
-        model_file_bytes: size of the model's weight files (on CPU they stay memory-mapped).
+        model_file_bytes: size of the model's weight files (on CPU, without quantization, they
+            stay memory-mapped).
+        return_freed_memory: on CPU, glibc gives freed activations back (DPOModule's setting).
     """
 
     batch_size: int
@@ -162,6 +172,7 @@ class StepPlan:
     logps_chunk_size: int | None = None
     device: str = "cpu"
     model_file_bytes: float = 0.0
+    return_freed_memory: bool = True
 
     @property
     def tokens(self) -> int:
@@ -305,6 +316,7 @@ def estimate_step_memory(shape: ModelShape, plan: StepPlan) -> MemoryEstimate:
     forward_activations = plan.tokens * shape.num_layers * layer_activation_bytes(shape, plan)
     logps = logps_bytes(shape, plan)
     cpu = plan.device == "cpu"
+    retained = CPU_RETAINED_FRACTION_RELEASED if plan.return_freed_memory else CPU_RETAINED_FRACTION
     return MemoryEstimate(
         quantized_weights=quantized,
         other_weights=other,
@@ -312,8 +324,9 @@ def estimate_step_memory(shape: ModelShape, plan: StepPlan) -> MemoryEstimate:
         activations=activations,
         logps=logps,
         runtime=CPU_RUNTIME_BYTES if cpu else CUDA_RUNTIME_BYTES,
-        model_file=plan.model_file_bytes if cpu else 0.0,
-        cpu_retained=CPU_RETAINED_FRACTION * forward_activations if cpu else 0.0,
+        # 4-bit: the map is closed once the unquantized weights are copied out (load_policy)
+        model_file=plan.model_file_bytes if cpu and plan.quantization != "nf4" else 0.0,
+        cpu_retained=retained * forward_activations if cpu else 0.0,
         # peft keeps a loaded adapter's weights fp32 (it casts 16-bit ones up)
         reference_lora=plan.reference_lora_parameters * 4.0,
     )

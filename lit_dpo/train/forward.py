@@ -6,8 +6,9 @@ Three paths compute the same numbers (``tests/test_techniques.py`` checks them a
 - chunked head (``chunk_size``): the last hidden states, with the output head applied only at
   scored positions, a chunk at a time (``logps.completion_tokens``);
 - packed pairs (``share_prompt``, needs the chunked head): each pair as one row holding the shared
-  prompt once (``packing.pack_pairs``), attended under its 4D mask (``packing.attention_bias``),
-  scored by ``logps.gathered_tokens``.
+  prompt once (``packing.pack_pairs``), attended under its mask (``packing.packed_attention``: a
+  dense 4D mask for sdpa or eager, a block mask for FlexAttention), scored by
+  ``logps.gathered_tokens``.
 
 Each gives every scored token's log-prob (``logps.ScoredTokens``), and on request WPO's
 ``log sum_v p(v)^2``; ``row_logps`` sums them per row, LD-DPO weighted when ``ld_alpha`` is set.
@@ -24,10 +25,12 @@ from lit_dpo.compat import attn_implementation
 from lit_dpo.errors import ConfigError
 from lit_dpo.train.logps import ScoredTokens, completion_tokens, gathered_tokens, sequence_tokens
 from lit_dpo.train.losses.terms import ld_logps
-from lit_dpo.train.packing import attention_bias, pack_pairs
+from lit_dpo.train.packing import pack_pairs, packed_attention
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
 LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
+# attentions that take a packed pair's mask (transformers' attn_implementation names)
+PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
 
 def batch_logps(
@@ -84,8 +87,8 @@ def batch_token_logps(
         ).last_hidden_state
         return completion_tokens(hidden, head.weight, labels, chunk_size, head.bias, log_sum_sq)
     packed = pack_pairs(input_ids, attention_mask, labels)
-    mask = attention_bias(
-        packed.attention_mask,
+    mask = packed_attention(
+        packed.segments,
         attn_implementation(causal_lm),
         causal_lm.get_input_embeddings().weight.dtype,
     )
@@ -123,8 +126,10 @@ def check_hidden_state_scoring(policy, share_prompt: bool) -> None:
         if getattr(config, name, None) not in (None, 1, 1.0):
             problems.append(f"the model rescales its logits ({name})")
     attention = attn_implementation(causal_lm)
-    if share_prompt and attention not in ("sdpa", "eager"):
-        problems.append(f"share_prompt needs sdpa or eager attention, not {attention}")
+    if share_prompt and attention not in PACKED_ATTENTION:
+        problems.append(
+            f"share_prompt needs {', '.join(PACKED_ATTENTION)} attention, not {attention}"
+        )
     if problems:
         raise ConfigError(
             "logps_chunk_size: " + "; ".join(problems) + "; set model.logps_chunk_size null "

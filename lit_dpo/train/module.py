@@ -28,7 +28,9 @@ from lightning.pytorch.strategies import FSDPStrategy
 from transformers import get_scheduler
 
 from lit_dpo.compat import attached_trainer
+from lit_dpo.device import PackedAttention, packed_attention_for, trainer_device
 from lit_dpo.errors import ConfigError, NonFiniteError
+from lit_dpo.host_memory import release_freed_memory_promptly, trim_freed_memory
 from lit_dpo.models.policy import DType, Quantization, load_policy, trainable_summary
 from lit_dpo.models.reference import REFERENCE_ADAPTER, as_reference, describe_reference
 from lit_dpo.sources import DEFAULT_MODEL
@@ -109,7 +111,12 @@ class DPOModule(LightningModule):
             logits (needed when the output head itself is adapted).
         share_prompt: run each pair as one row holding the shared prompt once, chosen and
             rejected after it, with a mask that hides chosen from rejected. Needs
-            logps_chunk_size and an ``sdpa`` or ``eager`` attention.
+            logps_chunk_size and an ``sdpa``, ``eager`` or ``flex_attention`` attention.
+        packed_attention: how a packed pair's attention runs: ``mask``, the model's sdpa
+            attention with a dense (B, 1, L, L) mask (which keeps sdpa off its fused flash
+            kernel on a GPU); ``flex``, FlexAttention with a block mask (a fused kernel that skips
+            masked blocks; CUDA only, the whole model then runs it); ``auto``, flex on CUDA GPUs
+            of compute capability 8.0 and newer, mask elsewhere (CPU, T4).
         precompute_reference: compute the reference log-probs of the train and validation pairs
             in one no-grad pass before training, cache them on disk (``LIT_DPO_CACHE``) and skip
             the reference forward in every step. Needs batches carrying ``pair_index``
@@ -124,6 +131,10 @@ class DPOModule(LightningModule):
             ``train/skipped_steps``. Either way the bad step is never applied.
         allow_pickle: also load model and adapter weights stored as pickles (``.bin``); off,
             only safetensors are read.
+        return_freed_memory: on a CPU, have glibc hand freed tensor memory back to the system
+            as it is freed and trim its heap after each training batch, instead of keeping a
+            forward's worth of freed activations resident (about as much again as the live
+            ones); no effect on a GPU or where glibc is not the allocator.
     """
 
     def __init__(
@@ -157,10 +168,12 @@ class DPOModule(LightningModule):
         trust_remote_code: bool = False,
         logps_chunk_size: int | None = 512,
         share_prompt: bool = True,
+        packed_attention: PackedAttention = "auto",
         precompute_reference: bool = False,
         quant_storage: DType | None = None,
         on_nonfinite: OnNonFinite = "stop",
         allow_pickle: bool = False,
+        return_freed_memory: bool = True,
     ) -> None:
         super().__init__()
         objective = Objective.from_settings(locals())
@@ -173,6 +186,8 @@ class DPOModule(LightningModule):
             problems.append(f"logps_chunk_size must be positive or null, got {logps_chunk_size}")
         if share_prompt and logps_chunk_size is None:
             problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
+        if packed_attention != "auto" and not share_prompt:
+            problems.append(f"packed_attention {packed_attention} applies to share_prompt only")
         if quant_storage is not None and quantization != "nf4":
             problems.append("quant_storage applies to quantization nf4 only")
         if reference == "adapter" and reference_adapter is None:
@@ -223,6 +238,11 @@ class DPOModule(LightningModule):
             )
         if trainer is not None:
             check_run(hp, trainer)
+        device = trainer_device(trainer.strategy.root_device if trainer else torch.device("cpu"))
+        flex = hp.share_prompt and packed_attention_for(hp.packed_attention, device) == "flex"
+        if hp.return_freed_memory and device.kind == "cpu":
+            # before loading, so that no freed block of the load or the steps stays resident
+            release_freed_memory_promptly()
         self.policy = load_policy(
             hp.model,
             quantization=hp.quantization,
@@ -237,6 +257,7 @@ class DPOModule(LightningModule):
             device=trainer.strategy.root_device if trainer else None,
             quant_storage=hp.quant_storage,
             allow_pickle=hp.allow_pickle,
+            attn_implementation="flex_attention" if flex else None,
             reference_adapter=self.reference_adapter,
         )
         log.info("%s: %s", hp.model, trainable_summary(self.policy))
@@ -348,6 +369,11 @@ class DPOModule(LightningModule):
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
         self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.hparams.return_freed_memory and self.device.type == "cpu":
+            # what the step freed below the mmap threshold, so the next step starts from less
+            trim_freed_memory()
 
     def on_train_start(self) -> None:
         # a reference-free objective runs no reference in training: only validation's table

@@ -7,7 +7,9 @@ Packed, a pair is one row ``[shared prefix, rest of chosen, rest of rejected]`` 
 
 - position ids that restart the rejected part where the shared prefix ends, so rotary embeddings
   see each reply at the positions it had in its own row;
-- a 4D attention mask, causal, except that rejected tokens do not see the chosen ones;
+- an attention mask, causal, except that rejected tokens do not see the chosen ones: a dense
+  (B, 1, L, L) mask for sdpa or eager attention, or a FlexAttention block mask, whose kernel
+  skips the blocks nobody attends and keeps a fused kernel (``packed_attention``);
 - for each scored token, the packed position whose output predicts it: the previous token's,
   except for the first rejected token after the prefix, predicted from the prefix's last token.
 
@@ -37,8 +39,8 @@ class PackedPairs:
     Attributes:
         input_ids: (B, L) token ids, padded on the right.
         position_ids: (B, L) positions as each token had in its unpacked row (0 on padding).
-        attention_mask: (B, 1, L, L) bool, True where a query (dim 2) may attend a key (dim 3).
-            Padding attends to itself only, so no attention row is empty (empty rows give NaN).
+        segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position: what
+            the attention mask is made from (``attention_mask``, ``packed_attention``).
         positions: (M,) flat index into the B * L packed positions of the state predicting each
             scored token.
         targets: (M,) the scored token ids.
@@ -49,11 +51,17 @@ class PackedPairs:
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    segments: torch.Tensor
     positions: torch.Tensor
     targets: torch.Tensor
     sequences: torch.Tensor
     shared: torch.Tensor
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """(B, 1, L, L) bool, True where a query (dim 2) may attend a key (dim 3); made on demand,
+        since the FlexAttention path never needs it."""
+        return packed_attention_mask(self.segments)
 
 
 def pack_pairs(
@@ -133,12 +141,29 @@ def pack_pairs(
     return PackedPairs(
         input_ids=packed.to(device),
         position_ids=position_ids.to(device),
-        attention_mask=packed_attention_mask(segments).to(device),
+        segments=segments.to(device),
         positions=torch.cat(flat).to(device),
         targets=torch.cat(targets).to(device),
         sequences=torch.cat(sequences).to(device),
         shared=torch.tensor(shared_lengths, device=device),
     )
+
+
+def visible(
+    query_segment: torch.Tensor,
+    key_segment: torch.Tensor,
+    query_index: torch.Tensor,
+    key_index: torch.Tensor,
+) -> torch.Tensor:
+    """The packed mask's rule, on broadcastable tensors: may this query attend this key?
+
+    Causal; a rejected token does not see the chosen ones; padding sees itself only, so no
+    attention row is empty (empty rows give NaN). The dense mask and the FlexAttention block mask
+    are both made from this one rule.
+    """
+    allowed = (key_index <= query_index) & ~((query_segment == REJECTED) & (key_segment == CHOSEN))
+    allowed = allowed & (key_segment != PAD) & (query_segment != PAD)
+    return allowed | ((query_index == key_index) & (query_segment == PAD))
 
 
 def packed_attention_mask(segments: torch.Tensor) -> torch.Tensor:
@@ -147,12 +172,44 @@ def packed_attention_mask(segments: torch.Tensor) -> torch.Tensor:
     Args:
         segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position.
     """
-    width = segments.shape[1]
-    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
+    steps = torch.arange(segments.shape[1], device=segments.device)
     query, key = segments.unsqueeze(-1), segments.unsqueeze(-2)
-    allowed = causal & ~((query == REJECTED) & (key == CHOSEN)) & (key != PAD) & (query != PAD)
-    allowed |= torch.eye(width, dtype=torch.bool, device=segments.device) & (query == PAD)
-    return allowed.unsqueeze(1)
+    return visible(query, key, steps.unsqueeze(-1), steps).unsqueeze(1)
+
+
+def packed_block_mask(segments: torch.Tensor):
+    """(B, L) segment ids -> the same mask as a FlexAttention ``BlockMask``.
+
+    FlexAttention evaluates ``visible`` inside its fused kernel and skips the blocks of 128 x 128
+    that no query attends (chosen's keys, for rejected's queries, and everything above the
+    diagonal), so no (B, 1, L, L) tensor reaches the kernel.
+
+    Args:
+        segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(batch, head, query_index, key_index):
+        return visible(
+            segments[batch, query_index], segments[batch, key_index], query_index, key_index
+        )
+
+    pairs, width = segments.shape
+    return create_block_mask(mask_mod, pairs, None, width, width, device=segments.device)
+
+
+def packed_attention(segments: torch.Tensor, attn_implementation: str, dtype: torch.dtype):
+    """The packed mask in the form a model's attention takes it as given.
+
+    Args:
+        segments: (B, L) ``PackedPairs.segments``.
+        attn_implementation: the model's attention: ``flex_attention`` gets a ``BlockMask``;
+            ``sdpa`` and ``eager`` a dense mask (``attention_bias``).
+        dtype: dtype of the model's activations (the scores an eager mask is added to).
+    """
+    if attn_implementation == "flex_attention":
+        return packed_block_mask(segments)
+    return attention_bias(packed_attention_mask(segments), attn_implementation, dtype)
 
 
 def attention_bias(

@@ -17,6 +17,7 @@ from lit_dpo.device import (
     BitsAndBytes,
     Device,
     bitsandbytes_status,
+    packed_attention_problems,
     precision_problems,
     quantization_problems,
     trainer_device,
@@ -83,6 +84,8 @@ def run_problems(
     if bnb is not None:
         problems += quantization_problems(hparams["quantization"], device.kind, bnb)
     problems += precision_problems(precision, hparams["compute_dtype"], device)
+    if hparams.get("share_prompt", False):
+        problems += packed_attention_problems(hparams.get("packed_attention", "auto"), device)
     return problems
 
 
