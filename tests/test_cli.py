@@ -81,6 +81,57 @@ def test_validate_reloads_the_adapter_and_reproduces_fit_metrics(
     assert validated["val/loss"] != pytest.approx(0.6931472, abs=1e-4), "adapter not applied"
 
 
+def test_validate_after_fit_reuses_the_reference_table_and_writes_no_samples(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
+):
+    """What ``make demo`` relies on: with ``model.precompute_reference``, ``fit`` scores the
+    held-out pairs under the reference once and ``validate`` of the saved adapter reads that table
+    (the cache key matches: same base, same pairs) instead of scoring them again, with the same
+    reference metrics; GenerateSamples with ``in_validate_command`` off generates in fit only."""
+    import lit_dpo.train.reference as reference
+
+    monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
+    scored = []
+    compute_table = reference.compute_table
+
+    def counting_compute_table(score, dataset, *args, **kwargs):
+        scored.append(len(dataset))
+        return compute_table(score, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "compute_table", counting_compute_table)
+    samples = "--trainer.callbacks.in_validate_command=false"
+    main(_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, "--model.precompute_reference=true",
+                   samples))
+    after_fit = json.loads((tmp_path / "fit_metrics.json").read_text())
+    assert len(scored) == 2  # the train table and the val table
+    written = sorted(tmp_path.glob("lightning_logs/*/samples/*.md"))
+    assert len(written) == 1
+
+    main(
+        [
+            "validate",
+            f"--model.model={tiny_model_dir}",
+            f"--model.adapter={tmp_path / 'adapter'}",
+            "--model.precompute_reference=true",
+            f"--data.dataset={tiny_data_dir}",
+            "--data.batch_size=2",
+            "--data.max_length=64",
+            "--data.max_prompt_length=32",
+            "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.callbacks+=lit_dpo.callbacks.GenerateSamples",
+            "--trainer.callbacks.max_new_tokens=4",
+            samples,
+        ]
+    )
+    assert len(scored) == 2, "validate scored the reference again"
+    assert sorted(tmp_path.glob("lightning_logs/*/samples/*.md")) == written
+    validated = json.loads((tmp_path / "validate_metrics.json").read_text())
+    for key in ("val/logps_accuracy/reference", "val/logps_accuracy/policy", "val/loss"):
+        assert validated[key] == pytest.approx(after_fit[key], abs=1e-4), key
+
+
 def _train_losses(root) -> dict[int, float]:
     """{step: train/loss} from the run's metrics.csv."""
     rows = csv.DictReader((root / "lightning_logs" / "version_0" / "metrics.csv").open())

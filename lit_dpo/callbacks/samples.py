@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_dpo.files import write_text_atomically
@@ -27,6 +28,9 @@ class GenerateSamples(Callback):
         prompts: user messages to answer; when None, the first ``num_prompts`` validation prompts.
         num_prompts: how many validation prompts to use when ``prompts`` is None.
         every_n_validations: generate after every n-th validation run.
+        in_validate_command: also generate in ``lit-dpo validate``, not only after the validations
+            of ``fit``; off, validating the adapter a fit just saved does not write again the
+            answers that fit's last validation wrote.
         max_new_tokens: length limit of each answer.
         do_sample: sample instead of greedy decoding.
         temperature: sampling temperature (with ``do_sample``).
@@ -38,6 +42,7 @@ class GenerateSamples(Callback):
         prompts: list[str] | None = None,
         num_prompts: int = 3,
         every_n_validations: int = 1,
+        in_validate_command: bool = True,
         max_new_tokens: int = 64,
         do_sample: bool = False,
         temperature: float = 0.7,
@@ -46,6 +51,7 @@ class GenerateSamples(Callback):
         self.prompts = prompts
         self.num_prompts = num_prompts
         self.every_n_validations = every_n_validations
+        self.in_validate_command = in_validate_command
         self.generation = {"max_new_tokens": max_new_tokens, "do_sample": do_sample}
         if do_sample:
             self.generation.update(temperature=temperature, top_p=top_p)
@@ -53,6 +59,8 @@ class GenerateSamples(Callback):
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
+            return
+        if not self.in_validate_command and trainer.state.fn != TrainerFn.FITTING:
             return
         if isinstance(trainer.strategy, FSDPStrategy):
             # each forward of a sharded model gathers weights from every rank, so one rank

@@ -145,16 +145,27 @@ class EvaluationSampler(DistributedSampler):
             DDP syncs buffers in the first forward of each rank.
         num_replicas: ranks sharing the split.
         rank: this rank.
+        order: the pairs in the order to visit them (each index once), e.g. longest first; the
+            ranks take alternate pairs of it. None: split order.
     """
 
-    def __init__(self, num_pairs: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        num_pairs: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        order: Sequence[int] | None = None,
+    ) -> None:
         if num_pairs < num_replicas:
             raise ValueError(f"{num_pairs} pairs cannot give each of {num_replicas} ranks one")
+        if order is not None and sorted(order) != list(range(num_pairs)):
+            raise ValueError(f"order must hold each of the {num_pairs} pair indices once")
         super().__init__(range(num_pairs), num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.order = list(range(num_pairs)) if order is None else list(order)
         self.num_samples = len(range(rank, num_pairs, num_replicas))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(self.order[self.rank :: self.num_replicas])
 
     def __len__(self) -> int:
         return self.num_samples
