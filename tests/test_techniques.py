@@ -530,33 +530,29 @@ def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_d
     assert seen == again
 
 
-def test_grouped_validation_runs_longest_first_and_scores_the_same(
+def test_validation_runs_longest_first_and_scores_the_same(
     tiny_model_dir, tiny_data_dir, tiny_tokenizer
 ):
-    """group_by_length visits validation pairs longest first (less padding per batch); the
-    held-out metrics are means over pairs, so they equal those of the split order."""
+    """Validation pairs are visited longest first (less padding per batch); the held-out
+    metrics are means over pairs, so they equal those of the split order."""
     from lit_dpo.data.datamodule import PreferenceDataModule
 
-    def validation(group_by_length: bool):
-        data = PreferenceDataModule(
-            dataset=str(tiny_data_dir),
-            tokenizer=str(tiny_model_dir),
-            batch_size=2,
-            max_length=64,
-            max_prompt_length=32,
-            group_by_length=group_by_length,
-            val_split="train_prefs",  # 6 pairs, not in length order
-        )
-        data.setup("fit")
-        return data, list(data.val_dataloader())
-
-    plain_data, plain = validation(False)
-    grouped_data, grouped = validation(True)
-    lengths = grouped_data.splits["val"].with_format(None)["num_tokens"]
-    order = [i for batch in grouped for i in batch["pair_index"].tolist()]
+    data = PreferenceDataModule(
+        dataset=str(tiny_data_dir),
+        tokenizer=str(tiny_model_dir),
+        batch_size=2,
+        max_length=64,
+        max_prompt_length=32,
+        val_split="train_prefs",  # 6 pairs, not in length order
+    )
+    data.setup("fit")
+    split = data.splits["val"]
+    lengths = split.with_format(None)["num_tokens"]
+    longest_first = list(data.val_dataloader())
+    order = [i for batch in longest_first for i in batch["pair_index"].tolist()]
     assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
     assert order != list(range(len(lengths))), "the tiny split is already longest first"
-    assert [i for b in plain for i in b["pair_index"].tolist()] == list(range(len(lengths)))
+    in_split_order = list(data._loader(split, shuffle=False))
 
     module = _module(tiny_model_dir, gradient_checkpointing=False)
     module.eval()
@@ -570,7 +566,7 @@ def test_grouped_validation_runs_longest_first_and_scores_the_same(
             for key in ("losses", "rewards/margins", "logps/chosen", "reference_logps/rejected")
         }
 
-    assert means(grouped) == pytest.approx(means(plain), abs=1e-5)
+    assert means(longest_first) == pytest.approx(means(in_split_order), abs=1e-5)
 
 
 def test_ranks_share_out_exactly_the_batches_of_one_process_with_the_global_batch():

@@ -108,7 +108,7 @@ class PreferenceDataModule(LightningDataModule):
         seed: shuffling and subsampling seed.
         group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
             batches, reproducible from the seed) to cut padding; batches are then less random.
-            Validation pairs are then visited longest first (the same metrics, less padding).
+            (Validation pairs are always scored longest first: the same metrics, less padding.)
         on_bad_row: ``stop`` at the first malformed row (or invalid JSON line) with its file,
             row and reason; ``skip`` drops such rows and reports how many and why.
         trust_remote_code: run tokenizer code from the hub (linked to
@@ -309,12 +309,10 @@ class PreferenceDataModule(LightningDataModule):
                 f"the {world_size} processes; every process needs one (raise "
                 "data.val_size or data.val_fraction)"
             )
-        order = None
-        if self.hparams.group_by_length:
-            # longest first: batches of like lengths pad little, and the largest (the memory
-            # peak) comes first; the metrics are means over pairs, so order does not change them
-            lengths = split.with_format(None)["num_tokens"]
-            order = sorted(range(len(split)), key=lambda i: -lengths[i])
+        # longest first: batches of like lengths pad little, and the largest (the memory peak)
+        # comes first; the metrics are means over pairs, so the order does not change them
+        lengths = split.with_format(None)["num_tokens"]
+        order = sorted(range(len(split)), key=lambda i: -lengths[i])
         sampler = EvaluationSampler(len(split), world_size, rank, order)
         return self._loader(split, shuffle=False, sampler=sampler)
 
