@@ -93,7 +93,7 @@ def test_sampler_sees_a_peak_between_marks():
 def test_fit_on_a_cpu_releases_before_loading_and_trims_after_each_batch(
     tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, enabled
 ):
-    """``model.return_freed_memory`` (on by default) fixes glibc's thresholds before the model
+    """``model.return_freed_memory`` (off by default) fixes glibc's thresholds before the model
     loads and trims the heap after every training batch; off, it touches neither."""
     from conftest import tiny_fit_args
 

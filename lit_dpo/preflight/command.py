@@ -149,7 +149,7 @@ def check(
         logps_chunk_size=hp.get("logps_chunk_size"),
         device=target.kind,
         model_file_bytes=model_file,
-        return_freed_memory=bool(hp.get("return_freed_memory", True)),
+        return_freed_memory=bool(hp.get("return_freed_memory", False)),
     )
     estimate = estimate_step_memory(shape, plan)
     budget = target.memory * (1 - HEADROOM)

@@ -172,7 +172,7 @@ class StepPlan:
     logps_chunk_size: int | None = None
     device: str = "cpu"
     model_file_bytes: float = 0.0
-    return_freed_memory: bool = True
+    return_freed_memory: bool = False
 
     @property
     def tokens(self) -> int:
