@@ -121,6 +121,8 @@ def test_4bit_base_loads_tensor_by_tensor_into_the_model_from_pretrained_makes(t
         assert torch.equal(got_state[name], tensor), name
     assert got.generation_config.to_dict() == expected.generation_config.to_dict()
     assert got.config.to_dict() == expected.config.to_dict()
+    # peft records this as the adapter's base_model_name_or_path (export and serve read it)
+    assert got.name_or_path == expected.name_or_path == str(tiny_model_dir)
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="Linux /proc")

@@ -531,7 +531,10 @@ def check_exact_resume(setup: Setup) -> Row:
         worst = max(abs(resumed[step] - value) for step, value in straight.items())
         if worst > 1e-5:
             problems.append(f"losses differ by up to {worst:.1e}")
-    detail = f"{len(straight)} steps, interrupted after 4: max |resumed - straight| {worst:.1e}"
+    detail = (
+        f"{len(straight)} steps, interrupted after 4: largest loss difference, resumed vs "
+        f"straight, {worst:.1e}"
+    )
     return _row("exact resume", problems, detail)
 
 

@@ -49,8 +49,8 @@ def load_base(source: str, quantized: bool, **kwargs: Any) -> PreTrainedModel:
             handle = files.enter_context(safe_open(path, framework="pt", backend="pread"))
             state.update({name: handle.get_slice(name) for name in handle.keys()})
         base = model_class.from_pretrained(None, config=config, state_dict=state, **loading)
-    # from_pretrained(None) records no source; peft writes this into adapter_config.json
-    base.config._name_or_path = source
+    # from_pretrained(None) records no source; peft writes name_or_path into adapter_config.json
+    base.config._name_or_path = base.name_or_path = str(source)
     if (Path(source) / "generation_config.json").is_file():
         # what from_pretrained reads beside the weights when it is given the folder
         base.generation_config = GenerationConfig.from_pretrained(source)
