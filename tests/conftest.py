@@ -140,6 +140,15 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     return path
 
 
+def tiny_datamodule(model_dir: Path, data: Path, **settings):
+    """The PreferenceDataModule the tiny tests use: batch 2, rows of at most 64 tokens (prompt
+    32); ``settings`` override or add to these."""
+    from lit_dpo.data.datamodule import PreferenceDataModule
+
+    settings = {"batch_size": 2, "max_length": 64, "max_prompt_length": 32, **settings}
+    return PreferenceDataModule(dataset=str(data), tokenizer=str(model_dir), **settings)
+
+
 def tiny_fit_args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str]:
     """`lit-dpo fit` on the tiny model: 2 steps at a learning rate that visibly moves the adapter,
     one validation, CSV metrics and the adapter under ``root``."""

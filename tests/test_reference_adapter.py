@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import ROWS, make_adapter, tiny_fit_args
+from conftest import ROWS, make_adapter, tiny_datamodule, tiny_fit_args
 from safetensors.torch import load_file
 
 from lit_dpo.cli import main, parse_config
@@ -162,8 +162,6 @@ def _fit(model_dir, data_dir, root, steps: int = 3, **module_kwargs):
     module, the trainer and the losses of each step."""
     from lightning import Callback, Trainer
 
-    from lit_dpo.data.datamodule import PreferenceDataModule
-
     class Losses(Callback):
         def __init__(self):
             self.values = []
@@ -177,13 +175,7 @@ def _fit(model_dir, data_dir, root, steps: int = 3, **module_kwargs):
         optimizer=lambda params: torch.optim.AdamW(params, lr=0.01),
         **module_kwargs,
     )
-    data = PreferenceDataModule(
-        dataset=str(data_dir),
-        tokenizer=str(model_dir),
-        batch_size=2,
-        max_length=64,
-        max_prompt_length=32,
-    )
+    data = tiny_datamodule(model_dir, data_dir)
     losses = Losses()
     trainer = Trainer(
         accelerator="cpu",

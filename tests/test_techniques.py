@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from conftest import ROWS
+from conftest import ROWS, tiny_datamodule
 
 from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
@@ -363,7 +363,6 @@ def test_adapted_output_head_is_refused(tiny_model_dir):
 def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[float]:
     from lightning import Callback, Trainer
 
-    from lit_dpo.data.datamodule import PreferenceDataModule
 
     class Losses(Callback):
         def __init__(self):
@@ -379,13 +378,7 @@ def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[fl
         optimizer=lambda params: torch.optim.AdamW(params, lr=0.05),
         **module_kwargs,
     )
-    data = PreferenceDataModule(
-        dataset=str(tiny_data_dir),
-        tokenizer=str(tiny_model_dir),
-        batch_size=2,
-        max_length=64,
-        max_prompt_length=32,
-    )
+    data = tiny_datamodule(tiny_model_dir, tiny_data_dir)
     losses = Losses()
     trainer = Trainer(
         accelerator="cpu",
@@ -511,16 +504,8 @@ def test_length_grouped_batches_are_the_cuts_the_dataloader_makes_short_one_last
 
 
 def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_dir):
-    from lit_dpo.data.datamodule import PreferenceDataModule
 
-    data = PreferenceDataModule(
-        dataset=str(tiny_data_dir),
-        tokenizer=str(tiny_model_dir),
-        batch_size=4,
-        max_length=64,
-        max_prompt_length=32,
-        group_by_length=True,
-    )
+    data = tiny_datamodule(tiny_model_dir, tiny_data_dir, batch_size=4, group_by_length=True)
     data.setup("fit")
     batches = [batch["pair_index"].tolist() for batch in data.train_dataloader()]
     assert [len(batch) for batch in batches] == [4, 2]  # 6 pairs: the short batch last
@@ -535,16 +520,9 @@ def test_validation_runs_longest_first_and_scores_the_same(
 ):
     """Validation pairs are visited longest first (less padding per batch); the held-out
     metrics are means over pairs, so they equal those of the split order."""
-    from lit_dpo.data.datamodule import PreferenceDataModule
 
-    data = PreferenceDataModule(
-        dataset=str(tiny_data_dir),
-        tokenizer=str(tiny_model_dir),
-        batch_size=2,
-        max_length=64,
-        max_prompt_length=32,
-        val_split="train_prefs",  # 6 pairs, not in length order
-    )
+    # 6 pairs, not in length order
+    data = tiny_datamodule(tiny_model_dir, tiny_data_dir, val_split="train_prefs")
     data.setup("fit")
     split = data.splits["val"]
     lengths = split.with_format(None)["num_tokens"]
