@@ -397,3 +397,40 @@ def test_compare_and_export_on_smollm2(tmp_path):
     with torch.no_grad():
         answer = merged.generate(ids, max_new_tokens=8, do_sample=False)
     assert "Paris" in exported_tokenizer.decode(answer[0, ids.shape[1] :])
+
+
+def test_held_out_scoring_takes_the_fast_path_with_full_logits_numbers(
+    tiny_adapter, tiny_model_dir
+):
+    """compare scores held-out pairs packed, with the head on reply tokens only, as training
+    does; the sums and counts equal full logits' for policy and reference alike."""
+    from transformers import AutoTokenizer
+
+    from lit_dpo.compare.scoring import reply_logps, scoring_path
+    from lit_dpo.data.batches import collate_pairs, encode_pair
+    from lit_dpo.data.pairs import PreferencePair
+    from lit_dpo.models.inference import load_quantized
+    from lit_dpo.train.logps import sequence_logps
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
+    model = load_quantized(tiny_adapter, str(tiny_model_dir))
+    assert scoring_path(model) == (512, True)
+    pairs = [
+        PreferencePair(prompt=[{"role": "user", "content": "Name a colour."}],
+                       chosen="Blue, like the sky.", rejected="No."),
+        PreferencePair(prompt=[{"role": "user", "content": "Count to three, slowly please."}],
+                       chosen="One", rejected="One, two, three, and that is all."),
+    ]
+    encoded = [encode_pair(pair, tokenizer, MAX_LENGTH, MAX_LENGTH // 2) for pair in pairs]
+    batch = collate_pairs(encoded, tokenizer.pad_token_id)
+    policy, reference, counts = reply_logps(model, batch)
+
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        full_policy, full_counts = sequence_logps(model(**inputs).logits, batch["labels"])
+        with model.disable_adapter():
+            full_reference, _ = sequence_logps(model(**inputs).logits, batch["labels"])
+    torch.testing.assert_close(policy, full_policy, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(reference, full_reference, atol=1e-4, rtol=1e-5)
+    assert counts.tolist() == full_counts.tolist()
+    assert (policy - reference).abs().max() > 1e-3, "the adapter should change the log-probs"

@@ -16,6 +16,8 @@ evaluator (the same tokenization and scoring for every run, TRL's included):
 The budget is CPU time (user + system, all threads, of the training process), not wall time: the
 machines this runs on are shared, and CPU seconds are what a run costs whatever else runs beside
 it. A run that reaches the budget stops after that step (the adapter of that step is evaluated).
+Every child runs with ``--threads`` torch threads (default 1): one thread spends the fewest CPU
+seconds per step, and two runs then share a 2-core machine without slowing each other's counts.
 
 Splits: ``--split dev`` trains on a seeded part of ``train.jsonl`` and evaluates on the rest
 (choose settings here); ``--split test`` trains on ``train.jsonl`` and evaluates on ``test.jsonl``
@@ -72,8 +74,15 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=0, help="held-out prompts answered")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "quality")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each child")
     parser.add_argument("overrides", nargs="*", help="after --: lit-dpo fit settings")
+    parser.add_argument("--table", action="store_true",
+                        help="print the results file as the docs' table, and run nothing")
     args = parser.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in args.results.read_text().splitlines() if line]))
+        return
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     budget = args.budget or (QUICK["budget"] if args.quick else DEFAULT_BUDGET)
     eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
     # one folder per side and label: a TRL run and a lit-dpo run of the same label never collide
@@ -105,6 +114,7 @@ def main() -> None:
         "quick": args.quick,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "budget_cpu_s": budget,
+        "threads": args.threads,
         **fit,
         **evaluation,
     }
@@ -274,6 +284,29 @@ def summary(record: dict) -> str:
                  f"{held['rewards/accuracies']:9.3f} / {held['rewards/margins']:.3f}")
     if record.get("alarms"):
         lines.append("alarms: " + "; ".join(a.split(": ", 1)[-1][:80] for a in record["alarms"]))
+    return "\n".join(lines)
+
+
+def table(records: list[dict]) -> str:
+    """The results as a markdown table, one row per run in the order they ran."""
+    head = ("| run | split | side | CPU s (budget) | steps | log-prob acc. summed ref -> policy "
+            "| per token ref -> policy | reward acc. / margin | chosen ppl ref -> policy "
+            "| displacement alarm |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in records:
+        h = r["held_out"]
+        budget = "-" if r["budget_cpu_s"] >= 1e5 else f"{r['budget_cpu_s']:.0f}"
+        alarm = r.get("displacement_alarm")
+        lines.append(
+            f"| {r['label']}{' (quick)' if r.get('quick') else ''} | {r['split']} | {r['side']} "
+            f"| {r['cpu_s']:.0f} ({budget}) | {r.get('steps')} "
+            f"| {h['logps_accuracy/reference']:.3f} -> {h['logps_accuracy/policy']:.3f} "
+            f"| {h['logps_accuracy_per_token/reference']:.3f} -> "
+            f"{h['logps_accuracy_per_token/policy']:.3f} "
+            f"| {h['rewards/accuracies']:.3f} / {h['rewards/margins']:.3f} "
+            f"| {h['perplexity_chosen/reference']:.2f} -> {h['perplexity_chosen/policy']:.2f} "
+            f"| {'-' if alarm is None else ('yes' if alarm else 'no')} |"
+        )
     return "\n".join(lines)
 
 

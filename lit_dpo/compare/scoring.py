@@ -5,8 +5,11 @@ Two uses in ``lit-dpo compare``: the implicit DPO reward of a generated answer,
 ``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``, and the preference
 metrics of the held-out split (DPO paper, section 5), under the keys validation logs (without its
 ``val/`` prefix; TRL's ``rewards/*`` names). Replies are
-tokenized by :mod:`lit_dpo.data.batches` and scored by :func:`lit_dpo.train.logps.sequence_logps`,
-exactly as in training, so the numbers agree with ``lit-dpo validate``.
+tokenized by :mod:`lit_dpo.data.batches` and scored by the training's own forward
+(:func:`lit_dpo.train.forward.batch_token_logps`), so the numbers agree with ``lit-dpo validate``.
+Like training, it takes the fastest path that gives full logits' numbers for the model: the
+output head on reply tokens only, and each pair's prompt run once (``scoring_path``); on the
+held-out pairs of the quality study that is several times faster than full logits.
 """
 
 from __future__ import annotations
@@ -20,9 +23,26 @@ from transformers import PreTrainedTokenizerBase
 
 from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
+from lit_dpo.errors import ConfigError
 from lit_dpo.models.reference import as_reference
 from lit_dpo.progress import track
-from lit_dpo.train.logps import sequence_logps
+from lit_dpo.train.forward import batch_token_logps, check_hidden_state_scoring
+
+# scored positions per output-head chunk: the training default (DPOModule.logps_chunk_size)
+CHUNK_SIZE = 512
+
+
+def scoring_path(model: PeftModel) -> tuple[int | None, bool]:
+    """``(chunk_size, share_prompt)`` of the fastest path that gives full logits' numbers here:
+    packed pairs where the attention takes their mask, the chunked head where the head is plain,
+    else full logits (an adapted head, rescaled logits)."""
+    for chunk_size, share_prompt in ((CHUNK_SIZE, True), (CHUNK_SIZE, False)):
+        try:
+            check_hidden_state_scoring(model, share_prompt)
+        except ConfigError:
+            continue
+        return chunk_size, share_prompt
+    return None, False
 
 
 def reply_logps(
@@ -40,12 +60,12 @@ def reply_logps(
     """
     device = next(model.parameters()).device
     batch = {key: value.to(device) for key, value in batch.items()}
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    chunk_size, share_prompt = scoring_path(model)
     with torch.no_grad():
-        policy, counts = sequence_logps(model(**inputs).logits, batch["labels"])
+        policy = batch_token_logps(model, batch, chunk_size, share_prompt)
         with as_reference(model):
-            reference, _ = sequence_logps(model(**inputs).logits, batch["labels"])
-    return policy.cpu(), reference.cpu(), counts.cpu()
+            reference = batch_token_logps(model, batch, chunk_size, share_prompt).sums()
+    return policy.sums().cpu(), reference.cpu(), policy.counts().cpu()
 
 
 def answer_rewards(
