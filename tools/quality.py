@@ -49,11 +49,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "hh_harmless_dev"
 RESULTS = REPO / "tools" / "quality_results.jsonl"
-# Meant to be what TRL's DPOTrainer needs for one epoch of 256 pairs (max length 320, batch 4, the
-# tutorial's settings) here, in CPU seconds of its process. NOT MEASURED YET: an estimate from the
-# bench (TRL ~7.5-9 CPU s per pair there, so ~2,000-2,300 s plus loading); `--trl --budget 100000`
-# measures it (see docs/quality.md).
-DEFAULT_BUDGET = 3600.0
+# What TRL's DPOTrainer needs for one epoch of 256 pairs (max length 320, batch 4, the tutorial's
+# settings) in CPU seconds of its process, one thread: 4,014 s measured 2026-12-02 on a 2-core
+# AMD EPYC machine (`--trl --label tutorial --split test --budget 100000`; docs/quality.md).
+DEFAULT_BUDGET = 4000.0
 DEV_HELD_OUT = 300
 SEED = 42
 # The tutorial's settings, for TRL and as the starting point of the study.
