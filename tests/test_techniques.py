@@ -363,7 +363,6 @@ def test_adapted_output_head_is_refused(tiny_model_dir):
 def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[float]:
     from lightning import Callback, Trainer
 
-
     class Losses(Callback):
         def __init__(self):
             self.values = []
@@ -504,7 +503,6 @@ def test_length_grouped_batches_are_the_cuts_the_dataloader_makes_short_one_last
 
 
 def test_datamodule_groups_by_length_over_every_pair(tiny_model_dir, tiny_data_dir):
-
     data = tiny_datamodule(tiny_model_dir, tiny_data_dir, batch_size=4, group_by_length=True)
     data.setup("fit")
     batches = [batch["pair_index"].tolist() for batch in data.train_dataloader()]
@@ -520,7 +518,6 @@ def test_validation_runs_longest_first_and_scores_the_same(
 ):
     """Validation pairs are visited longest first (less padding per batch); the held-out
     metrics are means over pairs, so they equal those of the split order."""
-
     # 6 pairs, not in length order
     data = tiny_datamodule(tiny_model_dir, tiny_data_dir, val_split="train_prefs")
     data.setup("fit")

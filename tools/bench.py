@@ -376,6 +376,19 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def train_as_lit_dpo_does(model) -> None:
+    """TRL's QLoRA model set to train as lit-dpo's does: fp32 LoRA weights (TRL makes them bf16,
+    which a CPU without bf16 matmuls runs many times slower) and the 4-bit kernel that keeps its
+    backward after a no-grad pass (a bitsandbytes bug on AVX512-BF16 CPUs; see
+    lit_dpo/models/policy.py). Used by this bench and by quality_trl.py."""
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            parameter.data = parameter.data.float()
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def starting_adapter(model, seed: int) -> None:
     """The same random LoRA weights on both sides: named alike by peft, filled in name order."""
     import torch
@@ -543,13 +556,7 @@ def run_trl(spec: dict) -> dict:
         got = trainer.train_dataset[i]
         if any(got[k] != expected[k] for k in expected):
             raise SystemExit(f"TRL tokenized pair {i} differently from lit-dpo")
-    for parameter in trainer.model.parameters():
-        if parameter.requires_grad:
-            parameter.data = parameter.data.float()  # TRL made QLoRA adapters bf16
-    for module in trainer.model.modules():
-        # the same 4-bit kernel as lit-dpo (see policy._keep_4bit_layers_differentiable)
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+    train_as_lit_dpo_does(trainer.model)
     starting_adapter(trainer.model, spec["seed"])
 
     compute_loss = trainer.compute_loss

@@ -17,6 +17,7 @@ from pathlib import Path
 
 def main(spec_path: str) -> None:
     import torch
+    from bench import train_as_lit_dpo_does
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -65,14 +66,8 @@ def main(spec_path: str) -> None:
                       target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                          processing_class=tokenizer, peft_config=lora)
-    for parameter in trainer.model.parameters():
-        if parameter.requires_grad:
-            parameter.data = parameter.data.float()  # TRL makes QLoRA adapters bf16 (as bench.py)
-    for module in trainer.model.modules():
-        # bitsandbytes on AVX512-BF16 CPUs drops gradients after a no-grad pass without this (see
-        # lit_dpo/models/policy.py); a bug workaround, not a setting, so TRL gets it too
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
+    # bug workarounds and fp32 adapters, not settings: TRL gets what lit-dpo gets (bench.py)
+    train_as_lit_dpo_does(trainer.model)
     stopped = {"by_budget": False}
 
     class Budget(TrainerCallback):

@@ -29,6 +29,8 @@ from lit_dpo.train.packing import pack_pairs, packed_attention
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
 LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
+# scored positions per output-head chunk, unless a run sets model.logps_chunk_size
+DEFAULT_CHUNK_SIZE = 512
 # attentions that take a packed pair's mask (transformers' attn_implementation names)
 PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 

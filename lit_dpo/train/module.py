@@ -36,6 +36,7 @@ from lit_dpo.models.reference import REFERENCE_ADAPTER, as_reference, describe_r
 from lit_dpo.sources import DEFAULT_MODEL
 from lit_dpo.train import nonfinite
 from lit_dpo.train.forward import (
+    DEFAULT_CHUNK_SIZE,
     batch_logps,
     batch_token_logps,
     check_hidden_state_scoring,
@@ -168,7 +169,7 @@ class DPOModule(LightningModule):
         lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
         warmup_ratio: float = 0.1,
         trust_remote_code: bool = False,
-        logps_chunk_size: int | None = 512,
+        logps_chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         share_prompt: bool = True,
         packed_attention: PackedAttention = "auto",
         precompute_reference: bool = False,
