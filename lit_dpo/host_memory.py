@@ -9,6 +9,12 @@ forward, fragmented: about as much again as the live tensors. ``release_freed_me
 fixes the threshold low, so those blocks are mapped and unmapped on their own and a free gives
 them back at once; ``trim_freed_memory`` hands back what the heap still holds free.
 
+``FreedMemory`` names the three ways a fit can run (``DPOModule(return_freed_memory=...)``):
+``keep`` (glibc's own way: fastest, most memory), ``between_steps`` (the heap trimmed after each
+training batch: the pages are faulted in again once per step, not once per allocation) and
+``promptly`` (the threshold fixed low as well: least memory, every activation's pages zeroed
+again on each allocation, which halves CPU steps per second here).
+
 Where glibc is not the allocator (macOS, musl, a preloaded jemalloc or tcmalloc) these do nothing
 and say so; ``resident`` and ``malloc_stats`` return what the system reports, or nothing.
 """
@@ -21,6 +27,7 @@ import functools
 import os
 import threading
 from pathlib import Path
+from typing import Literal, get_args
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -33,6 +40,8 @@ MMAP_THRESHOLD_BYTES = 256 * 1024
 # Free memory at the heap's top beyond this is handed back on a free (glibc's default is 128 KiB
 # until the dynamic mmap threshold moves it); kept at twice the mmap threshold, as glibc does.
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
+FreedMemory = Literal["keep", "between_steps", "promptly"]
+FREED_MEMORY_MODES = get_args(FreedMemory)
 STATUS_FIELDS = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anonymous", "RssFile": "file"}
 
 
@@ -96,6 +105,19 @@ def malloc_stats() -> dict[str, int] | None:
         return None
     info = libc.mallinfo2()
     return {"in_use": info.uordblks, "free_held": info.fordblks, "mapped": info.hblkhd}
+
+
+def freed_memory_mode(value: bool | str) -> str:
+    """``FreedMemory`` of a setting that may still be a bool (older configs): false is ``keep``,
+    true ``promptly`` (what true meant before ``between_steps`` existed)."""
+    if isinstance(value, bool):
+        return "promptly" if value else "keep"
+    if value not in FREED_MEMORY_MODES:
+        raise ValueError(
+            f"return_freed_memory must be one of {', '.join(FREED_MEMORY_MODES)} (or a bool), "
+            f"got {value!r}"
+        )
+    return value
 
 
 def release_freed_memory_promptly(

@@ -41,6 +41,26 @@ def test_falling_logps_needs_chosen_down_by_the_share_and_rejected_down_too():
     assert falling_logps(chosen[:9], rejected[:9], window=5, min_drop=0.1) is None
 
 
+def test_falling_logps_against_the_reference_compares_the_same_pairs():
+    """Short replies early in the epoch and long ones late: summed log-probs fall from -100 to
+    -300 while the policy gains 5 nats on every pair over the reference. The first-vs-last
+    comparison calls that a fall; compared with the reference on the same batches it is none."""
+    reference_chosen = [-100.0] * 10 + [-300.0] * 10
+    reference_rejected = [-110.0] * 10 + [-320.0] * 10
+    chosen = [r + 5 for r in reference_chosen]
+    rejected = [r - 8 for r in reference_rejected]
+    assert falling_logps(chosen, rejected, 5, 0.1)  # fooled by the lengths
+    assert falling_logps(chosen, rejected, 5, 0.1, reference_chosen, reference_rejected) is None
+    # a real fall: the last 5 steps' chosen 12% below the reference on the same pairs
+    displaced = chosen[:15] + [r * 1.12 for r in reference_chosen[15:]]
+    finding = falling_logps(displaced, rejected, 5, 0.1, reference_chosen, reference_rejected)
+    assert finding and "-300.0 to -336.0 (-12%)" in finding
+    assert "than the reference on the same pairs" in finding
+    # the rejected not below its reference: the margin grows the healthy way
+    assert falling_logps(displaced, reference_rejected, 5, 0.1, reference_chosen,
+                         reference_rejected) is None
+
+
 def test_out_of_range_averages_the_window_and_catches_non_finite_at_once():
     assert out_of_range("loss", [0.7] * 9 + [5.0], 0.0, 2.0, window=10) is None  # mean 1.13
     finding = out_of_range("loss", [0.7] * 5 + [3.0] * 5, 0.0, 2.0, window=5)

@@ -95,12 +95,23 @@ def test_sampler_sees_a_peak_between_marks():
         sampler.close()
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_fit_on_a_cpu_releases_before_loading_and_trims_after_each_batch(
-    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, enabled
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (None, ["load", "trim", "trim"]),  # the default: between_steps
+        ("keep", ["load"]),
+        ("false", ["load"]),
+        ("between_steps", ["load", "trim", "trim"]),
+        ("promptly", ["release", "load", "trim", "trim"]),
+        ("true", ["release", "load", "trim", "trim"]),  # what true meant before between_steps
+    ],
+)
+def test_fit_on_a_cpu_trims_after_each_batch_and_releases_before_loading_when_asked(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, mode, expected
 ):
-    """``model.return_freed_memory`` (off by default) fixes glibc's thresholds before the model
-    loads and trims the heap after every training batch; off, it touches neither."""
+    """``model.return_freed_memory``: ``between_steps`` (the default) trims the heap after every
+    training batch; ``keep`` touches glibc not at all; ``promptly`` also fixes glibc's thresholds
+    before the model loads."""
     from conftest import tiny_fit_args
 
     from lit_dpo.cli import main
@@ -115,8 +126,16 @@ def test_fit_on_a_cpu_releases_before_loading_and_trims_after_each_batch(
         module, "load_policy", _recording(module.load_policy, lambda: calls.append("load"))
     )
     args = tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "run")
-    main([*args, f"--model.return_freed_memory={str(enabled).lower()}"])
-    assert calls == (["release", "load", "trim", "trim"] if enabled else ["load"])
+    main([*args] + ([f"--model.return_freed_memory={mode}"] if mode else []))
+    assert calls == expected
+
+
+def test_freed_memory_modes_and_the_old_bools():
+    assert host_memory.freed_memory_mode(False) == "keep"
+    assert host_memory.freed_memory_mode(True) == "promptly"
+    assert host_memory.freed_memory_mode("between_steps") == "between_steps"
+    with pytest.raises(ValueError, match="one of keep, between_steps, promptly"):
+        host_memory.freed_memory_mode("sometimes")
 
 
 def _recording(function, record):

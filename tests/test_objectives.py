@@ -74,6 +74,9 @@ def test_every_loss_type_trains_from_the_cli(tiny_model_dir, tiny_data_dir, tmp_
     assert ("val/log_odds_ratio" in val) == (loss_type == "orpo")
     # sft alone defines no reward; every other objective logs its own
     assert bool(_logged(rows, "train/rewards/margins")) == (loss_type != "sft")
+    # the same pairs under the reference (the displacement alarm's yardstick), where one ran
+    needs_reference = loss_type not in ("simpo", "cpo", "orpo", "sft")
+    assert len(_logged(rows, "train/reference_logps/chosen")) == 2 * needs_reference
     adapter = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k), "did not train"
 

@@ -13,8 +13,6 @@ from lit_dpo.device import DEVICE_PRESETS, Device, lora_dtype_problems, precisio
 from lit_dpo.preflight.command import optimizer_state_bytes
 from lit_dpo.preflight.measure import batch_row_length, format_duration, run_plan, run_seconds
 from lit_dpo.preflight.memory import (
-    CPU_RETAINED_FRACTION,
-    CPU_RETAINED_FRACTION_RELEASED,
     GIB,
     NF4_BYTES_PER_WEIGHT,
     QWEN2_0_5B_INSTRUCT,
@@ -101,12 +99,14 @@ def test_step_total_adds_the_parts_and_cpu_terms_only_on_cpu():
     plan = StepPlan(batch_size=2, seq_len=10, lora_r=2, model_file_bytes=1000.0)
     cpu = estimate_step_memory(SMALL, plan)
     assert cpu.total == pytest.approx(sum(value for _, value in cpu.rows()))
-    # 4-bit: the model file is unmapped after loading; by default glibc keeps freed activations
+    # 4-bit: the model file is unmapped after loading
     assert cpu.model_file == 0
-    assert cpu.cpu_retained == pytest.approx(CPU_RETAINED_FRACTION * 74_880)
-    released = estimate_step_memory(SMALL, replace(plan, return_freed_memory=True))
-    assert released.cpu_retained == pytest.approx(CPU_RETAINED_FRACTION_RELEASED * 74_880)
-    assert cpu.cpu_retained > released.cpu_retained
+    # the default, between_steps: what one step's own frees leave behind
+    assert cpu.cpu_retained == pytest.approx(0.85 * 74_880)
+    kept = estimate_step_memory(SMALL, replace(plan, return_freed_memory="keep"))
+    assert kept.cpu_retained == pytest.approx(0.9 * 74_880)
+    released = estimate_step_memory(SMALL, replace(plan, return_freed_memory="promptly"))
+    assert released.cpu_retained == 0
     unquantized = estimate_step_memory(SMALL, replace(plan, quantization="none"))
     assert unquantized.model_file == 1000.0  # the map holds the weights
     gpu = estimate_step_memory(SMALL, replace(plan, device="cuda"))

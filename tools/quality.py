@@ -57,6 +57,8 @@ DEV_HELD_OUT = 300
 SEED = 42
 # The tutorial's settings, for TRL and as the starting point of the study.
 TUTORIAL = {"pairs": 256, "max_length": 320, "batch_size": 4, "beta": 0.1, "lr": 5e-4, "lora_r": 16}
+# length limit of the greedy answers whose mean length is reported (--generations)
+ANSWER_TOKENS = 96
 QUICK = {"pairs": 32, "eval_pairs": 32, "max_length": 192, "budget": 600.0}
 
 
@@ -77,9 +79,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="after --: lit-dpo fit settings")
     parser.add_argument("--table", action="store_true",
                         help="print the results file as the docs' table, and run nothing")
+    parser.add_argument("--answer_lengths", nargs="+", metavar="LABEL",
+                        help="add the mean length of greedy answers to --generations held-out "
+                             "prompts to these recorded runs of --split (their adapters must "
+                             "still be under --out), and train nothing")
     args = parser.parse_args()
     if args.table:
         print(table([json.loads(line) for line in args.results.read_text().splitlines() if line]))
+        return
+    if args.answer_lengths:
+        add_answer_lengths(args)
         return
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     budget = args.budget or (QUICK["budget"] if args.quick else DEFAULT_BUDGET)
@@ -249,7 +258,7 @@ def evaluate(adapter: Path, data: Path, run_dir: Path, beta: float, max_length: 
     if generations:
         prompts = run_dir / "prompts.json"
         prompts.write_text(json.dumps(_held_out_prompts(data / "test.jsonl", generations)))
-        args += [f"--prompts={prompts}", "--max_new_tokens=96"]
+        args += [f"--prompts={prompts}", f"--max_new_tokens={ANSWER_TOKENS}"]
     seconds, wall = _run(args, run_dir / "compare.log")
     report = json.loads((run_dir / "compare" / "compare.json").read_text())
     result = {"eval_cpu_s": seconds, "held_out": report["heldout"]}
@@ -258,6 +267,42 @@ def evaluate(adapter: Path, data: Path, run_dir: Path, beta: float, max_length: 
             lengths = [r[side]["tokens"] for r in report["results"]]
             result[f"answer_tokens/{side}"] = sum(lengths) / len(lengths)
     return result
+
+
+def add_answer_lengths(args: argparse.Namespace) -> None:
+    """Answer ``--generations`` held-out prompts with the base and each named run's adapter and
+    record the mean answer lengths in that run's line of the results file."""
+    if not args.generations:
+        raise SystemExit("--answer_lengths needs --generations N (how many held-out prompts)")
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    data = prepare_data(args.data, args.split, args.out / "data")
+    records = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+    for label in args.answer_lengths:
+        matches = [r for r in records if r["label"] == label and r["split"] == args.split]
+        if not matches:
+            raise SystemExit(f"no recorded run {label!r} on the {args.split} split")
+        record = matches[-1]
+        side = "trl" if record["side"] == "trl" else "lit"
+        run_dir = args.out / f"{args.split}-{side}-{label}"
+        prompts = run_dir / "prompts.json"
+        prompts.write_text(json.dumps(_held_out_prompts(data / "test.jsonl", args.generations)))
+        out = run_dir / "answers"
+        _run([sys.executable, "-m", "lit_dpo", "compare", f"--adapter={run_dir / 'adapter'}",
+              f"--prompts={prompts}", "--val_size=0", "--edge_cases=false",
+              f"--max_new_tokens={ANSWER_TOKENS}", f"--max_length={record['max_length']}",
+              f"--out={out}"], run_dir / "answers.log")
+        report = json.loads((out / "compare.json").read_text())
+        lengths = {model: [r[model]["tokens"] for r in report["results"]]
+                   for model in ("reference", "policy")}
+        # read again: a run beside this one may have added its line meanwhile
+        records = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+        for r in records:
+            if (r["label"], r["split"], r["date"]) == (label, args.split, record["date"]):
+                r.update({f"answer_tokens/{m}": sum(v) / len(v) for m, v in lengths.items()})
+                r["answer_prompts"] = args.generations
+                print(f"{label}: answer tokens reference {r['answer_tokens/reference']:.1f}, "
+                      f"policy {r['answer_tokens/policy']:.1f}", flush=True)
+        args.results.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def _held_out_prompts(path: Path, count: int) -> list[list[dict[str, str]]]:
@@ -290,7 +335,7 @@ def table(records: list[dict]) -> str:
     """The results as a markdown table, one row per run in the order they ran."""
     head = ("| run | split | side | CPU s (budget) | steps | log-prob acc. summed ref -> policy "
             "| per token ref -> policy | reward acc. / margin | chosen ppl ref -> policy "
-            "| displacement alarm |")
+            "| displacement alarm | answer tokens ref -> policy |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in records:
         h = r["held_out"]
@@ -304,9 +349,17 @@ def table(records: list[dict]) -> str:
             f"{h['logps_accuracy_per_token/policy']:.3f} "
             f"| {h['rewards/accuracies']:.3f} / {h['rewards/margins']:.3f} "
             f"| {h['perplexity_chosen/reference']:.2f} -> {h['perplexity_chosen/policy']:.2f} "
-            f"| {'-' if alarm is None else ('yes' if alarm else 'no')} |"
+            f"| {'-' if alarm is None else ('yes' if alarm else 'no')} "
+            f"| {_answer_tokens(r)} |"
         )
     return "\n".join(lines)
+
+
+def _answer_tokens(record: dict) -> str:
+    if "answer_tokens/policy" not in record:
+        return "-"
+    return (f"{record['answer_tokens/reference']:.1f} -> {record['answer_tokens/policy']:.1f} "
+            f"({record.get('answer_prompts', '?')} prompts)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ TRAIN_KEYS = (
     "train/rewards/margins",
     "train/logps/chosen",
     "train/logps/rejected",
+    "train/reference_logps/chosen",
+    "train/reference_logps/rejected",
 )
 
 
@@ -38,35 +40,56 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def falling_logps(
-    chosen: Sequence[float], rejected: Sequence[float], window: int, min_drop: float
+    chosen: Sequence[float],
+    rejected: Sequence[float],
+    window: int,
+    min_drop: float,
+    reference_chosen: Sequence[float] | None = None,
+    reference_rejected: Sequence[float] | None = None,
 ) -> str | None:
-    """Chosen log-probs falling steadily together with the rejected ones.
+    """Chosen log-probs falling below where they started, together with the rejected ones.
 
-    Compares the mean of the first ``window`` steps with the mean of the last ``window`` (summed
-    log-probs vary with reply length from batch to batch, so single steps say little).
+    With the reference's log-probs of the same batches (every objective that runs a reference),
+    the last ``window`` steps' policy log-probs are compared with the reference's on the very same
+    pairs: the fall is the policy's own, whatever the replies' lengths. Without them
+    (reference-free objectives) the first ``window`` steps' mean is compared with the last
+    ``window``'s; summed log-probs vary with reply length from batch to batch, so that comparison
+    is coarser (a run of long replies late in the epoch can look like a fall).
 
     Args:
-        chosen: per-step mean summed log-prob of the chosen replies.
+        chosen: per-step mean summed log-prob of the chosen replies under the policy.
         rejected: the same for the rejected replies.
         window: steps averaged at each end; needs ``2 * window`` steps.
         min_drop: share of its starting magnitude the chosen log-prob must lose (0.1: 10%).
+        reference_chosen: per-step mean summed log-prob of the same chosen replies under the
+            reference, or None.
+        reference_rejected: the same for the rejected replies, or None.
 
     Returns:
         The finding, or None.
     """
     if len(chosen) < 2 * window or len(rejected) < 2 * window:
         return None
-    chosen_start, chosen_now = _mean(chosen[:window]), _mean(chosen[-window:])
-    rejected_start, rejected_now = _mean(rejected[:window]), _mean(rejected[-window:])
+    if reference_chosen is not None and reference_rejected is not None:
+        if len(reference_chosen) < window or len(reference_rejected) < window:
+            return None
+        chosen_start, rejected_start = _mean(reference_chosen[-window:]), _mean(
+            reference_rejected[-window:]
+        )
+        measured = f"than the reference on the same pairs over the last {window} steps"
+    else:
+        chosen_start, rejected_start = _mean(chosen[:window]), _mean(rejected[:window])
+        measured = f"from the first {window} steps to the last {window}"
+    chosen_now, rejected_now = _mean(chosen[-window:]), _mean(rejected[-window:])
     if chosen_now >= chosen_start - min_drop * abs(chosen_start) or rejected_now >= rejected_start:
         return None
     return (
         f"chosen log-probs fell from {chosen_start:.1f} to {chosen_now:.1f} "
         f"({(chosen_now - chosen_start) / abs(chosen_start):+.0%}) while the rejected fell from "
-        f"{rejected_start:.1f} to {rejected_now:.1f}: the policy widens the margin by making "
-        "both replies less likely (likelihood displacement). Try a lower learning rate or a "
-        "larger beta, add an SFT term on the chosen replies (--model.sft_weight 0.1), or switch "
-        "to model.loss_type ipo; check that chosen and rejected are not near-duplicates"
+        f"{rejected_start:.1f} to {rejected_now:.1f} ({measured}): the policy widens the margin "
+        "by making both replies less likely (likelihood displacement). Try a lower learning "
+        "rate or a larger beta, add an SFT term on the chosen replies (--model.sft_weight 0.1), "
+        "or switch to model.loss_type ipo; check that chosen and rejected are not near-duplicates"
     )
 
 
@@ -328,7 +351,13 @@ class HealthAlarms(Callback):
             (
                 "falling_logps",
                 falling_logps(
-                    h["train/logps/chosen"], h["train/logps/rejected"], w, self.logps_drop
+                    h["train/logps/chosen"],
+                    h["train/logps/rejected"],
+                    w,
+                    self.logps_drop,
+                    # the same pairs under the reference, where the objective ran one
+                    h["train/reference_logps/chosen"] or None,
+                    h["train/reference_logps/rejected"] or None,
                 ),
             ),
             (

@@ -25,9 +25,10 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
   not count; without quantization the map holds the weights and does. The activations a forward
   makes are many mid-sized tensors that glibc, left to itself, serves from its heap and, once freed,
   keeps resident and fragmented; the resident set of such a run grows by
-  ``CPU_RETAINED_FRACTION`` of them over the first steps. ``DPOModule(return_freed_memory=True)``,
-  the default, has glibc unmap them when freed and trims the heap after each step, which leaves
-  ``CPU_RETAINED_FRACTION_RELEASED``: none measurable (both calibrated on measured runs: see
+  ``CPU_RETAINED_FRACTION[mode]`` of them over the first steps, by what
+  ``DPOModule(return_freed_memory=mode)`` has glibc do with them: ``keep`` keeps them,
+  ``between_steps`` (the default) trims the heap after each step, ``promptly`` unmaps them when
+  freed as well, which leaves none measurable (calibrated on measured runs: see
   docs/preflight-and-health.md). Tensors over 32 MiB, like full logits, are unmapped when freed
   either way and do not count.
 """
@@ -39,6 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lit_dpo.device import GIB
+from lit_dpo.host_memory import freed_memory_mode
 
 # Bytes per NF4 weight: 4 bits, one 8-bit absmax per block of 64, one fp32 absmax per 256 blocks.
 NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -64,11 +66,12 @@ CPU_RUNTIME_BYTES = 0.6 * GIB
 # CUDA context and kernels, which the caching allocator does not count but the card holds.
 CUDA_RUNTIME_BYTES = 0.5 * GIB
 # Freed memory glibc keeps resident past the live peak, as a share of the activations one forward
-# makes (calibrated on CPU runs of SmolLM2; see docs/preflight-and-health.md): left to itself
-# (``return_freed_memory`` false), and with freed blocks unmapped and the heap trimmed (a run of
-# configs/cpu.yaml peaked within 1% of the estimate without this term).
-CPU_RETAINED_FRACTION = 0.9
-CPU_RETAINED_FRACTION_RELEASED = 0.0
+# makes, by ``return_freed_memory`` (calibrated on CPU runs of SmolLM2 with configs/cpu.yaml; see
+# docs/preflight-and-health.md): ``keep``, left to itself (fitted on four runs); ``between_steps``,
+# the heap trimmed after each step, so only what one step's own frees leave behind (one run: 4.17
+# GiB measured, 4.166 estimated); ``promptly``, freed blocks unmapped as well (a run peaked
+# within 1% of the estimate without this term).
+CPU_RETAINED_FRACTION = {"keep": 0.9, "between_steps": 0.85, "promptly": 0.0}
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ class StepPlan:
         device: ``cpu`` or ``cuda``: which runtime and allocator terms apply.
         model_file_bytes: size of the model's weight files (on CPU, without quantization, they
             stay memory-mapped).
-        return_freed_memory: on CPU, glibc gives freed activations back (DPOModule's setting).
+        return_freed_memory: on CPU, what glibc does with freed activations
+            (``lit_dpo.host_memory.FreedMemory``, DPOModule's setting).
     """
 
     batch_size: int
@@ -172,7 +176,7 @@ class StepPlan:
     logps_chunk_size: int | None = None
     device: str = "cpu"
     model_file_bytes: float = 0.0
-    return_freed_memory: bool = False
+    return_freed_memory: str = "between_steps"
 
     @property
     def tokens(self) -> int:
@@ -316,7 +320,7 @@ def estimate_step_memory(shape: ModelShape, plan: StepPlan) -> MemoryEstimate:
     forward_activations = plan.tokens * shape.num_layers * layer_activation_bytes(shape, plan)
     logps = logps_bytes(shape, plan)
     cpu = plan.device == "cpu"
-    retained = CPU_RETAINED_FRACTION_RELEASED if plan.return_freed_memory else CPU_RETAINED_FRACTION
+    retained = CPU_RETAINED_FRACTION[freed_memory_mode(plan.return_freed_memory)]
     return MemoryEstimate(
         quantized_weights=quantized,
         other_weights=other,

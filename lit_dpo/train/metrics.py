@@ -56,8 +56,8 @@ ACCURACY_KEYS = ("rewards/accuracies", *LOGPS_ACCURACY_KEYS)
 
 def logged_keys(objective: Objective, stage: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(mean keys, accuracy keys)`` a stage logs: training the loss, rewards (where the
-    objective defines them), log-probs and the objective's own terms; validation the log-prob
-    accuracies of policy and reference as well.
+    objective defines them), log-probs (the reference's too where one ran) and the objective's
+    own terms; validation the log-prob accuracies of policy and reference as well.
 
     Args:
         objective: the objective trained.
@@ -66,6 +66,9 @@ def logged_keys(objective: Objective, stage: str) -> tuple[tuple[str, ...], tupl
     rewards = objective.rewards is not None
     extras = objective.extra_keys
     means = ("loss", *(REWARD_KEYS if rewards else ()), "logps/chosen", "logps/rejected", *extras)
+    if stage == "train" and objective.needs_reference:
+        # the same pairs under the reference: what the displacement alarm compares against
+        means += ("reference_logps/chosen", "reference_logps/rejected")
     accuracies = ("rewards/accuracies",) if rewards else ()
     if stage != "train":
         accuracies += LOGPS_ACCURACY_KEYS
