@@ -141,7 +141,7 @@ class DPOModule(LightningModule):
         return_freed_memory: on a CPU, what glibc does with freed tensor memory during the fit
             (``lit_dpo.host_memory.FreedMemory``). ``between_steps`` (default): the heap is
             trimmed after each training batch, so each step starts from its live tensors; the
-            pages come back once per step, at no measurable cost in speed (a third less peak
+            pages come back once per step, at no measurable cost in speed (28% less peak
             memory in ``tools/bench.py``). ``keep`` (false): glibc keeps a forward's worth of freed
             activations resident for reuse (about as much again as the live ones). ``promptly``
             (true): as well as the trim, each freed activation is unmapped at once: least memory,
