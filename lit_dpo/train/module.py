@@ -31,7 +31,6 @@ from lit_dpo.compat import attached_trainer
 from lit_dpo.device import PackedAttention, packed_attention_for, trainer_device
 from lit_dpo.errors import ConfigError, NonFiniteError
 from lit_dpo.host_memory import (
-    FREED_MEMORY_MODES,
     FreedMemory,
     freed_memory_mode,
     release_freed_memory_promptly,
@@ -198,12 +197,10 @@ class DPOModule(LightningModule):
             problems.append(f"logps_chunk_size must be positive or null, got {logps_chunk_size}")
         if share_prompt and logps_chunk_size is None:
             problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
-        freed = return_freed_memory
-        if not isinstance(freed, bool) and freed not in FREED_MEMORY_MODES:
-            problems.append(
-                f"return_freed_memory must be one of {', '.join(FREED_MEMORY_MODES)}, "
-                f"got {return_freed_memory!r}"
-            )
+        try:
+            freed_memory_mode(return_freed_memory)
+        except ValueError as error:
+            problems.append(str(error))
         if packed_attention != "auto" and not share_prompt:
             problems.append(f"packed_attention {packed_attention} applies to share_prompt only")
         if quant_storage is not None and quantization != "nf4":
