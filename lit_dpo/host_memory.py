@@ -42,6 +42,8 @@ MMAP_THRESHOLD_BYTES = 256 * 1024
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
 FreedMemory = Literal["keep", "between_steps", "promptly"]
 FREED_MEMORY_MODES = get_args(FreedMemory)
+# DPOModule's default: the trim once per step costs no measurable speed (docs/benchmark.md)
+DEFAULT_FREED_MEMORY: FreedMemory = "between_steps"
 STATUS_FIELDS = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anonymous", "RssFile": "file"}
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lit_dpo.device import DEVICE_PRESETS, GIB, Device, lora_dtype_problems, precision_problems
 from lit_dpo.errors import ConfigError, LitDPOError
-from lit_dpo.host_memory import freed_memory_mode
+from lit_dpo.host_memory import DEFAULT_FREED_MEMORY, freed_memory_mode
 from lit_dpo.models.adapters import ADAPTER_CONFIG, check_adapter, lora_weight_shapes
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.preflight.measure import format_duration, measure_steps, run_plan, run_seconds
@@ -150,7 +150,7 @@ def check(
         logps_chunk_size=hp.get("logps_chunk_size"),
         device=target.kind,
         model_file_bytes=model_file,
-        return_freed_memory=freed_memory_mode(hp.get("return_freed_memory", "between_steps")),
+        return_freed_memory=freed_memory_mode(hp.get("return_freed_memory", DEFAULT_FREED_MEMORY)),
     )
     estimate = estimate_step_memory(shape, plan)
     budget = target.memory * (1 - HEADROOM)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lit_dpo.device import GIB
-from lit_dpo.host_memory import freed_memory_mode
+from lit_dpo.host_memory import DEFAULT_FREED_MEMORY, freed_memory_mode
 
 # Bytes per NF4 weight: 4 bits, one 8-bit absmax per block of 64, one fp32 absmax per 256 blocks.
 NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -176,7 +176,7 @@ class StepPlan:
     logps_chunk_size: int | None = None
     device: str = "cpu"
     model_file_bytes: float = 0.0
-    return_freed_memory: str = "between_steps"
+    return_freed_memory: str = DEFAULT_FREED_MEMORY
 
     @property
     def tokens(self) -> int:

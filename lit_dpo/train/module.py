@@ -31,6 +31,7 @@ from lit_dpo.compat import attached_trainer
 from lit_dpo.device import PackedAttention, packed_attention_for, trainer_device
 from lit_dpo.errors import ConfigError, NonFiniteError
 from lit_dpo.host_memory import (
+    DEFAULT_FREED_MEMORY,
     FreedMemory,
     freed_memory_mode,
     release_freed_memory_promptly,
@@ -184,7 +185,7 @@ class DPOModule(LightningModule):
         quant_storage: DType | None = None,
         on_nonfinite: OnNonFinite = "stop",
         allow_pickle: bool = False,
-        return_freed_memory: bool | FreedMemory = "between_steps",
+        return_freed_memory: bool | FreedMemory = DEFAULT_FREED_MEMORY,
     ) -> None:
         super().__init__()
         objective = Objective.from_settings(locals())
