@@ -30,9 +30,12 @@ from lit_dpo.train.packing import (
     PAD,
     REJECTED,
     SHARED,
+    end_to_end,
+    end_to_end_is_cheaper,
     pack_pairs,
     packed_attention_mask,
     packed_block_mask,
+    token_cost_in_scores,
 )
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
@@ -182,6 +185,74 @@ def test_block_mask_is_the_dense_mask_and_skips_blocks_nobody_attends():
     assert blocks.tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 1]]
 
 
+def test_end_to_end_by_hand():
+    """Two packed rows of 3 and 5 tokens (width 5) become one row of 8: no padding, each pair's
+    positions and segments kept, scored positions moved by the tokens before their pair, and no
+    pair attending the other."""
+    batch = _batch([[7], [7, 8], [3, 4, 5], [6]], prompt=[5])
+    rows = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    joined = end_to_end(rows)
+    assert joined.input_ids.tolist() == [[5, 7, 8, 5, 3, 4, 5, 6]]
+    assert joined.position_ids.tolist() == [[0, 1, 2, 0, 1, 2, 3, 1]]
+    assert joined.groups.tolist() == [[0, 0, 0, 1, 1, 1, 1, 1]]
+    # pair 1's positions were 5 + p in the rows (width 5), now 3 + p
+    by_rows = rows.positions.tolist()
+    assert joined.positions.tolist() == [p if p < 5 else p - 2 for p in by_rows]
+    assert torch.equal(joined.targets, rows.targets)
+    assert torch.equal(joined.sequences, rows.sequences)
+    # the same hidden input at each scored position: the flat rows' token ids agree
+    assert torch.equal(
+        joined.input_ids.flatten()[joined.positions], rows.input_ids.flatten()[rows.positions]
+    )
+    mask = joined.attention_mask[0, 0]
+    assert not mask[3:, :3].any() and not mask[:3, 3:].any()
+    assert torch.equal(mask[:3, :3], rows.attention_mask[0, 0, :3, :3])
+    assert torch.equal(mask[3:, 3:], rows.attention_mask[1, 0])
+    with pytest.raises(ValueError, match="already"):
+        end_to_end(joined)
+
+
+def test_end_to_end_is_cheaper_by_hand():
+    # rows of 2 and 6 tokens, width 6, a token worth 10 scores: padded 2 * (6 * 10 + 6**2) = 192,
+    # joined 8 * 10 + 8**2 = 144
+    uneven = torch.tensor(
+        [[SHARED, CHOSEN] + [PAD] * 4, [SHARED] * 2 + [CHOSEN] * 2 + [REJECTED] * 2]
+    )
+    assert end_to_end_is_cheaper(uneven, token_cost=10.0)
+    # rows of 4 and 4: padded 2 * (40 + 16) = 112, joined 80 + 64 = 144
+    even = torch.tensor([[SHARED, SHARED, CHOSEN, REJECTED]] * 2)
+    assert not end_to_end_is_cheaper(even, token_cost=10.0)
+    # where attention is all the cost, one row of 8 (64 scores) still beats 2 rows of 6 (72)
+    assert end_to_end_is_cheaper(uneven, token_cost=0.0)
+    # but not 3 rows of 1 + 3 + 3 tokens: 7**2 = 49 > 3 * 3**2 = 27 (padded cost 3 * 3 * 1 + 27)
+    three = torch.tensor([[SHARED, PAD, PAD], [SHARED, CHOSEN, REJECTED], [SHARED] * 3])
+    assert not end_to_end_is_cheaper(three, token_cost=1.0)  # 7 + 49 = 56 > 9 + 27 = 36
+
+
+def test_token_cost_in_scores_of_smollm2():
+    """SmolLM2-135M: hidden 576, 9 heads of 64, 3 key-value heads, MLP 1536. Linear multiply-adds
+    per token per layer: q and o 2 * 576 * 576, k and v 2 * 576 * 192, the gated MLP
+    3 * 576 * 1536 = 3,538,944 in all; a query-key pair costs 2 * 9 * 64 = 1,152: 3,072."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(
+        hidden_size=576, num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536
+    )
+    assert token_cost_in_scores(config) == pytest.approx(3072.0)
+
+
+def test_block_mask_of_pairs_end_to_end_is_their_dense_mask():
+    from torch.nn.attention.flex_attention import create_mask
+
+    segments = torch.tensor([[SHARED] * 100 + [CHOSEN] * 60 + [SHARED] * 40 + [REJECTED] * 56])
+    groups = torch.tensor([[0] * 160 + [1] * 96])
+    block_mask = packed_block_mask(segments, groups)
+    dense = create_mask(block_mask.mask_mod, 1, 1, 256, 256, device="cpu")
+    expected = packed_attention_mask(segments, groups)
+    assert torch.equal(dense, expected)
+    assert not expected[0, 0, 160:, :160].any()
+
+
 def test_pack_pairs_rejects_left_padding():
     batch = _batch([[7], [7, 8]], prompt=[5])
     with pytest.raises(ValueError, match="right padding"):
@@ -237,6 +308,35 @@ def test_step_equals_plain_path(tiny_model_dir, tiny_tokenizer, switches, gradie
     for key in ("loss", "logps/chosen", "logps/rejected", "reference_logps/rejected"):
         assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), key
     assert expected_grads and set(grads) == set(expected_grads)
+    for name, grad in expected_grads.items():
+        assert grad.abs().sum() > 0, name
+        assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["rows", "end-to-end"])
+def test_packed_pairs_in_rows_or_end_to_end_give_the_plain_step(
+    tiny_model_dir, tiny_tokenizer, monkeypatch, joined
+):
+    """Both layouts of the packed pairs (one padded row per pair, or all pairs in one row), forced
+    whatever the cost rule says, give the plain path's loss, log-probs and gradients."""
+    from lit_dpo.train import forward
+
+    calls = []
+
+    def spy(packed):
+        calls.append(packed.input_ids.shape)
+        return end_to_end(packed)
+
+    monkeypatch.setattr(forward, "end_to_end_is_cheaper", lambda segments, cost: joined)
+    monkeypatch.setattr(forward, "end_to_end", spy)
+    module = _module(tiny_model_dir, gradient_checkpointing=True)
+    batch = _tiny_batch(tiny_tokenizer)
+    expected, expected_grads = _step(module, batch, **PLAIN)
+    got, grads = _step(module, batch, logps_chunk_size=7, share_prompt=True)
+    # policy and reference, each through the chosen layout
+    assert len(calls) == (2 if joined else 0)
+    for key in ("loss", "logps/chosen", "logps/rejected", "reference_logps/rejected"):
+        assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), key
     for name, grad in expected_grads.items():
         assert grad.abs().sum() > 0, name
         assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), name

@@ -8,7 +8,8 @@ Three paths compute the same numbers (``tests/test_techniques.py`` checks them a
 - packed pairs (``share_prompt``, needs the chunked head): each pair as one row holding the shared
   prompt once (``packing.pack_pairs``), attended under its mask (``packing.packed_attention``: a
   dense 4D mask for sdpa or eager, a block mask for FlexAttention), scored by
-  ``logps.gathered_tokens``.
+  ``logps.gathered_tokens``; on a CPU the batch's rows are laid end to end in one row without
+  padding where that costs less (``packing.end_to_end``).
 
 Each gives every scored token's log-prob (``logps.ScoredTokens``), and on request WPO's
 ``log sum_v p(v)^2``; ``row_logps`` sums them per row, LD-DPO weighted when ``ld_alpha`` is set.
@@ -25,7 +26,13 @@ from lit_dpo.compat import attn_implementation
 from lit_dpo.errors import ConfigError
 from lit_dpo.train.logps import ScoredTokens, completion_tokens, gathered_tokens, sequence_tokens
 from lit_dpo.train.losses.terms import ld_logps
-from lit_dpo.train.packing import pack_pairs, packed_attention
+from lit_dpo.train.packing import (
+    end_to_end,
+    end_to_end_is_cheaper,
+    pack_pairs,
+    packed_attention,
+    token_cost_in_scores,
+)
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
 LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
@@ -89,11 +96,19 @@ def batch_token_logps(
         ).last_hidden_state
         return completion_tokens(hidden, head.weight, labels, chunk_size, head.bias, log_sum_sq)
     packed = pack_pairs(input_ids, attention_mask, labels)
-    mask = packed_attention(
-        packed.segments,
-        attn_implementation(causal_lm),
-        causal_lm.get_input_embeddings().weight.dtype,
-    )
+    attention = attn_implementation(causal_lm)
+    # On a CPU, uneven pairs run cheaper end to end in one row than padded to the longest (its
+    # sdpa is a flash kernel there: the longer row costs compute, not memory). Not on GPUs yet:
+    # unmeasured there, and a dense mask of the joined row grows with the square of the batch.
+    if (
+        input_ids.device.type == "cpu"
+        and attention != "flex_attention"
+        and end_to_end_is_cheaper(
+            packed.segments, token_cost_in_scores(causal_lm.config.get_text_config())
+        )
+    ):
+        packed = end_to_end(packed)
+    mask = packed_attention(packed, attention, causal_lm.get_input_embeddings().weight.dtype)
     hidden = causal_lm.base_model(
         input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids
     ).last_hidden_state

@@ -47,6 +47,8 @@ class PackedPairs:
         sequences: (M,) which unpacked row each scored token belongs to: pair i's chosen is i,
             its rejected B + i, as in ``collate_pairs``.
         shared: (B,) length of each pair's shared prefix.
+        groups: (B, L) the pair each position belongs to, where several pairs share a row
+            (``end_to_end``); None where each row holds one pair.
     """
 
     input_ids: torch.Tensor
@@ -56,12 +58,13 @@ class PackedPairs:
     targets: torch.Tensor
     sequences: torch.Tensor
     shared: torch.Tensor
+    groups: torch.Tensor | None = None
 
     @property
     def attention_mask(self) -> torch.Tensor:
         """(B, 1, L, L) bool, True where a query (dim 2) may attend a key (dim 3); made on demand,
         since the FlexAttention path never needs it."""
-        return packed_attention_mask(self.segments)
+        return packed_attention_mask(self.segments, self.groups)
 
 
 def pack_pairs(
@@ -149,35 +152,111 @@ def pack_pairs(
     )
 
 
+def end_to_end(packed: PackedPairs) -> PackedPairs:
+    """The B packed rows laid end to end in one row, without their padding.
+
+    Each pair keeps its positions, segments and mask rule; ``groups`` says which pair a position
+    belongs to, so no pair attends another's tokens. The model then runs ``sum(lengths)`` tokens
+    instead of ``B * max(lengths)``, for a longer attention (``end_to_end_is_cheaper`` weighs the
+    two). The scored tokens, their targets and order are unchanged.
+    """
+    if packed.groups is not None:
+        raise ValueError("these pairs are already laid end to end")
+    keep = packed.segments != PAD
+    lengths = keep.sum(-1)
+    width = packed.segments.shape[1]
+    starts = lengths.cumsum(0) - lengths
+    pair, within = packed.positions // width, packed.positions % width
+    groups = torch.arange(len(lengths), device=keep.device).unsqueeze(-1).expand_as(keep)
+    return PackedPairs(
+        input_ids=packed.input_ids[keep].unsqueeze(0),
+        position_ids=packed.position_ids[keep].unsqueeze(0),
+        segments=packed.segments[keep].unsqueeze(0),
+        positions=starts[pair] + within,
+        targets=packed.targets,
+        sequences=packed.sequences,
+        shared=packed.shared,
+        groups=groups[keep].unsqueeze(0),
+    )
+
+
+def end_to_end_is_cheaper(segments: torch.Tensor, token_cost: float) -> bool:
+    """Would the B packed rows run cheaper laid end to end (``end_to_end``), under a dense mask?
+
+    A row of L tokens costs ``L * token_cost`` in its linear layers and ``L**2`` in a dense
+    attention, which computes every query-key score, masked or not: B padded rows cost
+    ``B * (W * token_cost + W**2)`` (W the longest), one row ``N * token_cost + N**2`` (N the
+    tokens). Uneven pairs pad more, so joining them pays where lengths vary and batches are small.
+
+    Args:
+        segments: (B, W) ``PackedPairs.segments``.
+        token_cost: a token's linear-layer cost in units of one query-key score
+            (``token_cost_in_scores``).
+    """
+    rows, width = segments.shape
+    tokens = int((segments != PAD).sum())
+    return tokens * token_cost + tokens**2 < rows * (width * token_cost + width**2)
+
+
+def token_cost_in_scores(config) -> float:
+    """A token's cost in a decoder layer's linear layers, in units of one query-key score of its
+    attention (multiply-adds per query-key pair: ``2 * heads * head_dim``, for the scores and
+    the weighted sum). About 3,000 for SmolLM2-135M: one token of linear work is worth the
+    attention scores of a 3,000-token row.
+
+    Args:
+        config: a transformers text config (hidden_size, intermediate_size, attention heads).
+    """
+    hidden = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    linear = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim
+    linear += 3 * hidden * config.intermediate_size
+    return linear / (2 * heads * head_dim)
+
+
 def visible(
     query_segment: torch.Tensor,
     key_segment: torch.Tensor,
     query_index: torch.Tensor,
     key_index: torch.Tensor,
+    query_group: torch.Tensor | None = None,
+    key_group: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The packed mask's rule, on broadcastable tensors: may this query attend this key?
 
-    Causal; a rejected token does not see the chosen ones; padding sees itself only, so no
-    attention row is empty (empty rows give NaN). The dense mask and the FlexAttention block mask
-    are both made from this one rule.
+    Causal; within one pair (where ``groups`` say which pair a position belongs to); a rejected
+    token does not see the chosen ones; padding sees itself only, so no attention row is empty
+    (empty rows give NaN). The dense mask and the FlexAttention block mask are both made from this
+    one rule.
     """
     allowed = (key_index <= query_index) & ~((query_segment == REJECTED) & (key_segment == CHOSEN))
+    if query_group is not None:
+        allowed = allowed & (query_group == key_group)
     allowed = allowed & (key_segment != PAD) & (query_segment != PAD)
     return allowed | ((query_index == key_index) & (query_segment == PAD))
 
 
-def packed_attention_mask(segments: torch.Tensor) -> torch.Tensor:
+def packed_attention_mask(
+    segments: torch.Tensor, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, L) segment ids -> (B, 1, L, L) bool: causal, rejected blind to chosen, padding to itself.
 
     Args:
         segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position.
+        groups: (B, L) the pair of each position where several pairs share a row, else None.
     """
     steps = torch.arange(segments.shape[1], device=segments.device)
     query, key = segments.unsqueeze(-1), segments.unsqueeze(-2)
-    return visible(query, key, steps.unsqueeze(-1), steps).unsqueeze(1)
+    query_group = key_group = None
+    if groups is not None:
+        query_group, key_group = groups.unsqueeze(-1), groups.unsqueeze(-2)
+    allowed = visible(query, key, steps.unsqueeze(-1), steps, query_group, key_group)
+    return allowed.unsqueeze(1)
 
 
-def packed_block_mask(segments: torch.Tensor):
+def packed_block_mask(segments: torch.Tensor, groups: torch.Tensor | None = None):
     """(B, L) segment ids -> the same mask as a FlexAttention ``BlockMask``.
 
     FlexAttention evaluates ``visible`` inside its fused kernel and skips the blocks of 128 x 128
@@ -186,30 +265,39 @@ def packed_block_mask(segments: torch.Tensor):
 
     Args:
         segments: (B, L) ``SHARED``, ``CHOSEN``, ``REJECTED`` or ``PAD`` per position.
+        groups: (B, L) the pair of each position where several pairs share a row, else None.
     """
     from torch.nn.attention.flex_attention import create_block_mask
 
     def mask_mod(batch, head, query_index, key_index):
+        query_group = key_group = None
+        if groups is not None:
+            query_group, key_group = groups[batch, query_index], groups[batch, key_index]
         return visible(
-            segments[batch, query_index], segments[batch, key_index], query_index, key_index
+            segments[batch, query_index],
+            segments[batch, key_index],
+            query_index,
+            key_index,
+            query_group,
+            key_group,
         )
 
     pairs, width = segments.shape
     return create_block_mask(mask_mod, pairs, None, width, width, device=segments.device)
 
 
-def packed_attention(segments: torch.Tensor, attn_implementation: str, dtype: torch.dtype):
+def packed_attention(packed: PackedPairs, attn_implementation: str, dtype: torch.dtype):
     """The packed mask in the form a model's attention takes it as given.
 
     Args:
-        segments: (B, L) ``PackedPairs.segments``.
+        packed: the packed rows (their ``segments`` and ``groups``).
         attn_implementation: the model's attention: ``flex_attention`` gets a ``BlockMask``;
             ``sdpa`` and ``eager`` a dense mask (``attention_bias``).
         dtype: dtype of the model's activations (the scores an eager mask is added to).
     """
     if attn_implementation == "flex_attention":
-        return packed_block_mask(segments)
-    return attention_bias(packed_attention_mask(segments), attn_implementation, dtype)
+        return packed_block_mask(packed.segments, packed.groups)
+    return attention_bias(packed.attention_mask, attn_implementation, dtype)
 
 
 def attention_bias(
