@@ -212,6 +212,35 @@ def test_batch_row_length_of_a_collated_batch():
     assert format_duration(30) == "30 s" and format_duration(1320) == "22 min"
 
 
+def test_batch_tokens_are_the_tokens_the_forward_runs(tiny_model_dir):
+    """The batch above: 4 rows of 6 unpacked (24); packed rows of 8 and 7, padded to 16, or 15
+    end to end, which the tiny model's cost rule picks on a CPU (a token is worth 288 query-key
+    scores: 15 * 288 + 15**2 = 4,545 < 2 * (8 * 288 + 8**2) = 4,736), as the forward does; under
+    FlexAttention the rows stay padded. A StepPlan's tokens take the count when it is given."""
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.data.batches import collate_pairs
+    from lit_dpo.preflight.measure import batch_tokens
+
+    batch = collate_pairs(
+        [
+            {"prompt_ids": [1, 2, 3], "chosen_ids": [4, 5], "rejected_ids": [6, 7, 8]},
+            {"prompt_ids": [1, 2], "chosen_ids": [4, 5, 6, 7], "rejected_ids": [8]},
+        ],
+        pad_token_id=0,
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert batch_tokens(batch, packed=False, causal_lm=model) == 24
+    assert batch_tokens(batch, packed=True, causal_lm=model) == 15
+    model.config._attn_implementation = "flex_attention"
+    assert batch_tokens(batch, packed=True, causal_lm=model) == 16
+
+    plan = StepPlan(batch_size=8, seq_len=172, rows_per_pair=1)
+    assert plan.tokens == 1376
+    assert replace(plan, batch_tokens=884).tokens == 884
+    assert replace(plan, batch_tokens=5000).tokens == 1376  # never more than the padded rows
+
+
 def _preflight(capsys, *args):
     code = 0
     try:

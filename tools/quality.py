@@ -266,6 +266,7 @@ def evaluate(adapter: Path, data: Path, run_dir: Path, beta: float, max_length: 
         for side in ("reference", "policy"):
             lengths = [r[side]["tokens"] for r in report["results"]]
             result[f"answer_tokens/{side}"] = sum(lengths) / len(lengths)
+        result["answer_prompts"] = len(report["results"])
     return result
 
 

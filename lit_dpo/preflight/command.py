@@ -384,7 +384,9 @@ def _measure(fit: FitConfig, shape: ModelShape, plan: StepPlan, steps: int) -> s
     """Time ``steps`` real training batches and two validation batches here; project the run."""
     config = fit.trainer
     seen = measure_steps(fit.model, fit.data, config, plan.rows_per_pair == 1, steps)
-    estimate = estimate_step_memory(shape, replace(plan, seq_len=max(seen.widths)))
+    # the batches as they ran: their longest row, and the tokens of the heaviest
+    measured = replace(plan, seq_len=max(seen.widths), batch_tokens=max(seen.tokens))
+    estimate = estimate_step_memory(shape, measured)
     # the caching allocator does not see the CUDA context: compare like with like
     estimated = estimate.total - (estimate.runtime if seen.device == "cuda" else 0.0)
     data = fit.data
@@ -404,7 +406,8 @@ def _measure(fit: FitConfig, shape: ModelShape, plan: StepPlan, steps: int) -> s
     lines = [
         "",
         f"measured here ({config.accelerator}, {len(seen.widths)} training batches of "
-        f"{plan.batch_size} pairs, longest row {max(seen.widths)} tokens):",
+        f"{plan.batch_size} pairs, longest row {max(seen.widths)} tokens, heaviest batch "
+        f"{max(seen.tokens)} tokens):",
         f"  {seen.train_batch_s:.2f} s per training batch, {seen.val_batch_s:.2f} s per "
         "validation batch",
         f"  {seen.peak_label}: {seen.peak / GIB:.2f} GiB (estimate for these batches: "

@@ -19,6 +19,8 @@ from lightning import Callback, LightningDataModule, LightningModule, Trainer
 from lit_dpo.data.batches import IGNORE_INDEX
 from lit_dpo.errors import ConfigError
 from lit_dpo.preflight.memory import row_lengths
+from lit_dpo.train.forward import lays_pairs_end_to_end
+from lit_dpo.train.packing import PAD, pack_pairs
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,19 @@ def run_seconds(
 
 class BatchTimer(Callback):
     """Seconds of each training and validation batch, and the padded row length of each
-    training batch (packed rows under ``share_prompt``)."""
+    training batch (packed rows under ``share_prompt``) and the tokens it ran."""
 
     def __init__(self, packed: bool) -> None:
         self.packed = packed
         self.seconds: list[float] = []
         self.widths: list[int] = []
+        self.tokens: list[int] = []
         self._start = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
         self.widths.append(batch_row_length(batch, self.packed))
+        self.tokens.append(batch_tokens(batch, self.packed, pl_module.policy.get_base_model()))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seconds.append(time.perf_counter() - self._start)
@@ -115,6 +119,7 @@ class Measurement:
     peak_label: str
     widths: list[int]
     device: str
+    tokens: list[int]
 
 
 def measure_steps(
@@ -171,6 +176,7 @@ def measure_steps(
         peak=float(peak),
         peak_label=label,
         widths=train_timer.widths,
+        tokens=train_timer.tokens,
         device="cpu" if label.startswith("peak RSS") else "cuda",
     )
 
@@ -183,6 +189,17 @@ def batch_row_length(batch: dict, packed: bool) -> int:
     prompts = (lengths - replies)[:pairs]
     rows = row_lengths(prompts.tolist(), replies[:pairs].tolist(), replies[pairs:].tolist(), packed)
     return max(rows) if packed else int(batch["input_ids"].shape[1])
+
+
+def batch_tokens(batch: dict, packed: bool, causal_lm) -> int:
+    """Tokens the policy runs for a collated batch: its padded rows, or under ``share_prompt`` its
+    packed rows, padded or laid end to end as ``lit_dpo.train.forward`` lays them."""
+    if not packed:
+        return int(batch["input_ids"].numel())
+    rows = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    if lays_pairs_end_to_end(causal_lm, rows):
+        return int((rows.segments != PAD).sum())
+    return int(rows.segments.numel())
 
 
 def _steady(seconds: list[float]) -> float:

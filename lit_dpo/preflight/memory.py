@@ -159,6 +159,9 @@ class StepPlan:
             stay memory-mapped).
         return_freed_memory: on CPU, what glibc does with freed activations
             (``lit_dpo.host_memory.FreedMemory``, DPOModule's setting).
+        batch_tokens: tokens a step's policy runs, where known to be fewer than
+            ``batch_size * rows_per_pair * seq_len`` (a CPU lays uneven packed pairs end to end
+            without padding: ``lit_dpo.train.forward``); None: the padded rows.
     """
 
     batch_size: int
@@ -177,11 +180,13 @@ class StepPlan:
     device: str = "cpu"
     model_file_bytes: float = 0.0
     return_freed_memory: str = DEFAULT_FREED_MEMORY
+    batch_tokens: int | None = None
 
     @property
     def tokens(self) -> int:
-        """Padded tokens the policy runs in one step."""
-        return self.batch_size * self.rows_per_pair * self.seq_len
+        """Tokens the policy runs in one step: the padded rows, or ``batch_tokens``."""
+        padded = self.batch_size * self.rows_per_pair * self.seq_len
+        return padded if self.batch_tokens is None else min(padded, self.batch_tokens)
 
 
 def row_lengths(

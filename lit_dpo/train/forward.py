@@ -27,6 +27,7 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.train.logps import ScoredTokens, completion_tokens, gathered_tokens, sequence_tokens
 from lit_dpo.train.losses.terms import ld_logps
 from lit_dpo.train.packing import (
+    PackedPairs,
     end_to_end,
     end_to_end_is_cheaper,
     pack_pairs,
@@ -96,19 +97,11 @@ def batch_token_logps(
         ).last_hidden_state
         return completion_tokens(hidden, head.weight, labels, chunk_size, head.bias, log_sum_sq)
     packed = pack_pairs(input_ids, attention_mask, labels)
-    attention = attn_implementation(causal_lm)
-    # On a CPU, uneven pairs run cheaper end to end in one row than padded to the longest (its
-    # sdpa is a flash kernel there: the longer row costs compute, not memory). Not on GPUs yet:
-    # unmeasured there, and a dense mask of the joined row grows with the square of the batch.
-    if (
-        input_ids.device.type == "cpu"
-        and attention != "flex_attention"
-        and end_to_end_is_cheaper(
-            packed.segments, token_cost_in_scores(causal_lm.config.get_text_config())
-        )
-    ):
+    if lays_pairs_end_to_end(causal_lm, packed):
         packed = end_to_end(packed)
-    mask = packed_attention(packed, attention, causal_lm.get_input_embeddings().weight.dtype)
+    mask = packed_attention(
+        packed, attn_implementation(causal_lm), causal_lm.get_input_embeddings().weight.dtype
+    )
     hidden = causal_lm.base_model(
         input_ids=packed.input_ids, attention_mask=mask, position_ids=packed.position_ids
     ).last_hidden_state
@@ -122,6 +115,23 @@ def batch_token_logps(
         chunk_size=chunk_size,
         bias=head.bias,
         log_sum_sq=log_sum_sq,
+    )
+
+
+def lays_pairs_end_to_end(causal_lm, packed: PackedPairs) -> bool:
+    """Whether ``batch_token_logps`` runs these packed pairs end to end in one row.
+
+    On a CPU, uneven pairs run cheaper end to end than padded to the longest (its sdpa is a flash
+    kernel there: the longer row costs compute, not memory). Not on GPUs yet: unmeasured there,
+    and a dense mask of the joined row grows with the square of the batch; FlexAttention's block
+    mask already skips most of the padding's cost.
+    """
+    return (
+        packed.input_ids.device.type == "cpu"
+        and attn_implementation(causal_lm) != "flex_attention"
+        and end_to_end_is_cheaper(
+            packed.segments, token_cost_in_scores(causal_lm.config.get_text_config())
+        )
     )
 
 
