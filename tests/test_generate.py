@@ -35,3 +35,56 @@ def test_an_answer_ends_at_its_first_end_token():
     assert _until_end([5, 6, 7], eos_token_id=2) == [5, 6, 7]
     assert _until_end([5, 3, 6, 2], eos_token_id=[2, 3]) == [5, 3]
     assert _until_end([5, 6], eos_token_id=None) == [5, 6]
+
+
+def test_adapters_in_one_batch_answer_as_each_alone(tiny_model_dir, tiny_tokenizer):
+    """GenerateSamples' path: the policy, the base ("__base__") and a second adapter answer the
+    same prompts in one batch exactly as each answers them alone."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.models.generate import generate_for_adapters, mixes_adapters
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(
+        base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
+    model.add_adapter(
+        "reference", LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+    )
+    texts = [
+        tiny_tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        for question, _, _ in ROWS[:2]
+    ]
+    prompts = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    generation = {"max_new_tokens": 10, "do_sample": False}
+    policy = generate_batch_ids(model, tiny_tokenizer, prompts, generation)
+    with model.disable_adapter():
+        plain = generate_batch_ids(model, tiny_tokenizer, prompts, generation)
+    model.set_adapter("reference")
+    reference = generate_batch_ids(model, tiny_tokenizer, prompts, generation)
+    model.set_adapter("default")
+    assert policy != plain and policy != reference  # the adapters change the answers
+
+    names = ["default", "__base__", "reference"]
+    assert mixes_adapters(model, names)
+    mixed = generate_for_adapters(model, tiny_tokenizer, prompts, generation, names)
+    assert mixed == [policy, plain, reference]
+    assert model.active_adapter == "default" and model.training  # left as it came
+
+
+def test_dora_adapters_are_not_mixed(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from lit_dpo.models.generate import mixes_adapters
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", use_dora=True))
+    assert not mixes_adapters(model, ["default", "__base__"])
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not mixes_adapters(plain, ["__base__"])  # no LoRA layers at all

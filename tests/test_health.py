@@ -266,6 +266,7 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
         "--trainer.enable_checkpointing=false",
         "--health.window=2",
         "--health.chance_after_steps=2",
+        "--health.chance_min_pairs=4",
     ]
     with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
         main(args)
@@ -281,3 +282,23 @@ def test_a_real_fit_raises_truncation_and_chance_alarms_and_summarises(
     assert raised in out
     assert str(tmp_path / "adapter") in out
     assert f"{'reports':34}none" in out  # no logger, no validation
+
+
+def test_chance_accuracy_judges_at_least_min_pairs():
+    """Ten 4-pair steps at 0.5 after a run that learned (0.75) are 40 pairs: too few to call
+    chance when 200 are asked for: the widened window (50 steps) averages
+    (40 * 0.5 + 160 * 0.75) / 200 = 0.70."""
+    learned_then_unlucky = [0.75] * 100 + [0.5] * 10
+    four = [4] * 110
+    # the plain 10-step window alone calls it chance
+    assert chance_accuracy(learned_then_unlucky, 100, 10, 0.05, four, min_pairs=0)
+    assert chance_accuracy(learned_then_unlucky, 100, 10, 0.05, four, min_pairs=200) is None
+    at_chance = [0.5] * 110
+    finding = chance_accuracy(at_chance, 100, 10, 0.05, four, min_pairs=200)
+    assert finding and "last 50 steps (200 pairs)" in finding
+    # the mean is weighted by pairs: one 196-pair step at 0.5 and one 4-pair step at 1.0 average
+    # (196 * 0.5 + 4 * 1.0) / 200 = 0.51, at chance; unweighted it would be 0.75
+    finding = chance_accuracy([0.5, 1.0], 2, 1, 0.05, [196, 4], min_pairs=200)
+    assert finding and "0.51 over the last 2 steps (200 pairs)" in finding
+    # the history has not yet seen 200 pairs: not judged
+    assert chance_accuracy([0.5] * 40, 10, 10, 0.05, [4] * 40, min_pairs=200) is None

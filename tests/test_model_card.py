@@ -138,3 +138,22 @@ def test_a_local_base_folder_gives_the_license_of_its_card(tmp_path):
     facts = base_model_facts(str(tmp_path))
     assert (facts["license"], facts["hub_id"]) == ("mit", None)
     assert facts["license_from"] == f"the base's model card ({tmp_path / 'README.md'})"
+
+
+def test_the_embedded_gguf_fields_are_read_once_and_kept_beside_the_model(tmp_path, monkeypatch):
+    """The GGUF reader parses the whole file (~2 s): its general.* fields are kept beside the
+    converted model after the first read, and later reads take them from there."""
+    from lit_dpo.sources import GGUF_METADATA, embedded_metadata
+
+    monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path))
+    # before conversion there is no folder to keep them in: read from the GGUF file, nothing kept
+    assert embedded_metadata("embedded:SmolLM2-135M-Instruct")["license"] == "apache-2.0"
+    converted = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    assert not converted.exists()
+    converted.mkdir(parents=True)
+    first = embedded_metadata("embedded:SmolLM2-135M-Instruct")
+    kept = json.loads((converted / GGUF_METADATA).read_text())
+    assert kept == first and first["license"] == "apache-2.0"
+    (converted / GGUF_METADATA).write_text(json.dumps({**kept, "license": "kept-copy"}))
+    assert embedded_metadata("embedded:SmolLM2-135M-Instruct")["license"] == "kept-copy"
+    assert embedded_metadata("not-embedded") == {}

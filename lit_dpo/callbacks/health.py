@@ -128,26 +128,48 @@ def out_of_range(name: str, values: Sequence[float], low: float, high: float, wi
 
 
 def chance_accuracy(
-    accuracies: Sequence[float], after_steps: int, window: int, tolerance: float
+    accuracies: Sequence[float],
+    after_steps: int,
+    window: int,
+    tolerance: float,
+    pairs: Sequence[int] | None = None,
+    min_pairs: int = 0,
 ) -> str | None:
     """Preference accuracy no better than a coin after ``after_steps`` steps.
+
+    The mean is taken over the last ``window`` steps, widened to the last ``min_pairs`` pairs when
+    those steps hold fewer: a 10-step window of 4-pair batches is 40 pairs, and on hard real pairs
+    their mean falls to 0.5 by chance alone (a standard error of 0.08 around a true 0.6).
 
     Args:
         accuracies: per-step ``rewards/accuracies`` (share of pairs with chosen reward higher).
         after_steps: steps training gets before it is judged.
-        window: steps averaged.
+        window: steps averaged, at least.
         tolerance: how far above 0.5 still counts as chance.
+        pairs: pairs of each step (the weights of the mean); None counts every step alike and
+            leaves ``min_pairs`` out.
+        min_pairs: pairs the mean must cover; not judged before the history holds them.
 
     Returns:
         The finding, or None.
     """
     if len(accuracies) < max(after_steps, window):
         return None
-    recent = _mean(accuracies[-window:])
+    weights = list(pairs) if pairs is not None else [1] * len(accuracies)
+    min_pairs = min_pairs if pairs is not None else 0
+    steps, covered = 0, 0
+    while steps < len(accuracies) and (steps < window or covered < min_pairs):
+        steps += 1
+        covered += weights[-steps]
+    if covered < min_pairs:
+        return None
+    recent_pairs = zip(accuracies[-steps:], weights[-steps:], strict=True)
+    recent = sum(accuracy * n for accuracy, n in recent_pairs) / covered
     if recent > 0.5 + tolerance:
         return None
+    over = f"{steps} steps" if pairs is None else f"{steps} steps ({covered} pairs)"
     return (
-        f"preference accuracy averaged {recent:.2f} over the last {window} steps, no better than "
+        f"preference accuracy averaged {recent:.2f} over the last {over}, no better than "
         f"chance after {len(accuracies)} steps: the policy is not learning the preference. Check "
         "the learning rate (too low to move anything, or so high it diverged), that chosen and "
         "rejected are not swapped, identical or ties, and the chat-template boundary between "
@@ -264,6 +286,8 @@ class HealthAlarms(Callback):
             log-probs with no reference to start level with.
         chance_after_steps: steps before an accuracy at chance raises the alarm.
         chance_tolerance: accuracy up to 0.5 plus this counts as chance.
+        chance_min_pairs: pairs the chance check averages at least (more than ``window`` steps
+            when batches are small), so that a run learning hard pairs is not called at chance.
         max_scale_skips: fp16 loss-scale decreases within ``window * 5`` steps that raise the
             alarm.
         max_truncated: share of truncated pairs in a split that raises the alarm.
@@ -279,6 +303,7 @@ class HealthAlarms(Callback):
         margin_range: tuple[float, float] = (-5.0, 20.0),
         chance_after_steps: int = 100,
         chance_tolerance: float = 0.05,
+        chance_min_pairs: int = 200,
         max_scale_skips: int = 5,
         max_truncated: float = 0.5,
         stop_on_alarm: bool = False,
@@ -292,10 +317,13 @@ class HealthAlarms(Callback):
         self.sft_weight = 0.0
         self.chance_after_steps = chance_after_steps
         self.chance_tolerance = chance_tolerance
+        self.chance_min_pairs = chance_min_pairs
         self.max_scale_skips = max_scale_skips
         self.max_truncated = max_truncated
         self.stop_on_alarm = stop_on_alarm
         self.history: dict[str, list[float]] = {key: [] for key in TRAIN_KEYS}
+        # pairs of each step, all processes: the weights of the chance check's mean
+        self.pairs: list[int] = []
         self.scales: list[float] = []
         # alarm name -> (step, message), in the order raised
         self.raised: dict[str, tuple[int, str]] = {}
@@ -327,6 +355,8 @@ class HealthAlarms(Callback):
         for key in TRAIN_KEYS:
             if key in metrics:
                 self.history[key].append(float(metrics[key]))
+        if "train/rewards/accuracies" in metrics:
+            self.pairs.append(batch["input_ids"].shape[0] // 2 * trainer.world_size)
         if self.sft_weight and "train/loss" in metrics and "train/sft_loss" in metrics:
             self.history["train/loss"][-1] -= self.sft_weight * float(metrics["train/sft_loss"])
         scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
@@ -367,6 +397,8 @@ class HealthAlarms(Callback):
                     self.chance_after_steps,
                     w,
                     self.chance_tolerance,
+                    self.pairs if len(self.pairs) == len(h["train/rewards/accuracies"]) else None,
+                    self.chance_min_pairs,
                 ),
             ),
             ("loss_scale", loss_scale_skips(self.scales, self.max_scale_skips, 5 * w)),

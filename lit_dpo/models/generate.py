@@ -76,6 +76,38 @@ def generate_batch_ids(
     return [_until_end(row[width:].tolist(), tokenizer.eos_token_id) for row in output]
 
 
+def generate_for_adapters(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    generation: dict[str, Any],
+    adapters: list[str],
+) -> list[list[list[int]]]:
+    """The answers of each adapter of a PEFT model (``"__base__"``: adapters off) to the same
+    prompts, all in one batch (PEFT routes each row through its own adapter): one decoding loop
+    instead of one per adapter, about half the time for two on a CPU. Each row is answered as
+    ``generate_batch_ids`` answers it with that adapter alone.
+
+    Returns:
+        per adapter, per prompt, the answer's token ids.
+    """
+    rows = [ids for _ in adapters for ids in prompts]
+    names = [name for name in adapters for _ in prompts]
+    answers = generate_batch_ids(model, tokenizer, rows, {**generation, "adapter_names": names})
+    return [answers[i * len(prompts) : (i + 1) * len(prompts)] for i in range(len(adapters))]
+
+
+def mixes_adapters(model: torch.nn.Module, adapters: list[str]) -> bool:
+    """Whether PEFT can run ``adapters`` side by side in one batch of ``model``: LoRA layers, none
+    merged, none of them DoRA (PEFT refuses those)."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    return bool(layers) and not any(
+        layer.merged or any(layer.use_dora.get(name) for name in adapters) for layer in layers
+    )
+
+
 def _until_end(answer: list[int], eos_token_id: int | list[int] | None) -> list[int]:
     ends = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
     for i, token in enumerate(answer):

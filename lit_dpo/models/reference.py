@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # peft's name of the first adapter, the policy's
 POLICY_ADAPTER = "default"
 REFERENCE_ADAPTER = "reference"
+# PEFT's name for "adapters off" in a batch that mixes adapters
+BASE_IN_MIXED_BATCH = "__base__"
 # beside adapter_config.json in every adapter folder lit-dpo writes
 REFERENCE_RECORD = "lit_dpo_reference.json"
 
@@ -62,6 +64,12 @@ def attach_reference_adapter(model: PeftModel, reference_adapter: str | Path) ->
 
 def has_reference_adapter(model: torch.nn.Module) -> bool:
     return REFERENCE_ADAPTER in getattr(model, "peft_config", {})
+
+
+def reference_adapter_name(model: torch.nn.Module) -> str:
+    """The adapter that runs ``model`` as the reference in a batch that mixes adapters: the frozen
+    reference adapter when it has one, else PEFT's ``__base__`` (adapters off)."""
+    return REFERENCE_ADAPTER if has_reference_adapter(model) else BASE_IN_MIXED_BATCH
 
 
 @contextlib.contextmanager
