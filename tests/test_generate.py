@@ -44,7 +44,11 @@ def test_adapters_in_one_batch_answer_as_each_alone(tiny_model_dir, tiny_tokeniz
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lit_dpo.models.generate import generate_for_adapters, mixes_adapters
+    from lit_dpo.models.generate import (
+        generate_for_adapters,
+        mixes_adapters,
+        policy_and_reference_answers,
+    )
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -75,16 +79,34 @@ def test_adapters_in_one_batch_answer_as_each_alone(tiny_model_dir, tiny_tokeniz
     mixed = generate_for_adapters(model, tiny_tokenizer, prompts, generation, names)
     assert mixed == [policy, plain, reference]
     assert model.active_adapter == "default" and model.training  # left as it came
+    # with a frozen reference adapter, the reference is that adapter (not the base)
+    both = policy_and_reference_answers(model, tiny_tokenizer, prompts, generation)
+    assert both == (policy, reference)
 
 
-def test_dora_adapters_are_not_mixed(tiny_model_dir):
+def test_dora_adapters_are_not_mixed_but_still_answer(tiny_model_dir, tiny_tokenizer):
+    """PEFT refuses DoRA in a mixed batch: policy and reference then answer one batch each."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from lit_dpo.models.generate import mixes_adapters
+    from lit_dpo.models.generate import mixes_adapters, policy_and_reference_answers
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", use_dora=True))
+    config = LoraConfig(r=4, target_modules="all-linear", use_dora=True, init_lora_weights=False)
+    model = get_peft_model(base, config)
     assert not mixes_adapters(model, ["default", "__base__"])
+    text = tiny_tokenizer.apply_chat_template(
+        [{"role": "user", "content": ROWS[0][0]}], tokenize=False, add_generation_prompt=True
+    )
+    prompts = [tiny_tokenizer(text, add_special_tokens=False)["input_ids"]]
+    generation = {"max_new_tokens": 10, "do_sample": False}
+    policy = generate_batch_ids(model, tiny_tokenizer, prompts, generation)
+    with model.disable_adapter():
+        plain = generate_batch_ids(model, tiny_tokenizer, prompts, generation)
+    assert policy != plain
+    assert policy_and_reference_answers(model, tiny_tokenizer, prompts, generation) == (
+        policy,
+        plain,
+    )
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not mixes_adapters(plain, ["__base__"])  # no LoRA layers at all

@@ -12,13 +12,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_dpo.files import write_text_atomically
-from lit_dpo.models.generate import (
-    decode_answer,
-    generate_for_adapters,
-    generate_texts,
-    mixes_adapters,
-)
-from lit_dpo.models.reference import as_reference, reference_adapter_name
+from lit_dpo.models.generate import decode_answer, policy_and_reference_answers
 from lit_dpo.progress import Progress
 
 
@@ -83,37 +77,20 @@ class GenerateSamples(Callback):
         # Sampling must not move the random state training draws dropout masks from: a fit with
         # samples trains as one without, and resumes exactly from a checkpoint saved before them.
         devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-        model = pl_module.policy
-        adapters = [model.active_adapter, reference_adapter_name(model)]
+        progress = Progress(
+            f"samples at step {trainer.global_step} ({len(prompt_ids)} prompts, policy and "
+            "reference)",
+            2,
+            "models",
+        )
+        # policy and reference in one batch where PEFT can mix the adapters: on a CPU a 4-bit
+        # forward costs about as much for a few rows as for one
         with torch.random.fork_rng(devices=devices):
-            if mixes_adapters(model, adapters):
-                # every prompt under both models in one batch: on a CPU a 4-bit forward costs
-                # about as much for a few rows as for one, so this takes about half the time
-                progress = Progress(
-                    f"samples at step {trainer.global_step} ({len(prompt_ids)} prompts x 2 "
-                    "models in one batch)",
-                    1,
-                    "batch",
-                )
-                answers = generate_for_adapters(
-                    model, tokenizer, prompt_ids, self.generation, adapters
-                )
-                policy, reference = (
-                    [decode_answer(tokenizer, ids) for ids in side] for side in answers
-                )
-                progress.advance()
-            else:
-                progress = Progress(
-                    f"samples at step {trainer.global_step} ({len(prompt_ids)} prompts in one "
-                    "batch)",
-                    2,
-                    "models",
-                )
-                policy = generate_texts(model, tokenizer, prompt_ids, self.generation)
-                progress.advance(note="policy")
-                with as_reference(model):
-                    reference = generate_texts(model, tokenizer, prompt_ids, self.generation)
-                progress.advance(note="reference")
+            answers = policy_and_reference_answers(
+                pl_module.policy, tokenizer, prompt_ids, self.generation
+            )
+        policy, reference = ([decode_answer(tokenizer, ids) for ids in side] for side in answers)
+        progress.advance(2)
         progress.finish()
         rows = [
             (tokenizer.decode(ids), ref, pol)

@@ -53,7 +53,11 @@ from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.errors import ConfigError
 from lit_dpo.files import write_text_atomically
 from lit_dpo.models.adapters import check_adapter, pair_problems
-from lit_dpo.models.generate import answer_length, decode_answer, generate_ids
+from lit_dpo.models.generate import (
+    answer_length,
+    decode_answer,
+    policy_and_reference_answers,
+)
 from lit_dpo.models.inference import (
     adapter_base_model,
     load_adapter_tokenizer,
@@ -61,7 +65,6 @@ from lit_dpo.models.inference import (
     reference_adapter_for,
 )
 from lit_dpo.models.policy import DType, Quantization
-from lit_dpo.models.reference import as_reference
 from lit_dpo.progress import track
 from lit_dpo.sources import DEFAULT_DATASET, resolve_model
 
@@ -247,10 +250,11 @@ def _answer_both(
     prompt_ids = encode_pair(
         PreferencePair(case.messages, "", ""), tokenizer, max_length, prompt_budget
     )["prompt_ids"]
-    # one network: the reference is its adapters off, or its frozen reference adapter
-    with as_reference(policy):
-        reference_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
-    policy_ids = generate_ids(policy, tokenizer, prompt_ids, generation)
+    # one network: the reference is its adapters off, or its frozen reference adapter; both
+    # answer in one batch where PEFT can mix the adapters
+    [policy_ids], [reference_ids] = policy_and_reference_answers(
+        policy, tokenizer, [prompt_ids], generation
+    )
     texts = decode_answer(tokenizer, reference_ids), decode_answer(tokenizer, policy_ids)
     rewards = answer_rewards(
         policy, tokenizer, case.messages, texts, beta, max_length, prompt_budget

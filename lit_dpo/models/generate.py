@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lit_dpo.models.reference import as_reference, reference_adapter_name
+
 
 def generate_ids(
     model: torch.nn.Module,
@@ -108,6 +110,25 @@ def mixes_adapters(model: torch.nn.Module, adapters: list[str]) -> bool:
     )
 
 
+def policy_and_reference_answers(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[list[int]],
+    generation: dict[str, Any],
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The answers (token ids) of the policy (the active adapter) and of the reference (its
+    frozen reference adapter, else adapters off) to the same prompts: one batch for both where
+    PEFT can mix the adapters (:func:`generate_for_adapters`), else one batch each."""
+    adapters = [model.active_adapter, reference_adapter_name(model)]
+    if mixes_adapters(model, adapters):
+        policy, reference = generate_for_adapters(model, tokenizer, prompts, generation, adapters)
+        return policy, reference
+    policy = generate_batch_ids(model, tokenizer, prompts, generation)
+    with as_reference(model):
+        reference = generate_batch_ids(model, tokenizer, prompts, generation)
+    return policy, reference
+
+
 def _until_end(answer: list[int], eos_token_id: int | list[int] | None) -> list[int]:
     ends = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or [])
     for i, token in enumerate(answer):
@@ -125,24 +146,3 @@ def answer_length(tokenizer: PreTrainedTokenizerBase, answer_ids: list[int]) -> 
     """Tokens of the answer proper: end-of-turn and padding tokens are not counted."""
     special = set(tokenizer.all_special_ids)
     return sum(token not in special for token in answer_ids)
-
-
-def generate_text(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    prompt_ids: list[int],
-    generation: dict[str, Any],
-) -> str:
-    """:func:`generate_ids`, decoded with :func:`decode_answer`."""
-    return decode_answer(tokenizer, generate_ids(model, tokenizer, prompt_ids, generation))
-
-
-def generate_texts(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[list[int]],
-    generation: dict[str, Any],
-) -> list[str]:
-    """:func:`generate_batch_ids`, each answer decoded with :func:`decode_answer`."""
-    answers = generate_batch_ids(model, tokenizer, prompts, generation)
-    return [decode_answer(tokenizer, ids) for ids in answers]
