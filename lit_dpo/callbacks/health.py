@@ -322,7 +322,8 @@ class HealthAlarms(Callback):
         self.max_truncated = max_truncated
         self.stop_on_alarm = stop_on_alarm
         self.history: dict[str, list[float]] = {key: [] for key in TRAIN_KEYS}
-        # pairs of each step, all processes: the weights of the chance check's mean
+        # pairs of each step that logged an accuracy, all processes: the weights of the chance
+        # check's mean, one per entry of history["train/rewards/accuracies"]
         self.pairs: list[int] = []
         self.scales: list[float] = []
         # alarm name -> (step, message), in the order raised
@@ -397,7 +398,7 @@ class HealthAlarms(Callback):
                     self.chance_after_steps,
                     w,
                     self.chance_tolerance,
-                    self.pairs if len(self.pairs) == len(h["train/rewards/accuracies"]) else None,
+                    self.pairs,
                     self.chance_min_pairs,
                 ),
             ),
