@@ -28,7 +28,7 @@ MOVED = {
     "lit_dpo.packing": ("lit_dpo.train.packing", None),
     "lit_dpo.loss": ("lit_dpo.train.losses", None),
     "lit_dpo.metrics": ("lit_dpo.train.metrics", None),
-    "lit_dpo.reference": ("lit_dpo.train.reference", None),
+    "lit_dpo.reference": ("lit_dpo.train.reference_table", None),
     "lit_dpo.nonfinite": ("lit_dpo.train.nonfinite", None),
     "lit_dpo.run_checks": ("lit_dpo.train.run_checks", None),
     "lit_dpo.module": ("lit_dpo.train.module", "lit_dpo.train"),
@@ -43,6 +43,15 @@ MOVED = {
     "lit_dpo.chat_api": ("lit_dpo.serve.api", None),
     "lit_dpo.chat_worker": ("lit_dpo.serve.worker", None),
 }
+# lit-dpo 0.3 gave each module one name and one job
+MOVED_IN_0_3 = {
+    "lit_dpo.train.reference": ("lit_dpo.train.reference_table", None),
+    "lit_dpo.callbacks.plot": ("lit_dpo.callbacks.plot_metrics", "lit_dpo.callbacks"),
+    "lit_dpo.callbacks.progress": ("lit_dpo.callbacks.progress_log", "lit_dpo.callbacks"),
+    "lit_dpo.callbacks.model_card": ("lit_dpo.reporting.model_card", None),
+    "lit_dpo.callbacks.run_facts": ("lit_dpo.reporting.run_facts", None),
+}
+MOVED.update(MOVED_IN_0_3)
 
 
 def moved_message(old: str) -> str:
@@ -50,7 +59,8 @@ def moved_message(old: str) -> str:
     new, short = MOVED[old]
     where = f"; configs name its classes from {short} (e.g. class_path: {short}.<Class>)"
     return (
-        f"{old} is {new} since lit-dpo 0.2{where if short else ''}; the old path goes in the next "
+        f"{old} is {new} since lit-dpo {'0.3' if old in MOVED_IN_0_3 else '0.2'}"
+        f"{where if short else ''}; the old path goes in the next "
         "release"
     )
 

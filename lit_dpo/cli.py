@@ -36,11 +36,11 @@ from lit_dpo.callbacks import (
     SaveAdapter,
 )
 from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
-from lit_dpo.callbacks.model_card import LOGPS_ROWS
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
 from lit_dpo.files import write_text_atomically
 from lit_dpo.models.reference import describe_reference
+from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
 from lit_dpo.train.run_checks import check_run
 

@@ -19,16 +19,16 @@ from typing import Literal
 
 import torch
 
-from lit_dpo.callbacks.model_card import merged_card
-from lit_dpo.callbacks.run_facts import (
+from lit_dpo.errors import ConfigError
+from lit_dpo.models.adapters import check_adapter
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
+from lit_dpo.reporting.model_card import merged_card
+from lit_dpo.reporting.run_facts import (
     base_model_facts,
     framework_versions,
     read_facts,
     write_facts,
 )
-from lit_dpo.errors import ConfigError
-from lit_dpo.models.adapters import check_adapter
-from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from lit_dpo.callbacks.plot import plot_run
+from lit_dpo.reporting.curves import plot_run
 
 
 def plot(run_dir: str, out: str | None = None) -> Path:
@@ -34,7 +34,7 @@ def __getattr__(name: str):
             FutureWarning,
             stacklevel=2,
         )
-        from lit_dpo.callbacks.plot import PlotMetrics
+        from lit_dpo.callbacks.plot_metrics import PlotMetrics
 
         return PlotMetrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@
 A sweep over settings that leave the reference as it is (beta, learning rate, schedule, objective)
 would pay the reference forward of every pair again in every run. Each run here turns
 ``model.precompute_reference`` on: the first run computes the reference log-probs of the train and
-validation pairs once and caches them on disk (``lit_dpo.train.reference``, keyed by the
+validation pairs once and caches them on disk (``lit_dpo.train.reference_table``, keyed by the
 reference model and the pairs' token ids), and every later run with the same model and data reads
 them instead. A setting that changes the pairs or the reference (``data.max_length``, the model)
 gets its own table, as it must.

@@ -88,7 +88,7 @@ def test_validate_after_fit_reuses_the_reference_table_and_writes_no_samples(
     held-out pairs under the reference once and ``validate`` of the saved adapter reads that table
     (the cache key matches: same base, same pairs) instead of scoring them again, with the same
     reference metrics; GenerateSamples with ``in_validate_command`` off generates in fit only."""
-    import lit_dpo.train.reference as reference
+    import lit_dpo.train.reference_table as reference
 
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
     scored = []

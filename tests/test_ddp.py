@@ -24,7 +24,7 @@ from conftest import ROWS, make_adapter, tiny_fit_args, ultrafeedback_row, write
 from lit_dpo.cli import main
 from lit_dpo.data.sampler import EvaluationSampler
 from lit_dpo.errors import ConfigError
-from lit_dpo.train import reference
+from lit_dpo.train import reference_table as reference
 
 REPO = Path(__file__).parents[1]
 TRAIN_KEYS = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")

@@ -33,10 +33,11 @@ LAYERS = [
     (1, ("lit_dpo.sources", "lit_dpo.device", "lit_dpo.host_memory")),
     (2, ("lit_dpo.data", "lit_dpo.models")),
     (3, ("lit_dpo.train",)),
-    (4, ("lit_dpo.callbacks",)),
-    (5, ("lit_dpo.cli",)),
+    (4, ("lit_dpo.reporting",)),
+    (5, ("lit_dpo.callbacks",)),
+    (6, ("lit_dpo.cli",)),
     (
-        6,
+        7,
         (
             "lit_dpo.__main__",
             "lit_dpo.data_report",
@@ -144,7 +145,8 @@ def test_the_walker_sees_function_level_and_package_imports():
     """Guards the test itself: lazy imports and ``from package import submodule`` count."""
     assert "lit_dpo.data.datamodule" in GRAPH["lit_dpo.preflight.command"]  # in a function
     assert "lit_dpo.data.batches" in GRAPH["lit_dpo.data.datamodule"]
-    assert "lit_dpo.callbacks.plot" in GRAPH["lit_dpo.plot"]  # imported inside __getattr__ too
+    # imported inside __getattr__ too
+    assert "lit_dpo.callbacks.plot_metrics" in GRAPH["lit_dpo.plot"]
     assert "lit_dpo.serve.api" in GRAPH["lit_dpo.serve.app"]
 
 

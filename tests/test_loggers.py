@@ -12,8 +12,8 @@ import pytest
 from conftest import tiny_fit_args
 
 from lit_dpo.callbacks import MetricHistory
-from lit_dpo.callbacks.plot import read_tensorboard
 from lit_dpo.cli import main, run_lightning_cli
+from lit_dpo.reporting.curves import read_tensorboard
 
 REPO = Path(__file__).parents[1]
 LOGGERS = REPO / "configs" / "loggers"

@@ -13,10 +13,10 @@ import yaml
 from conftest import make_adapter, tiny_fit_args
 
 import lit_dpo
-from lit_dpo.callbacks.model_card import adapter_card
-from lit_dpo.callbacks.run_facts import base_model_facts, front_matter
 from lit_dpo.cli import main
 from lit_dpo.export import export
+from lit_dpo.reporting.model_card import adapter_card
+from lit_dpo.reporting.run_facts import base_model_facts, front_matter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,9 +8,9 @@ import struct
 import pytest
 from conftest import tiny_fit_args
 
-from lit_dpo.callbacks.plot import DPI, FIGURE_INCHES, draw_metrics, read_metrics
 from lit_dpo.cli import main
 from lit_dpo.errors import DataError
+from lit_dpo.reporting.curves import DPI, FIGURE_INCHES, draw_metrics, read_metrics
 
 PIXELS = (FIGURE_INCHES[0] * DPI, FIGURE_INCHES[1] * DPI)
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import tiny_fit_args
 
-from lit_dpo.callbacks.progress import ProgressLog
+from lit_dpo.callbacks.progress_log import ProgressLog
 from lit_dpo.progress import Progress, duration
 
 REPO = Path(__file__).parents[1]

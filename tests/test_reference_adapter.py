@@ -35,7 +35,7 @@ from lit_dpo.models.reference import REFERENCE_RECORD, write_reference_record
 from lit_dpo.preflight.command import check
 from lit_dpo.preflight.memory import ModelShape, lora_parameters
 from lit_dpo.train import DPOModule
-from lit_dpo.train.reference import model_fingerprint
+from lit_dpo.train.reference_table import model_fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

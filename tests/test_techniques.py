@@ -16,7 +16,7 @@ from conftest import ROWS, tiny_datamodule
 from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.data.sampler import BUCKET_BATCHES, PairSampler
-from lit_dpo.train import reference
+from lit_dpo.train import reference_table as reference
 from lit_dpo.train.logps import (
     completion_logps,
     completion_tokens,

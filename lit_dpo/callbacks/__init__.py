@@ -12,14 +12,33 @@ Re-exported here so that config ``class_path``s stay short (``lit_dpo.callbacks.
 - ``MetricHistory``: the run's own record of its metrics, which the reports read
 """
 
-from lit_dpo.callbacks.adapters import AdapterCheckpoint, SaveAdapter
-from lit_dpo.callbacks.health import HealthAlarms
-from lit_dpo.callbacks.history import MetricHistory
-from lit_dpo.callbacks.interrupt import InterruptCheckpoint
-from lit_dpo.callbacks.plot import PlotMetrics
-from lit_dpo.callbacks.progress import ProgressLog
-from lit_dpo.callbacks.samples import GenerateSamples
-from lit_dpo.callbacks.summary import RunSummary
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# class -> the module that defines it, imported on first use
+_HOMES = {
+    "AdapterCheckpoint": "adapters",
+    "SaveAdapter": "adapters",
+    "GenerateSamples": "samples",
+    "HealthAlarms": "health",
+    "InterruptCheckpoint": "interrupt",
+    "MetricHistory": "history",
+    "PlotMetrics": "plot_metrics",
+    "ProgressLog": "progress_log",
+    "RunSummary": "summary",
+}
+
+if TYPE_CHECKING:
+    from lit_dpo.callbacks.adapters import AdapterCheckpoint, SaveAdapter
+    from lit_dpo.callbacks.health import HealthAlarms
+    from lit_dpo.callbacks.history import MetricHistory
+    from lit_dpo.callbacks.interrupt import InterruptCheckpoint
+    from lit_dpo.callbacks.plot_metrics import PlotMetrics
+    from lit_dpo.callbacks.progress_log import ProgressLog
+    from lit_dpo.callbacks.samples import GenerateSamples
+    from lit_dpo.callbacks.summary import RunSummary
 
 __all__ = [
     "AdapterCheckpoint",
@@ -32,3 +51,9 @@ __all__ = [
     "RunSummary",
     "SaveAdapter",
 ]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

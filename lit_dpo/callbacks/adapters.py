@@ -1,7 +1,7 @@
 """Callbacks that write what a user keeps: PEFT adapters beside checkpoints and at the end of fit.
 
 Adapters are written in PEFT's own format with the tokenizer and a model card (``README.md``,
-:mod:`lit_dpo.callbacks.model_card`), so ``PeftModel.from_pretrained(base, path)`` loads them
+:mod:`lit_dpo.reporting.model_card`), so ``PeftModel.from_pretrained(base, path)`` loads them
 without lit-dpo. Only the policy's adapter is written, never a frozen reference adapter beside it;
 what the reference was goes in ``lit_dpo_reference.json`` (:mod:`lit_dpo.models.reference`), for
 ``compare`` and ``serve``. Each is written to a temporary folder and renamed into place: a crash
@@ -24,11 +24,12 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 
-from lit_dpo.callbacks.model_card import adapter_card
-from lit_dpo.callbacks.run_facts import run_facts, write_facts
+from lit_dpo.callbacks.history import MetricHistory
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
 from lit_dpo.models.reference import POLICY_ADAPTER, write_reference_record
+from lit_dpo.reporting.model_card import adapter_card
+from lit_dpo.reporting.run_facts import run_facts, write_facts
 from lit_dpo.train.nonfinite import advice, first_nonfinite
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def save_adapter(
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         # in place of PEFT's empty template: the card of this run, and its facts for export
-        facts = run_facts(trainer, pl_module)
+        facts = run_facts(trainer, pl_module, MetricHistory.of(trainer).validations())
         write_facts(staging, facts)
         (staging / "README.md").write_text(adapter_card(facts, path), encoding="utf-8")
         if path.exists():

@@ -13,8 +13,7 @@ from __future__ import annotations
 from lightning import Callback, LightningModule, Trainer
 
 from lit_dpo.compat import logged_step
-
-Series = dict[str, list[tuple[int, float]]]
+from lit_dpo.reporting.curves import Series
 
 
 class MetricHistory(Callback):
@@ -52,7 +51,7 @@ class MetricHistory(Callback):
                 self.rows.append((step, name, float(value)))
 
     def series(self) -> Series:
-        """``{name: [(step, value), ...]}``, the form :mod:`lit_dpo.callbacks.plot` draws."""
+        """``{name: [(step, value), ...]}``, the form :mod:`lit_dpo.reporting.curves` draws."""
         series: Series = {}
         for step, name, value in self.rows:
             series.setdefault(name, []).append((step, value))

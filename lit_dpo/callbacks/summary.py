@@ -11,8 +11,8 @@ from lit_dpo.callbacks.adapters import SaveAdapter
 from lit_dpo.callbacks.health import HealthAlarms
 from lit_dpo.callbacks.history import MetricHistory
 from lit_dpo.callbacks.loggers import logger_destinations
-from lit_dpo.callbacks.plot import PlotMetrics
-from lit_dpo.callbacks.progress import peak_memory
+from lit_dpo.callbacks.plot_metrics import PlotMetrics
+from lit_dpo.callbacks.progress_log import peak_memory
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.progress import duration
 

@@ -6,6 +6,20 @@
 embedded demo dataset lives in ``embedded/``.
 """
 
-from lit_dpo.data.datamodule import DatasetPart, PreferenceDataModule
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lit_dpo.data.datamodule import DatasetPart, PreferenceDataModule
 
 __all__ = ["DatasetPart", "PreferenceDataModule"]
+
+
+def __getattr__(name: str):
+    # imported on first use: ``lit_dpo.data.pairs`` alone should not load Lightning
+    if name in __all__:
+        from lit_dpo.data import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

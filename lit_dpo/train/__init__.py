@@ -1,8 +1,25 @@
 """A DPO step and what it needs: log-probs (``logps``, ``forward``), prefix packing (``packing``),
-objectives (``losses``), metrics (``metrics``), the reference table (``reference``), the non-finite
-guard (``nonfinite``), the checks before a run (``run_checks``) and the LightningModule
-(``module``)."""
+objectives (``losses``), metrics (``metrics``), the reference log-prob table
+(``reference_table``), the non-finite guard (``nonfinite``), the checks before a run
+(``run_checks``) and the LightningModule (``module``).
 
-from lit_dpo.train.module import DPOModule
+``DPOModule`` is imported on first use, so ``import lit_dpo.train.losses`` (pure maths) does not
+load Lightning, transformers or peft.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lit_dpo.train.module import DPOModule
 
 __all__ = ["DPOModule"]
+
+
+def __getattr__(name: str):
+    if name == "DPOModule":
+        from lit_dpo.train.module import DPOModule
+
+        return DPOModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -53,7 +53,7 @@ from lit_dpo.train.losses import FDivergence, LossType, Objective, objective_los
 from lit_dpo.train.losses.terms import running_mean, sft_nll, wpo_weights
 from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, step_statistics
 from lit_dpo.train.nonfinite import OnNonFinite
-from lit_dpo.train.reference import ReferenceTables, lookup
+from lit_dpo.train.reference_table import ReferenceTables, lookup
 from lit_dpo.train.run_checks import check_run
 
 log = logging.getLogger(__name__)

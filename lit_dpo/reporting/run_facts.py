@@ -4,7 +4,7 @@ The base model (its hub id, and its license where its own files say: the embedde
 or the front matter of its ``README.md``), the objective, the data and what was dropped, the
 training settings, the latest held-out validation and the framework versions. They are kept beside
 the card as ``lit_dpo_run.json``, so ``lit-dpo export`` writes the merged model's card from them;
-:mod:`lit_dpo.callbacks.model_card` renders them.
+:mod:`lit_dpo.reporting.model_card` renders them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import yaml
 from lightning import LightningModule, Trainer
 
 import lit_dpo
-from lit_dpo.callbacks.history import MetricHistory
-from lit_dpo.callbacks.model_card import OBJECTIVE_EXTRAS
 from lit_dpo.models.reference import describe_reference
+from lit_dpo.reporting.model_card import OBJECTIVE_EXTRAS
 from lit_dpo.sources import EMBEDDED_HUB_IDS, EMBEDDED_PREFIX, embedded_metadata, is_hub_id
 from lit_dpo.train.losses import Objective
 
@@ -29,15 +28,21 @@ FACTS_FILE = "lit_dpo_run.json"
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "bitsandbytes")
 
 
-def run_facts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-    """What the card says, from a fit in progress or ended: plain JSON values only."""
+def run_facts(
+    trainer: Trainer, pl_module: LightningModule, validations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the card says, from a fit in progress or ended: plain JSON values only.
+
+    Args:
+        validations: the run's validations so far, oldest first (``MetricHistory.validations()``).
+    """
     hp = pl_module.hparams
     facts: dict[str, Any] = {
         "base": base_model_facts(hp.model),
         "objective": objective_facts(pl_module),
         "training": _training_facts(trainer, pl_module),
         "data": _data_facts(trainer.datamodule),
-        "validation": _validation_facts(trainer),
+        "validation": _validation_facts(validations),
         "versions": framework_versions(),
     }
     return facts
@@ -201,8 +206,7 @@ def _data_facts(datamodule) -> dict[str, Any]:
     }
 
 
-def _validation_facts(trainer: Trainer) -> dict[str, Any] | None:
-    runs = MetricHistory.of(trainer).validations()
+def _validation_facts(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not runs:
         return None
     last = runs[-1]

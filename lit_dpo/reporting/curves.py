@@ -1,5 +1,6 @@
-"""Training curves as a PNG: the ``PlotMetrics`` callback (from the run's own metric history),
-``lit-dpo plot`` (from a finished run's ``metrics.csv`` or TensorBoard event file).
+"""Training curves as a PNG, drawn from a series of metric values: the ``PlotMetrics`` callback
+gives the run's own metric history, ``lit-dpo plot`` a finished run's ``metrics.csv`` or
+TensorBoard event file.
 
 One PNG with four panels over optimizer steps: DPO loss, preference accuracy, reward margin, and
 the chosen and rejected implicit rewards. ``train/*`` values are lines (one point per step),
@@ -13,16 +14,13 @@ the chosen and rejected implicit rewards. ``train/*`` values are lines (one poin
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
-from lightning import Callback, LightningModule, Trainer
-
-from lit_dpo.callbacks.history import MetricHistory, Series
 from lit_dpo.errors import DataError
 from lit_dpo.files import write_atomically
 
-log = logging.getLogger(__name__)
+# metric name -> [(optimizer step, value), ...]
+Series = dict[str, list[tuple[int, float]]]
 
 # panel title -> (metric, legend label); train/* drawn as lines, val/* as markers
 PANELS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -158,32 +156,3 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     series = read_metrics(path) if path.name == "metrics.csv" else read_tensorboard(path)
     target = Path(out) if out else path.with_name("metrics.png")
     return plot_metrics(series, target, title=str(path.parent))
-
-
-class PlotMetrics(Callback):
-    """Write ``<log_dir>/metrics.png`` when fit ends, from the run's own metric history
-    (:class:`~lit_dpo.callbacks.history.MetricHistory`): with any logger, or none, it holds every
-    step's training values and every validation.
-
-    Args:
-        filename: name of the PNG in the logger's folder (``trainer.default_root_dir`` without a
-            logger).
-    """
-
-    def __init__(self, filename: str = "metrics.png") -> None:
-        self.filename = filename
-
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        MetricHistory.of(trainer)
-
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # log_dir is a broadcast under DDP: every rank must read it
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        if not trainer.is_global_zero:
-            return
-        series = MetricHistory.of(trainer).series()
-        if not series:
-            log.warning("PlotMetrics: no metrics were logged; no plot")
-            return
-        path = plot_metrics(series, log_dir / self.filename, str(log_dir))
-        log.info("training curves written to %s", path)

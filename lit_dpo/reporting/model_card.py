@@ -5,7 +5,7 @@ Hub front matter (``library_name``, ``base_model``, ``license``, ``tags``), then
 the objective and its settings, the data and what was dropped, the training settings, the
 held-out reference-vs-policy table, how to load it (PEFT, ``lit-dpo serve``), the framework
 versions and the citations. A section the run has no facts for says so plainly. The facts come
-from :mod:`lit_dpo.callbacks.run_facts`.
+from :mod:`lit_dpo.reporting.run_facts`.
 Model cards: https://huggingface.co/docs/hub/model-cards; DPO: https://arxiv.org/abs/2305.18290.
 """
 
