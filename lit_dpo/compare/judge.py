@@ -9,8 +9,6 @@ handful of prompts a comparison has, where the normal approximation does not.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
@@ -22,6 +20,7 @@ from transformers import (
 from lit_dpo.errors import ModelSourceError
 from lit_dpo.progress import track
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
+from lit_dpo.stats import wilson_interval
 
 Messages = list[dict[str, str]]
 # Cap on the judge's input; longer conversations keep their end, where the answer is.
@@ -93,23 +92,6 @@ def judge_scores(
             logits = model(**encoded).logits[0].float()
         scores.append(float(logits[0] if logits.numel() == 1 else logits[-1] - logits[0]))
     return scores
-
-
-def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (z = 1.96: 95%).
-
-    ``successes`` may be fractional (ties counted as half a win).
-
-    Raises:
-        ValueError: ``trials`` is not positive or ``successes`` is outside [0, trials].
-    """
-    if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"need 0 <= successes <= trials, trials >= 1; got {successes}/{trials}")
-    p = successes / trials
-    denominator = 1 + z**2 / trials
-    center = (p + z**2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 def win_rate(policy_scores: list[float], reference_scores: list[float]) -> dict[str, float]:

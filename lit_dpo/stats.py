@@ -1,0 +1,192 @@
+"""Intervals for quality numbers measured on a few hundred pairs.
+
+A held-out accuracy on 300 pairs has a 95% interval of about +-0.055, so two runs are told apart
+only by the paired difference on the same pairs (each pair is a matched observation; the
+difference's spread is much smaller than either accuracy's when the runs agree on most pairs).
+
+- :func:`bootstrap_interval`: seeded percentile bootstrap of a mean over pairs (Efron and
+  Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13).
+- :func:`paired_difference`: the same over per-pair differences of two runs on the same pairs.
+- :func:`wilson_interval`: Wilson score interval of a proportion, for counts without per-pair
+  results (e.g. a judge's wins).
+- :func:`preference_outcomes` and :func:`interval_summary`: per-pair correctness of held-out
+  preference metrics and their intervals, under the keys ``lit-dpo compare`` reports.
+
+Pure functions of numbers and tensors: no trainer, files or devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+
+RESAMPLES = 2000
+SEED = 0
+LEVEL = 0.95
+
+
+class Interval(NamedTuple):
+    """A point estimate with its interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (z = 1.96: 95%).
+
+    ``successes`` may be fractional (ties counted as half a win).
+
+    Raises:
+        ValueError: ``trials`` is not positive or ``successes`` is outside [0, trials].
+    """
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, trials >= 1; got {successes}/{trials}")
+    p = successes / trials
+    denominator = 1 + z**2 / trials
+    center = (p + z**2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def bootstrap_interval(
+    values: Sequence[float] | torch.Tensor,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Interval:
+    """Mean of ``values`` (one per pair) with its seeded percentile-bootstrap interval.
+
+    Each of ``resamples`` draws picks ``len(values)`` pairs with replacement; the interval holds
+    the central ``level`` share of the draws' means (lower and upper order statistics, no
+    interpolation, so an interval of 0/1 outcomes never leaves [0, 1]). The same values and seed
+    give the same interval.
+
+    Args:
+        values: per-pair numbers, (P,); 0/1 for an accuracy.
+        resamples: bootstrap draws.
+        seed: seed of the draws.
+        level: coverage of the interval, in (0, 1).
+
+    Returns:
+        ``Interval(mean, low, high)``.
+
+    Raises:
+        ValueError: no values, fewer than 1 resample, or ``level`` outside (0, 1).
+    """
+    data = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if data.numel() == 0:
+        raise ValueError("bootstrap_interval needs at least one value, got none")
+    if resamples < 1 or not 0 < level < 1:
+        raise ValueError(f"need resamples >= 1 and 0 < level < 1; got {resamples}, {level}")
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, data.numel(), (resamples, data.numel()), generator=generator)
+    means = data[picks].mean(dim=1).sort().values  # (resamples,)
+    tail = (1 - level) / 2
+    low = means[max(0, math.floor(tail * resamples))]
+    high = means[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    return Interval(data.mean().item(), low.item(), high.item())
+
+
+def paired_difference(
+    first: Sequence[float] | torch.Tensor,
+    second: Sequence[float] | torch.Tensor,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Interval:
+    """``mean(first) - mean(second)`` over the same pairs, with its paired bootstrap interval.
+
+    Pairs are resampled together (the same draw for both runs), so what the two runs share
+    cancels: two identical runs differ by exactly 0 with a zero-width interval.
+
+    Args:
+        first: per-pair numbers of one run, (P,).
+        second: the other run's on the same pairs in the same order, (P,).
+
+    Raises:
+        ValueError: the two differ in length (then they were not on the same pairs).
+    """
+    a = torch.as_tensor(first, dtype=torch.float64).flatten()
+    b = torch.as_tensor(second, dtype=torch.float64).flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"paired runs need the same pairs, got {a.numel()} and {b.numel()}")
+    return bootstrap_interval(a - b, resamples, seed, level)
+
+
+# The held-out metrics whose per-pair outcomes are kept (keys of compare's held-out report).
+OUTCOME_KEYS = (
+    "logps_accuracy/reference",
+    "logps_accuracy/policy",
+    "logps_accuracy_per_token/reference",
+    "logps_accuracy_per_token/policy",
+    "rewards/accuracies",
+)
+
+
+def preference_outcomes(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    chosen_counts: torch.Tensor,
+    rejected_counts: torch.Tensor,
+    beta: float,
+) -> dict[str, list[int]]:
+    """Per pair, 1 where a held-out metric ranks the chosen reply above the rejected, else 0.
+
+    The same comparisons as ``lit_dpo.compare.scoring.preference_summary`` (ties count as
+    wrong), so the mean of each list is that accuracy. All tensors are (P,), summed log-probs and
+    reply token counts.
+
+    Returns:
+        One list of P zeros and ones under each of :data:`OUTCOME_KEYS`.
+
+    Raises:
+        ValueError: the inputs differ in shape.
+    """
+    tensors = (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
+    shapes = {tuple(t.shape) for t in (*tensors, chosen_counts, rejected_counts)}
+    if len(shapes) != 1:
+        raise ValueError(f"per-pair tensors must share one shape (P,), got {sorted(shapes)}")
+    chosen_tokens, rejected_tokens = chosen_counts.clamp(min=1), rejected_counts.clamp(min=1)
+    chosen_rewards = beta * (policy_chosen - reference_chosen)
+    rejected_rewards = beta * (policy_rejected - reference_rejected)
+    outcomes = {
+        "logps_accuracy/reference": reference_chosen > reference_rejected,
+        "logps_accuracy/policy": policy_chosen > policy_rejected,
+        "logps_accuracy_per_token/reference": (
+            reference_chosen / chosen_tokens > reference_rejected / rejected_tokens
+        ),
+        "logps_accuracy_per_token/policy": (
+            policy_chosen / chosen_tokens > policy_rejected / rejected_tokens
+        ),
+        "rewards/accuracies": chosen_rewards > rejected_rewards,
+    }
+    return {key: [int(v) for v in value.tolist()] for key, value in outcomes.items()}
+
+
+def interval_summary(
+    outcomes: Mapping[str, Sequence[float]], seed: int = SEED
+) -> dict[str, float]:
+    """95% bootstrap interval of each per-pair metric, as flat keys beside compare's metrics.
+
+    Args:
+        outcomes: per-pair values under metric names (:func:`preference_outcomes`).
+        seed: seed of the draws (the same for every metric).
+
+    Returns:
+        ``{name + "/ci_low": ..., name + "/ci_high": ...}`` for every name.
+    """
+    summary = {}
+    for name, values in outcomes.items():
+        interval = bootstrap_interval(values, seed=seed)
+        summary[f"{name}/ci_low"], summary[f"{name}/ci_high"] = interval.low, interval.high
+    return summary
