@@ -4,11 +4,11 @@
 Trains on the train part of a folder of real preference pairs (by default
 ``../shared/data/hh_harmless_dev``: Anthropic HH-RLHF harmless-base, ``train.jsonl`` and
 ``test.jsonl``) and evaluates the adapter on the held-out part with ``lit-dpo compare``'s
-evaluator (the same tokenization and scoring for every run, TRL's included):
+evaluator (``quality_eval.py``: the same tokenization and scoring for every run, TRL's included):
 
 - log-prob preference accuracy of the reference (adapters off) and the policy, summed and per
-  token;
-- implicit-reward accuracy and margin, ``beta * (log p_policy - log p_reference)``;
+  token; implicit-reward accuracy and margin, ``beta * (log p_policy - log p_reference)``; each
+  accuracy with its 95% bootstrap interval over pairs, and every pair's outcome kept;
 - perplexity of the chosen replies under the reference and the policy;
 - optionally the mean length of greedy answers to held-out prompts;
 - the fit's CPU time, wall time, and whether the health alarms saw the chosen log-probs fall.
@@ -19,17 +19,22 @@ it. A run that reaches the budget stops after that step (the adapter of that ste
 Every child runs with ``--threads`` torch threads (default 1): one thread spends the fewest CPU
 seconds per step, and two runs then share a 2-core machine without slowing each other's counts.
 
-Splits: ``--split dev`` trains on a seeded part of ``train.jsonl`` and evaluates on the rest
-(choose settings here); ``--split test`` trains on ``train.jsonl`` and evaluates on ``test.jsonl``
-(the final tables only). Rows lit-dpo refuses (HH has a few with two assistant turns in a row) are
-dropped for both sides, so TRL and lit-dpo see the same pairs.
+Splits: ``--folds K`` (choose settings here) pools the development data (``train.jsonl`` and
+``test.jsonl``), cuts it into K seeded disjoint parts, and trains K runs, fold k on a sample of
+the other parts (``data.train_size`` of the config) evaluated on part k; their held-out results
+are pooled. ``--split dev`` trains on a seeded part of ``train.jsonl`` and evaluates on the other
+300 pairs; ``--split test`` trains on ``train.jsonl`` and evaluates on ``test.jsonl`` (the old
+final split, retired: it was read several times). Rows lit-dpo refuses (HH has a few with two
+assistant turns in a row) are dropped for both sides, so TRL and lit-dpo see the same pairs.
 
-    python tools/quality.py --label recipe            # configs/quality_cpu.yaml on the dev split
-    python tools/quality.py --trl --label tutorial    # TRL's DPOTrainer, the tutorial's settings
-    python tools/quality.py --quick                   # a few minutes, for CI-size checks
-    python tools/quality.py --label lr1e-3 -- --model.optimizer.lr 1e-3 --model.beta 0.2
+    python tools/quality.py --folds 5 --label recipe          # configs/quality_cpu.yaml, pooled
+    python tools/quality.py --folds 5 --label dpo --versus recipe -- --model.sft_weight 0
+    python tools/quality.py --diff recipe dpo                 # paired difference, recorded runs
+    python tools/quality.py --trl --measure_budget            # TRL's tutorial epoch: the budget
+    python tools/quality.py --quick                           # a few minutes, for CI-size checks
 
-Every run appends one JSON line to ``--results`` (``tools/quality_results.jsonl``).
+Every run (every fold) appends one JSON line to ``--results`` (``tools/quality_results.jsonl``);
+``quality_records.py`` reads them back.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import resource
 import shutil
@@ -47,12 +53,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tools"), str(REPO)]
+import quality_records as records  # noqa: E402  (a sibling script, found through sys.path)
+
 DATA = REPO.parent / "shared" / "data" / "hh_harmless_dev"
 RESULTS = REPO / "tools" / "quality_results.jsonl"
 # What TRL's DPOTrainer needs for one epoch of 256 pairs (max length 320, batch 4, the tutorial's
 # settings) in CPU seconds of its process, one thread: 4,014 s measured 2026-12-02 on a 2-core
-# AMD EPYC machine (`--trl --label tutorial --split test --budget 100000`; docs/quality.md).
+# AMD EPYC machine (`--trl --label tutorial --split test --budget 100000`; docs/quality.md). Used
+# where no `--measure_budget` line of this machine is recorded.
 DEFAULT_BUDGET = 4000.0
+UNLIMITED = 1e9
 DEV_HELD_OUT = 300
 SEED = 42
 # The tutorial's settings, for TRL and as the starting point of the study.
@@ -60,14 +71,47 @@ TUTORIAL = {"pairs": 256, "max_length": 320, "batch_size": 4, "beta": 0.1, "lr":
 # length limit of the greedy answers whose mean length is reported (--generations)
 ANSWER_TOKENS = 96
 QUICK = {"pairs": 32, "eval_pairs": 32, "max_length": 192, "budget": 600.0}
+# The lit-dpo fit settings this script sets or reads, by config key: the one place to change when
+# a key moves (e.g. model.beta -> model.objective.beta).
+KEYS = {
+    "train_size": "data.train_size",
+    "max_length": "data.max_length",
+    "max_prompt_length": "data.max_prompt_length",
+    "beta": "model.beta",
+    "epochs": "trainer.max_epochs",
+}
+
+
+def override(name: str, value: object) -> str:
+    """The ``lit-dpo fit`` flag that sets setting ``name`` (a key of :data:`KEYS`)."""
+    return f"--{KEYS[name]}={value}"
+
+
+def setting(config: dict, name: str) -> object:
+    """Setting ``name`` (a key of :data:`KEYS`) of a fit's saved ``config.yaml``."""
+    value = config
+    for part in KEYS[name].split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise SystemExit(f"quality: the fit's config.yaml has no {KEYS[name]}; "
+                             "update KEYS in tools/quality.py")
+        value = value[part]
+    return value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="run", help="name of this run in the results")
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
+    parser.add_argument("--folds", type=int, help="cross-validate on K folds of dev + test")
+    parser.add_argument("--only_folds", type=int, nargs="+", metavar="K",
+                        help="with --folds: run these folds only (0-based), e.g. to resume")
+    parser.add_argument("--versus", metavar="RUN",
+                        help="after the run: its paired difference against this recorded run")
     parser.add_argument("--config", default="configs/quality_cpu.yaml", help="lit-dpo fit config")
     parser.add_argument("--trl", action="store_true", help="train TRL's DPOTrainer instead")
+    parser.add_argument("--measure_budget", action="store_true",
+                        help="with --trl: TRL's whole tutorial epoch, unbudgeted; its CPU s "
+                             "become the default budget of later runs on this machine")
     parser.add_argument("--quick", action="store_true", help="a few minutes, small and short")
     parser.add_argument("--budget", type=float, help="CPU seconds for training (default: TRL's)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train/test .jsonl")
@@ -79,27 +123,58 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="after --: lit-dpo fit settings")
     parser.add_argument("--table", action="store_true",
                         help="print the results file as the docs' table, and run nothing")
+    parser.add_argument("--diff", nargs=2, metavar="RUN",
+                        help="paired difference of two recorded runs (LABEL or LABEL@SPLIT) "
+                             "on the same pairs, and run nothing")
     parser.add_argument("--answer_lengths", nargs="+", metavar="LABEL",
                         help="add the mean length of greedy answers to --generations held-out "
                              "prompts to these recorded runs of --split (their adapters must "
                              "still be under --out), and train nothing")
     args = parser.parse_args()
     if args.table:
-        print(table([json.loads(line) for line in args.results.read_text().splitlines() if line]))
+        print(records.table(records.load(args.results)))
+        return
+    if args.diff:
+        print(records.diff(records.load(args.results), *args.diff))
         return
     if args.answer_lengths:
         add_answer_lengths(args)
         return
+    if args.measure_budget and not args.trl:
+        parser.error("--measure_budget measures TRL's epoch: add --trl")
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    budget = args.budget or (QUICK["budget"] if args.quick else DEFAULT_BUDGET)
-    eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
-    # one folder per side and label: a TRL run and a lit-dpo run of the same label never collide
-    run_dir = args.out / f"{args.split}-{'trl' if args.trl else 'lit'}-{args.label}"
+    if args.measure_budget:
+        budget = UNLIMITED
+    else:
+        budget = args.budget or (QUICK["budget"] if args.quick else
+                                 measured_budget(records.load(args.results)))
+    if not args.folds:
+        run_one(args, args.split, prepare_data(args.data, args.split, args.out / "data"), budget)
+        return
+    if args.folds < 2:
+        parser.error(f"--folds needs at least 2 parts, got {args.folds}")
+    for fold in args.only_folds or range(args.folds):
+        if not 0 <= fold < args.folds:
+            parser.error(f"--only_folds {fold} is not a fold of --folds {args.folds} (0-based)")
+        data = prepare_folds(args.data, args.folds, fold, args.out / "data")
+        run_one(args, "cv", data, budget, {"folds": args.folds, "fold": fold})
+    results = records.load(args.results)
+    print(records.pooled_summary(records.select(results, f"{args.label}@cv")))
+    if args.versus:
+        print(records.diff(results, args.versus, f"{args.label}@cv"))
+
+
+def run_one(args: argparse.Namespace, split: str, data: Path, budget: float,
+            fold: dict | None = None) -> dict:
+    """Train and evaluate one run on ``data``; append its JSON line to the results file."""
+    side = "trl" if args.trl else "lit"
+    part = f"-fold{fold['fold']}of{fold['folds']}" if fold else ""
+    # one folder per side, label and fold: runs never collide
+    run_dir = args.out / f"{split}-{side}-{args.label}{part}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    data = prepare_data(args.data, args.split, args.out / "data")
-    print(f"quality: {args.label} on the {args.split} split ({data}), budget {budget:.0f} CPU s")
-
+    print(f"quality: {args.label} on the {split} split{part} ({data}), budget {budget:.0f} CPU s",
+          flush=True)
     if args.trl:
         settings = dict(TUTORIAL, **({"pairs": QUICK["pairs"]} if args.quick else {}))
         if args.quick:
@@ -109,19 +184,22 @@ def main() -> None:
         extra = list(args.overrides)
         if args.quick:
             length = QUICK["max_length"]
-            extra += [f"--data.train_size={QUICK['pairs']}", f"--data.max_length={length}",
-                      f"--data.max_prompt_length={length // 2}"]
+            extra = [override("train_size", QUICK["pairs"]), override("max_length", length),
+                     override("max_prompt_length", length // 2), *extra]
         fit = run_lit(data, run_dir, args.config, extra, budget)
-    beta = fit["beta"]
-    evaluation = evaluate(run_dir / "adapter", data, run_dir, beta, fit["max_length"], eval_pairs,
-                          args.generations)
+    eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
+    evaluation = evaluate(run_dir / "adapter", data, run_dir, fit["beta"], fit["max_length"],
+                          eval_pairs, args.generations)
     record = {
         "label": args.label,
-        "split": args.split,
+        "split": split,
+        **(fold or {}),
         "side": "trl" if args.trl else "lit-dpo",
         "quick": args.quick,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
         "budget_cpu_s": budget,
+        "budget_measurement": args.measure_budget,
         "threads": args.threads,
         **fit,
         **evaluation,
@@ -129,39 +207,123 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with args.results.open("a") as file:
         file.write(json.dumps(record, sort_keys=True) + "\n")
-    print(summary(record))
+    print(summary(record), flush=True)
+    return record
+
+
+def machine() -> str:
+    """The CPU model and core count: the budget is re-measured per kind of machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def measured_budget(results: list[dict]) -> float:
+    """TRL's CPU seconds for its tutorial epoch on this kind of machine (the latest
+    ``--measure_budget`` line), else :data:`DEFAULT_BUDGET`."""
+    here = machine()
+    measured = [r for r in results if r.get("budget_measurement") and r.get("machine") == here
+                and not r.get("stopped_by_budget") and not r.get("quick")]
+    if measured:
+        return round(measured[-1]["cpu_s"])
+    print(f"quality: no --trl --measure_budget line for {here}; budget {DEFAULT_BUDGET:.0f} CPU s "
+          "(measured 2026-12-02 on a 2-core AMD EPYC)", flush=True)
+    return DEFAULT_BUDGET
+
+
+def summary(record: dict) -> str:
+    """One run's numbers for the terminal, accuracies with their 95% intervals."""
+    held = record["held_out"]
+
+    def cell(key: str) -> str:
+        low, high = held.get(f"{key}/ci_low"), held.get(f"{key}/ci_high")
+        interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
+        return f"{held[key]:.3f}{interval}"
+
+    rows = [("log-prob accuracy, summed", "logps_accuracy"),
+            ("log-prob accuracy, per token", "logps_accuracy_per_token")]
+    lines = [f"\n{record['label']} ({record['side']}, {record['split']} split"
+             f"{', fold ' + str(record['fold']) if 'fold' in record else ''}): "
+             f"{record['cpu_s']:.0f} CPU s, {record['wall_s']:.0f} s wall, "
+             f"{int(held['pairs'])} held-out pairs",
+             f"{'':32}{'reference':>22}{'policy':>22}"]
+    lines += [f"{label:32}{cell(key + '/reference'):>22}{cell(key + '/policy'):>22}"
+              for label, key in rows]
+    lines.append(f"{'chosen perplexity':32}{held['perplexity_chosen/reference']:22.2f}"
+                 f"{held['perplexity_chosen/policy']:22.2f}")
+    lines.append(f"{'implicit-reward accuracy':32}{'':22}{cell('rewards/accuracies'):>22}"
+                 f"  (margin {held['rewards/margins']:.3f})")
+    if record.get("alarms"):
+        lines.append("alarms: " + "; ".join(a.split(": ", 1)[-1][:80] for a in record["alarms"]))
+    return "\n".join(lines)
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
-def prepare_data(source: Path, split: str, out: Path) -> Path:
-    """A folder with ``train.jsonl`` and ``test.jsonl`` of rows lit-dpo accepts."""
-    sys.path.insert(0, str(REPO))
+def clean_rows(path: Path) -> list[str]:
+    """The lines of a JSONL file of HH-RLHF rows that lit-dpo accepts."""
     from lit_dpo.data.pairs import extract_pair
     from lit_dpo.errors import RowError
 
-    def clean(path: Path) -> list[str]:
-        kept = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                extract_pair(json.loads(line), f"{path.name} line {number}", "hh-rlhf")
-            except RowError:
-                continue
-            kept.append(line)
-        return kept
+    kept = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            extract_pair(json.loads(line), f"{path.name} line {number}", "hh-rlhf")
+        except RowError:
+            continue
+        kept.append(line)
+    return kept
 
-    train = clean(source / "train.jsonl")
+
+def fold_parts(count: int, folds: int, seed: int = SEED) -> list[list[int]]:
+    """Indices ``0..count-1`` cut into ``folds`` disjoint parts that cover them all, in a seeded
+    random order; part sizes differ by at most one.
+
+    Raises:
+        ValueError: fewer than 2 folds, or more folds than items.
+    """
+    if not 2 <= folds <= count:
+        raise ValueError(f"need 2 <= folds <= items, got {folds} folds of {count}")
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return [order[k::folds] for k in range(folds)]
+
+
+def prepare_folds(source: Path, folds: int, fold: int, out: Path) -> Path:
+    """A folder whose ``test.jsonl`` is part ``fold`` of the development data (``train.jsonl``
+    and ``test.jsonl`` of ``source``, pooled) and whose ``train.jsonl`` is the other parts; the
+    fit samples its ``data.train_size`` pairs from them (seeded)."""
+    rows = clean_rows(source / "train.jsonl") + clean_rows(source / "test.jsonl")
+    parts = fold_parts(len(rows), folds)
+    train = [rows[i] for k, part in enumerate(parts) if k != fold for i in part]
+    test = [rows[i] for i in parts[fold]]
+    return _write_split(out / f"cv{folds}-fold{fold}", train, test)
+
+
+def prepare_data(source: Path, split: str, out: Path) -> Path:
+    """A folder with ``train.jsonl`` and ``test.jsonl`` of rows lit-dpo accepts."""
+    train = clean_rows(source / "train.jsonl")
     if split == "dev":
         random.Random(SEED).shuffle(train)
         train, test = train[:-DEV_HELD_OUT], train[-DEV_HELD_OUT:]
     else:
-        test = clean(source / "test.jsonl")
-    folder = out / split
+        test = clean_rows(source / "test.jsonl")
+    return _write_split(out / split, train, test)
+
+
+def _write_split(folder: Path, train: list[str], test: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("test", test)):
         text = "\n".join(rows) + "\n"
         path = folder / f"{name}.jsonl"
+        # rewritten only when changed: the datasets cache keys on the file
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
     return folder
@@ -195,8 +357,8 @@ def run_lit(data: Path, run_dir: Path, config: str, overrides: list[str], budget
         "wall_s": wall,
         "stopped_by_budget": "stopped by the CPU budget" in text,
         "steps": _last_step(run_dir),
-        "beta": settings["model"]["beta"],
-        "max_length": settings["data"]["max_length"],
+        "beta": setting(settings, "beta"),
+        "max_length": setting(settings, "max_length"),
         "settings": {"model": settings["model"], "data": settings["data"],
                      "trainer": {k: settings["trainer"].get(k) for k in
                                  ("max_epochs", "max_steps", "accumulate_grad_batches")}},
@@ -250,19 +412,22 @@ def _last_step(run_dir: Path) -> int | None:
 
 def evaluate(adapter: Path, data: Path, run_dir: Path, beta: float, max_length: int,
              eval_pairs: int | None, generations: int) -> dict:
-    """``lit-dpo compare`` on the held-out pairs (and prompts): the numbers of one row."""
+    """The held-out pairs scored pair by pair (``quality_eval.py``: compare's evaluator), and
+    with ``generations`` the mean length of greedy answers (``lit-dpo compare``)."""
     held_out = sum(1 for _ in (data / "test.jsonl").open())
-    args = [sys.executable, "-m", "lit_dpo", "compare", f"--adapter={adapter}",
-            f"--dataset={data}", f"--val_size={eval_pairs or held_out}", f"--beta={beta}",
-            f"--max_length={max_length}", "--edge_cases=false", f"--out={run_dir / 'compare'}"]
+    scored = run_dir / "held_out.json"
+    seconds, _ = _run([sys.executable, str(Path(__file__).with_name("quality_eval.py")),
+                       str(adapter), str(data), str(eval_pairs or held_out), str(beta),
+                       str(max_length), str(scored)], run_dir / "eval.log")
+    result = {"eval_cpu_s": seconds, **json.loads(scored.read_text())}
     if generations:
         prompts = run_dir / "prompts.json"
         prompts.write_text(json.dumps(_held_out_prompts(data / "test.jsonl", generations)))
-        args += [f"--prompts={prompts}", f"--max_new_tokens={ANSWER_TOKENS}"]
-    seconds, wall = _run(args, run_dir / "compare.log")
-    report = json.loads((run_dir / "compare" / "compare.json").read_text())
-    result = {"eval_cpu_s": seconds, "held_out": report["heldout"]}
-    if generations:
+        _run([sys.executable, "-m", "lit_dpo", "compare", f"--adapter={adapter}",
+              f"--prompts={prompts}", "--val_size=0", "--edge_cases=false",
+              f"--max_new_tokens={ANSWER_TOKENS}", f"--max_length={max_length}",
+              f"--out={run_dir / 'compare'}"], run_dir / "compare.log")
+        report = json.loads((run_dir / "compare" / "compare.json").read_text())
         for side in ("reference", "policy"):
             lengths = [r[side]["tokens"] for r in report["results"]]
             result[f"answer_tokens/{side}"] = sum(lengths) / len(lengths)
@@ -277,9 +442,9 @@ def add_answer_lengths(args: argparse.Namespace) -> None:
         raise SystemExit("--answer_lengths needs --generations N (how many held-out prompts)")
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     data = prepare_data(args.data, args.split, args.out / "data")
-    records = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+    lines = [json.loads(line) for line in args.results.read_text().splitlines() if line]
     for label in args.answer_lengths:
-        matches = [r for r in records if r["label"] == label and r["split"] == args.split]
+        matches = [r for r in lines if r["label"] == label and r["split"] == args.split]
         if not matches:
             raise SystemExit(f"no recorded run {label!r} on the {args.split} split")
         record = matches[-1]
@@ -296,14 +461,14 @@ def add_answer_lengths(args: argparse.Namespace) -> None:
         lengths = {model: [r[model]["tokens"] for r in report["results"]]
                    for model in ("reference", "policy")}
         # read again: a run beside this one may have added its line meanwhile
-        records = [json.loads(line) for line in args.results.read_text().splitlines() if line]
-        for r in records:
+        lines = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+        for r in lines:
             if (r["label"], r["split"], r["date"]) == (label, args.split, record["date"]):
                 r.update({f"answer_tokens/{m}": sum(v) / len(v) for m, v in lengths.items()})
                 r["answer_prompts"] = args.generations
                 print(f"{label}: answer tokens reference {r['answer_tokens/reference']:.1f}, "
                       f"policy {r['answer_tokens/policy']:.1f}", flush=True)
-        args.results.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        args.results.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
 
 
 def _held_out_prompts(path: Path, count: int) -> list[list[dict[str, str]]]:
@@ -311,56 +476,6 @@ def _held_out_prompts(path: Path, count: int) -> list[list[dict[str, str]]]:
 
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return [extract_pair(row, "held out", "hh-rlhf").prompt for row in rows[:count]]
-
-
-def summary(record: dict) -> str:
-    held = record["held_out"]
-    rows = [
-        ("log-prob accuracy, summed", "logps_accuracy"),
-        ("log-prob accuracy, per token", "logps_accuracy_per_token"),
-        ("chosen perplexity", "perplexity_chosen"),
-    ]
-    lines = [f"\n{record['label']} ({record['side']}, {record['split']} split): "
-             f"{record['cpu_s']:.0f} CPU s, {record['wall_s']:.0f} s wall",
-             f"{'':32}{'reference':>10}{'policy':>9}"]
-    lines += [f"{label:32}{held[key + '/reference']:10.3f}{held[key + '/policy']:9.3f}"
-              for label, key in rows]
-    lines.append(f"{'implicit-reward accuracy / margin':32}{'':10}"
-                 f"{held['rewards/accuracies']:9.3f} / {held['rewards/margins']:.3f}")
-    if record.get("alarms"):
-        lines.append("alarms: " + "; ".join(a.split(": ", 1)[-1][:80] for a in record["alarms"]))
-    return "\n".join(lines)
-
-
-def table(records: list[dict]) -> str:
-    """The results as a markdown table, one row per run in the order they ran."""
-    head = ("| run | split | side | CPU s (budget) | steps | log-prob acc. summed ref -> policy "
-            "| per token ref -> policy | reward acc. / margin | chosen ppl ref -> policy "
-            "| displacement alarm | answer tokens ref -> policy |")
-    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
-    for r in records:
-        h = r["held_out"]
-        budget = "-" if r["budget_cpu_s"] >= 1e5 else f"{r['budget_cpu_s']:.0f}"
-        alarm = r.get("displacement_alarm")
-        lines.append(
-            f"| {r['label']}{' (quick)' if r.get('quick') else ''} | {r['split']} | {r['side']} "
-            f"| {r['cpu_s']:.0f} ({budget}) | {r.get('steps')} "
-            f"| {h['logps_accuracy/reference']:.3f} -> {h['logps_accuracy/policy']:.3f} "
-            f"| {h['logps_accuracy_per_token/reference']:.3f} -> "
-            f"{h['logps_accuracy_per_token/policy']:.3f} "
-            f"| {h['rewards/accuracies']:.3f} / {h['rewards/margins']:.3f} "
-            f"| {h['perplexity_chosen/reference']:.2f} -> {h['perplexity_chosen/policy']:.2f} "
-            f"| {'-' if alarm is None else ('yes' if alarm else 'no')} "
-            f"| {_answer_tokens(r)} |"
-        )
-    return "\n".join(lines)
-
-
-def _answer_tokens(record: dict) -> str:
-    if "answer_tokens/policy" not in record:
-        return "-"
-    return (f"{record['answer_tokens/reference']:.1f} -> {record['answer_tokens/policy']:.1f} "
-            f"({record.get('answer_prompts', '?')} prompts)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,187 @@
+"""The quality study's tooling (tools/quality.py, quality_records.py, quality_eval.py): fold
+splits, per-pair results, paired differences of recorded runs, the table with intervals."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+import quality  # noqa: E402
+import quality_eval  # noqa: E402
+import quality_records  # noqa: E402
+
+from lit_dpo.stats import OUTCOME_KEYS  # noqa: E402
+from tests.conftest import torch_threads  # noqa: E402
+
+
+def test_fold_parts_are_disjoint_covering_balanced_and_seeded():
+    parts = quality.fold_parts(1760, 5)
+    assert [len(p) for p in parts] == [352] * 5
+    indices = [i for part in parts for i in part]
+    assert sorted(indices) == list(range(1760))  # covering, and disjoint (no repeats)
+    assert quality.fold_parts(1760, 5) == parts  # seeded
+    assert quality.fold_parts(1760, 5, seed=1) != parts
+    assert parts[0][:5] != [0, 1, 2, 3, 4]  # shuffled, not cut in file order
+    assert [len(p) for p in quality.fold_parts(11, 3)] == [4, 4, 3]
+    with pytest.raises(ValueError, match="2 <= folds <= items"):
+        quality.fold_parts(3, 4)
+
+
+def hh_row(index: int) -> dict:
+    return {"chosen": f"\n\nHuman: question {index}?\n\nAssistant: good answer {index}",
+            "rejected": f"\n\nHuman: question {index}?\n\nAssistant: bad answer {index}"}
+
+
+def test_prepare_folds_holds_out_each_part_once(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    rows = [json.dumps(hh_row(i)) for i in range(23)]
+    # a row lit-dpo refuses (two assistant turns in a row) is dropped from every fold
+    bad = json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b\n\nAssistant: c",
+                      "rejected": "\n\nHuman: a\n\nAssistant: b\n\nAssistant: d"})
+    (source / "train.jsonl").write_text("\n".join(rows[:15] + [bad]) + "\n")
+    (source / "test.jsonl").write_text("\n".join(rows[15:]) + "\n")
+    held_out = []
+    for fold in range(4):
+        folder = quality.prepare_folds(source, 4, fold, tmp_path / "out")
+        train = (folder / "train.jsonl").read_text().splitlines()
+        test = (folder / "test.jsonl").read_text().splitlines()
+        assert not set(train) & set(test)
+        assert sorted(train + test) == sorted(rows)
+        held_out += test
+    assert sorted(held_out) == sorted(rows)  # every pair held out exactly once
+
+
+def record(label: str, outcomes: dict[str, str], ids: list[str], **extra) -> dict:
+    pairs = len(ids)
+    held_out = {key: value.count("1") / pairs for key, value in outcomes.items()}
+    held_out.update({"pairs": float(pairs), "rewards/margins": 0.1,
+                     "perplexity_chosen/reference": 10.0, "perplexity_chosen/policy": 9.0})
+    line = {"label": label, "split": "dev", "side": "lit-dpo", "budget_cpu_s": 4000.0,
+            "cpu_s": 100.0, "steps": 8, "displacement_alarm": False, "held_out": held_out,
+            "per_pair": {"ids": ids, **outcomes}}
+    line.update(extra)
+    return line
+
+
+def same_everywhere(bits: str) -> dict[str, str]:
+    return {key: bits for key in OUTCOME_KEYS}
+
+
+IDS = [f"p{i}" for i in range(40)]
+
+
+def write(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def quality_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tools" / "quality.py"), *args],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def test_diff_of_two_recorded_runs(tmp_path):
+    """A: 20 of 40 right. B: the same 20 plus 10 more, so B - A = 10 / 40 = +0.25 on every
+    accuracy, with a paired interval above 0."""
+    a = record("a", same_everywhere("1" * 20 + "0" * 20), IDS)
+    b = record("b", same_everywhere("1" * 30 + "0" * 10), IDS)
+    results = write(tmp_path / "results.jsonl", [a, b])
+    done = quality_cli("--diff", "a", "b", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("b - a on the same 40 held-out pairs")
+    reward = next(line for line in lines if line.startswith("implicit-reward accuracy"))
+    assert "0.500 [" in reward and "0.750 [" in reward and "+0.250 [+" in reward
+    assert reward.endswith("higher")
+    # the same run against itself: exactly 0, a zero-width interval, no verdict
+    same = quality_records.diff(quality_records.load(results), "a", "a")
+    assert "+0.000 [+0.000, +0.000]" in same.splitlines()[-1]
+
+
+def test_diff_aligns_shuffled_pairs_and_refuses_other_pairs(tmp_path):
+    a = record("a", same_everywhere("1" * 20 + "0" * 20), IDS)
+    # the same outcomes, pairs listed in reverse order: aligned by id, so no difference
+    b = record("b", same_everywhere("0" * 20 + "1" * 20), IDS[::-1])
+    other = record("c", same_everywhere("1" * 40), [f"q{i}" for i in range(40)])
+    old = {key: value for key, value in a.items() if key != "per_pair"}
+    old["label"] = "old"
+    results = write(tmp_path / "results.jsonl", [a, b, other, old])
+    assert "+0.000 [+0.000, +0.000]" in quality_records.diff(
+        quality_records.load(results), "a", "b")
+    done = quality_cli("--diff", "a", "c", "--results", str(results))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "quality --diff: a and c were not on the same pairs (40 and 40 pairs, 0 shared); "
+        "compare runs of one split, or of one fold set with the same max_length")
+    done = quality_cli("--diff", "a", "old", "--results", str(results))
+    assert "recorded without per-pair results" in done.stderr
+
+
+def test_folds_pool_in_fold_order_and_the_table_shows_intervals(tmp_path):
+    """Two folds of 20 pairs each (the latest line of a rerun fold wins); the pooled reward
+    accuracy is (20 + 0) / 40 = 0.5. An old line without per-pair results gets a Wilson interval:
+    0.5 of 40 -> [0.352, 0.648]."""
+    fold = {"split": "cv", "folds": 2}
+    lines = [
+        record("cv", same_everywhere("0" * 20), IDS[:20], fold=0, **fold),
+        record("cv", same_everywhere("1" * 20), IDS[:20], fold=0, **fold),
+        record("cv", same_everywhere("0" * 20), IDS[20:], fold=1, **fold),
+    ]
+    old = record("old", same_everywhere("1" * 20 + "0" * 20), IDS)
+    del old["per_pair"]
+    results = quality_records.load(write(tmp_path / "r.jsonl", [*lines, old]))
+    run = quality_records.select(results, "cv")
+    assert [r["fold"] for r in run] == [0, 1] and run[0] is results[1]
+    assert quality_records.pooled(run, "cv")["ids"] == IDS
+    assert quality_records.accuracy_interval(run, "rewards/accuracies")[0] == 0.5
+    table = quality_records.table(results).splitlines()
+    assert len(table) == 4  # head, rule, one row for the cross-validation, one for the old run
+    assert "| cv 2/2 folds, 40 pairs |" in table[2] and "100 per fold" in table[2]
+    assert "0.500 [0.35, 0.65]" in table[3]
+    with pytest.raises(SystemExit, match="no recorded run 'nope'"):
+        quality_records.select(results, "nope")
+
+
+def test_quality_eval_matches_compare_pair_by_pair(tiny_adapter, tiny_data_dir, tmp_path):
+    """quality_eval's summary is compare's held-out report, and each accuracy is the mean of its
+    per-pair outcomes."""
+    from lit_dpo.cli import main
+
+    out = tmp_path / "eval.json"
+    with torch_threads(1):
+        quality_eval.main(str(tiny_adapter), str(tiny_data_dir), 2, 0.1, 96, str(out))
+        with contextlib.redirect_stdout(io.StringIO()):
+            main(["compare", f"--adapter={tiny_adapter}", f"--dataset={tiny_data_dir}",
+                  "--edge_cases=false", "--val_size=2", "--max_length=96",
+                  "--max_new_tokens=8", f"--out={tmp_path / 'compare'}"])
+    scored = json.loads(out.read_text())
+    compared = json.loads((tmp_path / "compare" / "compare.json").read_text())["heldout"]
+    for key, value in compared.items():
+        assert scored["held_out"][key] == pytest.approx(value, abs=1e-6), key
+    per_pair = scored["per_pair"]
+    assert len(per_pair["ids"]) == len(set(per_pair["ids"])) == 2
+    for key in OUTCOME_KEYS:
+        assert per_pair[key].count("1") / 2 == scored["held_out"][key]
+        assert scored["held_out"][f"{key}/ci_low"] <= scored["held_out"][key]
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir, tmp_path_factory):
+    from tests.conftest import make_adapter
+
+    return make_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"))
+
+
+def test_overrides_live_in_one_place():
+    assert quality.override("beta", 0.2) == "--model.beta=0.2"
+    assert quality.setting({"model": {"beta": 0.3}}, "beta") == 0.3
+    with pytest.raises(SystemExit, match="no model.beta; update KEYS"):
+        quality.setting({"model": {"objective": {"beta": 0.3}}}, "beta")

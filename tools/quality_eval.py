@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Held-out preference metrics of one adapter, pair by pair (run by quality.py as a child).
+
+The same tokenization, scoring and summary as ``lit-dpo compare``'s held-out evaluation
+(``compare.command._heldout_loader``, ``scoring.reply_logps``, ``scoring.preference_summary``),
+plus what compare does not keep: each pair's outcome under every accuracy
+(:func:`lit_dpo.stats.preference_outcomes`) and an id of the pair, so that two runs can be compared
+pair by pair later (``quality.py --diff``).
+
+    python tools/quality_eval.py ADAPTER DATA_DIR VAL_SIZE BETA MAX_LENGTH OUT.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+
+def pair_id(row: dict) -> str:
+    """A short id of a tokenized pair: the same pair, tokenizer and max_length give the same id."""
+    text = json.dumps([row["prompt_ids"], row["chosen_ids"], row["rejected_ids"]])
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, out: str) -> None:
+    import torch
+
+    from lit_dpo.compare.command import _heldout_loader
+    from lit_dpo.compare.scoring import preference_summary, reply_logps
+    from lit_dpo.models.inference import adapter_base_model, load_quantized, reference_adapter_for
+    from lit_dpo.stats import interval_summary, preference_outcomes
+
+    base = adapter_base_model(adapter, None)
+    reference_adapter, problems = reference_adapter_for(adapter, None, False)
+    if problems:
+        raise SystemExit(f"{adapter}: {'; '.join(problems)}")
+    loader = _heldout_loader(data, base, val_size, max_length, batch_size=4)
+    split = loader.dataset
+    plain = split.with_format(None)
+    ids = [pair_id(plain[int(i)]) for i in loader.sampler]
+    policy = load_quantized(adapter, base, "nf4", "float32", "cpu", False, reference_adapter)
+    names = ("policy", "reference", "counts")
+    parts: dict[str, list[torch.Tensor]] = {f"{n}/{s}": [] for n in names for s in ("c", "r")}
+    for batch in loader:
+        scored = reply_logps(policy, batch)
+        pairs = scored[0].shape[0] // 2
+        for name, values in zip(names, scored, strict=True):
+            parts[f"{name}/c"].append(values[:pairs])
+            parts[f"{name}/r"].append(values[pairs:])
+    t = {key: torch.cat(values) for key, values in parts.items()}
+    tensors = dict(
+        policy_chosen=t["policy/c"], policy_rejected=t["policy/r"],
+        reference_chosen=t["reference/c"], reference_rejected=t["reference/r"],
+        chosen_counts=t["counts/c"], rejected_counts=t["counts/r"], beta=beta,
+    )
+    outcomes = preference_outcomes(**tensors)
+    held_out = {**preference_summary(**tensors), **interval_summary(outcomes)}
+    per_pair = {"ids": ids, **{key: "".join(map(str, v)) for key, v in outcomes.items()}}
+    Path(out).write_text(json.dumps({"held_out": held_out, "per_pair": per_pair}))
+
+
+if __name__ == "__main__":
+    adapter, data, val_size, beta, max_length, out = sys.argv[1:]
+    main(adapter, data, int(val_size), float(beta), int(max_length), out)

@@ -1,0 +1,203 @@
+"""The quality study's recorded runs (``tools/quality_results.jsonl``): select, pool, compare.
+
+One JSON line per run. A line recorded since 2026-12-06 keeps its per-pair results under
+``per_pair``: ``ids`` (a short hash of each held-out pair's tokens, ``quality_eval.pair_id``) and,
+under each accuracy key of :data:`lit_dpo.stats.OUTCOME_KEYS`, a string of 0/1, one per pair.
+A cross-validated setting is one line per fold (``split`` ``cv``, ``folds`` K, ``fold`` k); its
+folds' pairs are pooled in fold order. A run is named ``LABEL`` or ``LABEL@SPLIT`` (``dev``,
+``test``, ``cv``) when the label was recorded on several splits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lit_dpo.stats import OUTCOME_KEYS, bootstrap_interval, paired_difference, wilson_interval
+
+NAMES = {
+    "logps_accuracy/reference": "log-prob accuracy, summed, reference",
+    "logps_accuracy/policy": "log-prob accuracy, summed, policy",
+    "logps_accuracy_per_token/reference": "log-prob accuracy, per token, reference",
+    "logps_accuracy_per_token/policy": "log-prob accuracy, per token, policy",
+    "rewards/accuracies": "implicit-reward accuracy",
+}
+
+
+def load(path: Path) -> list[dict]:
+    """Every recorded run, in the order they ran."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def select(records: list[dict], name: str) -> list[dict]:
+    """The lines of the run ``name`` (``LABEL`` or ``LABEL@SPLIT``): the latest line of a single
+    split, or the latest line of each fold of the latest cross-validation of that label.
+
+    Raises:
+        SystemExit: no such run, or the label is on several splits and ``@SPLIT`` is missing.
+    """
+    label, _, split = name.partition("@")
+    found = [r for r in records if r["label"] == label and (not split or r["split"] == split)]
+    splits = sorted({r["split"] for r in found})
+    if not found:
+        raise SystemExit(f"quality: no recorded run {name!r} in the results file")
+    if len(splits) > 1:
+        raise SystemExit(f"quality: {label!r} was recorded on the splits {', '.join(splits)}; "
+                         f"name one as {label}@{splits[0]}")
+    if splits[0] != "cv":
+        return [found[-1]]
+    folds = found[-1]["folds"]
+    latest = {r["fold"]: r for r in found if r["folds"] == folds}
+    return [latest[k] for k in sorted(latest)]
+
+
+def pooled(run: list[dict], name: str) -> dict[str, list]:
+    """The pair ids and per-pair outcomes of a run's lines, concatenated in fold order.
+
+    Raises:
+        SystemExit: a line was recorded before per-pair results were kept.
+    """
+    if any("per_pair" not in r for r in run):
+        raise SystemExit(f"quality: {name!r} was recorded without per-pair results "
+                         "(before 2026-12-06); run it again to compare it")
+    result: dict[str, list] = {"ids": []}
+    for r in run:
+        result["ids"] += r["per_pair"]["ids"]
+        for key in OUTCOME_KEYS:
+            result.setdefault(key, []).extend(int(c) for c in r["per_pair"][key])
+    return result
+
+
+def aligned(first: dict[str, list], second: dict[str, list], names: tuple[str, str]) -> dict:
+    """``second``'s outcomes in the order of ``first``'s pairs.
+
+    Raises:
+        SystemExit: the two runs were not on the same pairs.
+    """
+    if first["ids"] == second["ids"]:
+        return second
+    position = {pair: i for i, pair in enumerate(second["ids"])}
+    if len(position) != len(second["ids"]) or set(position) != set(first["ids"]):
+        shared = len(set(first["ids"]) & set(second["ids"]))
+        raise SystemExit(
+            f"quality --diff: {names[0]} and {names[1]} were not on the same pairs "
+            f"({len(first['ids'])} and {len(second['ids'])} pairs, {shared} shared); compare "
+            "runs of one split, or of one fold set with the same max_length"
+        )
+    order = [position[pair] for pair in first["ids"]]
+    return {key: [values[i] for i in order] for key, values in second.items()}
+
+
+def diff(records: list[dict], first: str, second: str) -> str:
+    """Each accuracy of two runs on the same pairs and ``second - first``, with 95% intervals."""
+    a = pooled(select(records, first), first)
+    b = aligned(a, pooled(select(records, second), second), (first, second))
+    lines = [f"{second} - {first} on the same {len(a['ids'])} held-out pairs (95% bootstrap "
+             "intervals over pairs; a difference counts where its interval excludes 0)",
+             f"{'':42}{first[:22]:>24}{second[:22]:>24}{'difference':>26}"]
+    for key in OUTCOME_KEYS:
+        change = paired_difference(b[key], a[key])
+        verdict = ("" if change.low <= 0 <= change.high
+                   else "  higher" if change.low > 0 else "  lower")
+        lines.append(f"{NAMES[key]:42}{bootstrap_interval(a[key])!s:>24}"
+                     f"{bootstrap_interval(b[key])!s:>24}{_signed(change):>26}{verdict}")
+    return "\n".join(lines)
+
+
+def _signed(interval) -> str:
+    return f"{interval.value:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+
+
+def accuracy_interval(run: list[dict], key: str) -> tuple[float, float, float]:
+    """An accuracy of a run's lines, pooled over folds, with its 95% interval: bootstrap over
+    the per-pair results, or Wilson from the count for lines recorded without them."""
+    if all("per_pair" in r for r in run):
+        values = [int(c) for r in run for c in r["per_pair"][key]]
+        return tuple(bootstrap_interval(values))
+    pairs = sum(int(r["held_out"]["pairs"]) for r in run)
+    hits = sum(r["held_out"][key] * r["held_out"]["pairs"] for r in run)
+    return (hits / pairs, *wilson_interval(round(hits), pairs))
+
+
+def runs_in_order(records: list[dict]) -> list[list[dict]]:
+    """Every run once, in the order each first ran: single lines, and each cross-validation's
+    latest line per fold together."""
+    seen, runs = set(), []
+    for r in records:
+        key = (r["label"], r["split"], r.get("folds"))
+        if r["split"] != "cv":
+            runs.append([r])
+        elif key not in seen:
+            seen.add(key)
+            latest = {x["fold"]: x for x in records
+                      if (x["label"], x["split"], x.get("folds")) == key}
+            runs.append([latest[k] for k in sorted(latest)])
+    return runs
+
+
+def table(records: list[dict]) -> str:
+    """The results as a markdown table, one row per run (a cross-validation pooled over its
+    folds), in the order they ran. Accuracies show their 95% interval in brackets."""
+    head = ("| run | split | side | CPU s (budget) | steps | log-prob acc. summed ref -> policy "
+            "| per token ref -> policy | reward acc. / margin | chosen ppl ref -> policy "
+            "| displacement alarm | answer tokens ref -> policy |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for run in runs_in_order(records):
+        r, count = run[-1], len(run)
+        budget = "-" if r["budget_cpu_s"] >= 1e5 else f"{r['budget_cpu_s']:.0f}"
+        split = r["split"] if count == 1 and r["split"] != "cv" else (
+            f"cv {count}/{r['folds']} folds, {sum(int(x['held_out']['pairs']) for x in run)} pairs")
+        cpu = sum(x["cpu_s"] for x in run) / count
+        steps = [x.get("steps") for x in run]
+        steps_text = steps[0] if count == 1 else (
+            f"{sum(steps) / count:.0f}" if None not in steps else "-")
+        margin = sum(x["held_out"]["rewards/margins"] * x["held_out"]["pairs"] for x in run) / (
+            sum(x["held_out"]["pairs"] for x in run))
+        alarms = [x.get("displacement_alarm") for x in run]
+        alarm = "-" if None in alarms else (
+            ("yes" if alarms[0] else "no") if count == 1 else f"{sum(alarms)}/{count}")
+        lines.append(
+            f"| {r['label']}{' (quick)' if r.get('quick') else ''} | {split} | {r['side']} "
+            f"| {cpu:.0f}{' per fold' if count > 1 else ''} ({budget}) | {steps_text} "
+            f"| {_change(run, 'logps_accuracy')} | {_change(run, 'logps_accuracy_per_token')} "
+            f"| {_cell(accuracy_interval(run, 'rewards/accuracies'))} / {margin:.3f} "
+            f"| {_perplexity(run)} | {alarm} | {_answer_tokens(r) if count == 1 else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _cell(interval: tuple[float, float, float]) -> str:
+    return f"{interval[0]:.3f} [{interval[1]:.2f}, {interval[2]:.2f}]"
+
+
+def _change(run: list[dict], key: str) -> str:
+    reference = accuracy_interval(run, f"{key}/reference")
+    policy = accuracy_interval(run, f"{key}/policy")
+    return f"{reference[0]:.3f} -> {_cell(policy)}"
+
+
+def _perplexity(run: list[dict]) -> str:
+    if len(run) > 1:  # a pooled perplexity needs the folds' token sums, which are not kept
+        return "-"
+    h = run[0]["held_out"]
+    return f"{h['perplexity_chosen/reference']:.2f} -> {h['perplexity_chosen/policy']:.2f}"
+
+
+def _answer_tokens(record: dict) -> str:
+    if "answer_tokens/policy" not in record:
+        return "-"
+    return (f"{record['answer_tokens/reference']:.1f} -> {record['answer_tokens/policy']:.1f} "
+            f"({record.get('answer_prompts', '?')} prompts)")
+
+
+def pooled_summary(run: list[dict]) -> str:
+    """A cross-validated run's pooled accuracies with their intervals, for the terminal."""
+    r = run[-1]
+    pairs = sum(int(x["held_out"]["pairs"]) for x in run)
+    lines = [f"\n{r['label']} ({r['side']}): {len(run)} of {r['folds']} folds, {pairs} held-out "
+             f"pairs pooled, {sum(x['cpu_s'] for x in run) / len(run):.0f} CPU s per fold"]
+    for key in OUTCOME_KEYS:
+        lines.append(f"{NAMES[key]:42}{_cell(accuracy_interval(run, key))}")
+    return "\n".join(lines)
