@@ -185,3 +185,28 @@ def test_overrides_live_in_one_place():
     assert quality.setting({"model": {"beta": 0.3}}, "beta") == 0.3
     with pytest.raises(SystemExit, match="no model.beta; update KEYS"):
         quality.setting({"model": {"objective": {"beta": 0.3}}}, "beta")
+
+
+def test_curve_points_and_plot(tmp_path):
+    """Two lit-dpo cross-validations (100 and 300 CPU s per fold) and one TRL run: sorted by
+    cost per side, accuracies pooled over folds; the plot is a PNG."""
+    import quality_curve
+
+    fold = {"split": "cv", "folds": 2}
+    lines = [
+        record("big", same_everywhere("1" * 20), IDS[:20], fold=0, cpu_s=300.0, **fold),
+        record("big", same_everywhere("1" * 10 + "0" * 10), IDS[20:], fold=1, cpu_s=300.0,
+               **fold),
+        record("small", same_everywhere("0" * 20), IDS[:20], fold=0, **fold),
+        record("small", same_everywhere("1" * 20), IDS[20:], fold=1, **fold),
+        record("tutorial", same_everywhere("1" * 10 + "0" * 30), IDS, fold=0, side="trl",
+               cpu_s=500.0, **fold),
+        record("dev-only", same_everywhere("1" * 40), IDS),
+    ]
+    points = quality_curve.curve_points(lines, "rewards/accuracies", "cv")
+    assert [(p[0], p[1], p[2]) for p in points["lit-dpo"]] == [("small", 100.0, 0.5),
+                                                               ("big", 300.0, 0.75)]
+    assert [(p[0], p[2]) for p in points["trl"]] == [("tutorial", 0.25)]
+    out = tmp_path / "curve.png"
+    quality_curve.draw(points, "rewards/accuracies", 400.0, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
