@@ -12,9 +12,9 @@ pair by pair later (``quality.py --diff``).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 
@@ -62,5 +62,12 @@ def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, o
 
 
 if __name__ == "__main__":
-    adapter, data, val_size, beta, max_length, out = sys.argv[1:]
-    main(adapter, data, int(val_size), float(beta), int(max_length), out)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("adapter", help="folder of the trained adapter")
+    parser.add_argument("data", help="folder whose test split is held out")
+    parser.add_argument("val_size", type=int, help="held-out pairs scored")
+    parser.add_argument("beta", type=float, help="beta of the implicit reward (the run's)")
+    parser.add_argument("max_length", type=int, help="token budget of a pair (the run's)")
+    parser.add_argument("out", help="JSON file written")
+    args = parser.parse_args()
+    main(args.adapter, args.data, args.val_size, args.beta, args.max_length, args.out)
