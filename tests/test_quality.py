@@ -210,3 +210,11 @@ def test_curve_points_and_plot(tmp_path):
     out = tmp_path / "curve.png"
     quality_curve.draw(points, "rewards/accuracies", 400.0, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_prints_each_accuracy_with_its_interval():
+    line = record("a", same_everywhere("1" * 30 + "0" * 10), IDS, wall_s=50.0)
+    line["held_out"].update({"rewards/accuracies/ci_low": 0.6, "rewards/accuracies/ci_high": 0.875})
+    text = quality.summary(line)
+    assert "40 held-out pairs" in text
+    assert "implicit-reward accuracy" in text and "0.750 [0.600, 0.875]" in text
