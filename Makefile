@@ -27,7 +27,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check lit_dpo tests tools
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -rs --durations=15
 
 # how much a run learns from real preference pairs in a fixed CPU budget; see docs/quality.md
 quality: setup

@@ -70,6 +70,9 @@ COMMANDS = {
         "lit_dpo.preflight.command", "preflight", True, "will a config fit its device, how long"
     ),
     "compare": Command("lit_dpo.compare.command", "compare", summary="reference vs policy answers"),
+    "judge": Command(
+        "lit_dpo.compare.judge_page.command", "judge", summary="blind A/B page for human judges"
+    ),
     "serve": Command("lit_dpo.serve.command", "serve", summary="an OpenAI-compatible HTTP API"),
     "sweep": Command(
         "lit_dpo.sweep", "sweep", True, "fits over a grid of settings, one reference table"

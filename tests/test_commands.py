@@ -13,6 +13,7 @@ REQUIRED = {
     "data": ["--config=configs/cpu.yaml"],
     "preflight": ["--config=configs/cpu.yaml"],
     "compare": ["--adapter=runs/cpu/adapter"],
+    "judge": ["--compare=runs/compare"],
     "serve": ["--adapter=runs/cpu/adapter"],
     "export": ["--adapter=runs/cpu/adapter", "--out=runs/cpu/merged"],
     "plot": ["--run_dir=runs/cpu"],
