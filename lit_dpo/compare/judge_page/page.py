@@ -95,7 +95,7 @@ def _win_rate_table(judge: str, rows: list[tuple[str, dict | None]]) -> str:
         )
     head = "".join(f"<th scope=col>{h}</th>" for h in header)
     return (
-        f"<table data-judge='{e(judge)}'><caption>{e(judge)}: policy vs reference</caption>"
+        f"<table data-judge='{e(judge)}'><caption>policy vs reference, by category</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(cells)}</tbody></table>"
     )
 
