@@ -158,6 +158,7 @@ def enable_activation_checkpointing(model: Any, kwargs: dict[str, Any]) -> None:
 # or warning's module, and the start of its message. Checked on the versions of NOTICES_CHECKED_ON.
 NOTICES_CHECKED_ON = {
     "bitsandbytes": "0.50.2",
+    "datasets": "5.2.0",
     "kernels": "0.19.1",
     "lightning": "2.6.6",
     "peft": "0.21.2",
@@ -178,6 +179,9 @@ QUIET_LOG_RECORDS = (
         "kernels._internals.hf_hub",
         "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'",
     ),
+    # datasets' JSON reader on a line that is not JSON, before lit-dpo's own error names the
+    # file, the line and the fix
+    ("datasets.packaged_modules.json.json", "Failed to load JSON from file"),
     # Lightning's advertisements for its cloud logger and model registry, at every Trainer.
     ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud"),
     # said when DPOModule asks for the run's optimizer steps to size its warmup schedule

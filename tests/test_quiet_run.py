@@ -23,7 +23,8 @@ from lit_dpo import compat
 REPO = Path(__file__).parents[1]
 
 # Every line a fit may print on stderr: lit-dpo's own log lines, and the few of Lightning's that
-# say something about this run.
+# say something about this run. The demo's fit (configs/cpu.yaml) printed only these too
+# (2026-12-06, 2 batches with data.max_length 64: the run of docs/preflight-and-health.md).
 ALLOWED_STDERR = [
     # Lightning: the run's seed, the devices it found and used, why fit ended, a limit taken
     r"Seed set to \d+",
@@ -31,7 +32,8 @@ ALLOWED_STDERR = [
     r"TPU available: (True|False), using: \d+ TPU cores",
     r"`Trainer\.fit` stopped: `max_(steps|epochs)=\d+` reached\.",
     r"`Trainer\(limit_\w+_batches=[\d.]+\)` was configured so .*",
-    # lit-dpo: preparing the data
+    # lit-dpo: the embedded model converted once, preparing the data
+    r"converting \S+: \d/3 .*",
     r"tokenizing \w+: \d+ pairs( in \d+ s|: .*)?",
     r"\S+ \(\w+\): \d+ rows -> \d+ pairs; dropped .*; \d+ truncated to max_length=\d+/"
     r"max_prompt_length=\d+",
@@ -41,6 +43,7 @@ ALLOWED_STDERR = [
     r"reference log-probs( \(\w+\))?: .*",
     # lit-dpo: what the run found and wrote
     r"health alarm at step \d+: .*",
+    r"samples at step \d+ \(.*\): .*",
     r"adapter saved to \S+",
     r"training curves written to \S+",
 ]
