@@ -11,6 +11,8 @@ import contextlib
 import functools
 import importlib
 import inspect
+import logging
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,3 +138,106 @@ def gguf_progress_bar(enabled: bool) -> Iterator[None]:
         yield
     finally:
         module.tqdm = original
+
+
+
+def enable_activation_checkpointing(model: Any, kwargs: dict[str, Any]) -> None:
+    """Turn on gradient (activation) checkpointing of a transformers model with
+    ``torch.utils.checkpoint`` ``kwargs``: ``activation_checkpointing_enable`` where transformers
+    has it (5.2x), else its older name ``gradient_checkpointing_enable``, which 5.2x deprecates
+    with a FutureWarning and 6 removes. Checked on transformers 5.25."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+        return
+    if not hasattr(model, "gradient_checkpointing_enable"):
+        raise _changed("PreTrainedModel.activation_checkpointing_enable", "transformers")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+# Lines the libraries print that a lit-dpo user cannot act on, each matched exactly: the logger
+# or warning's module, and the start of its message. Checked on the versions of NOTICES_CHECKED_ON.
+NOTICES_CHECKED_ON = {
+    "bitsandbytes": "0.50.2",
+    "datasets": "5.2.0",
+    "kernels": "0.19.1",
+    "lightning": "2.6.6",
+    "peft": "0.21.2",
+    "torch": "2.13.0",
+    "transformers": "5.25.0",
+}
+# (logger, message start): log records dropped by a filter on that logger.
+QUIET_LOG_RECORDS = (
+    # bitsandbytes imports on a CPU with AVX512-BF16 try a faster 4-bit kernel from the model hub
+    # (``kernels.get_kernel``); offline, or without the ``kernels`` package, the import logs this
+    # and falls back to bitsandbytes' own CPU kernel, the one every other CPU runs. Offline,
+    # ``kernels`` first says it skips a check for that kernel.
+    (
+        "bitsandbytes.backends.cpu.ops",
+        "Failed to load CPU gemm_4bit_forward from kernels-community",
+    ),
+    (
+        "kernels._internals.hf_hub",
+        "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'",
+    ),
+    # datasets' JSON reader on a line that is not JSON, before lit-dpo's own error names the
+    # file, the line and the fix
+    ("datasets.packaged_modules.json.json", "Failed to load JSON from file"),
+    # Lightning's advertisements for its cloud logger and model registry, at every Trainer.
+    ("lightning.pytorch.utilities.rank_zero", "💡 Tip: For seamless cloud"),
+    # said when DPOModule asks for the run's optimizer steps to size its warmup schedule
+    (
+        "lightning.pytorch.utilities.rank_zero",
+        "Loading `train_dataloader` to estimate number of stepping batches",
+    ),
+)
+# (category, message regex, module regex): warnings ignored where that module raises them.
+QUIET_WARNINGS = (
+    # peft's PeftModel.__init__ reads the deprecated ``is_gradient_checkpointing`` of the base;
+    # lit-dpo itself reads ``is_activation_checkpointing``...
+    (
+        FutureWarning,
+        r"`is_gradient_checkpointing` is deprecated",
+        r"transformers\.modeling_utils",
+    ),
+    # ... and prepare_model_for_kbit_training (4-bit) calls the deprecated
+    # ``gradient_checkpointing_enable``; lit-dpo itself calls enable_activation_checkpointing.
+    (
+        FutureWarning,
+        r"`gradient_checkpointing_enable` is deprecated",
+        r"transformers\.modeling_utils",
+    ),
+    # Lightning's CombinedLoader builds torch's deprecated ``LeafSpec`` for every DataLoader.
+    (
+        FutureWarning,
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        r"lightning\.pytorch\.utilities\._pytree",
+    ),
+)
+
+
+class _DropMessages(logging.Filter):
+    """Drops the records of one logger whose message starts with one of ``starts``."""
+
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_library_notices() -> None:
+    """Silence the library lines of :data:`QUIET_LOG_RECORDS` and :data:`QUIET_WARNINGS`, and
+    nothing else: every other warning and log line of the libraries still shows.
+
+    Run when ``lit_dpo`` is imported, before bitsandbytes is (it logs at import). Idempotent."""
+    starts: dict[str, list[str]] = {}
+    for name, start in QUIET_LOG_RECORDS:
+        starts.setdefault(name, []).append(start)
+    for name, wanted in starts.items():
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _DropMessages)]:
+            logger.removeFilter(old)
+        logger.addFilter(_DropMessages(tuple(wanted)))
+    for category, message, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,55 @@ def make_adapter(model_dir: Path, path: Path, *, r: int = 4, std: float = 0.2,
     model.save_pretrained(path)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(path)
     return path
+
+
+@dataclass(frozen=True)
+class PrintedRun:
+    """What a ``lit-dpo`` command run in a subprocess printed, and where it wrote."""
+
+    stdout: str
+    stderr: str
+    root: Path
+
+
+def run_printed(args: list[str], root: Path, cache: Path) -> PrintedRun:
+    """``python -m lit_dpo ARGS`` in a subprocess, stdout and stderr each sent to a file (as in
+    ``make demo > log``: progress as plain lines), on one CPU thread, with its own cache folder.
+    Fails the test unless it exits 0."""
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "LIT_DPO_CACHE": str(cache),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    out, err = root / "stdout.txt", root / "stderr.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        done = subprocess.run(
+            [sys.executable, "-m", "lit_dpo", *args], stdout=stdout, stderr=stderr, env=env
+        )
+    printed = PrintedRun(out.read_text(), err.read_text(), root)
+    assert done.returncode == 0, printed.stderr[-3000:]
+    return printed
+
+
+@pytest.fixture(scope="session")
+def printed_fit(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> PrintedRun:
+    """``lit-dpo fit`` of the tiny model as a user runs it, in a subprocess: 2 steps, one
+    validation, the reference table, and rows cut short enough that most pairs are truncated (a
+    health alarm). Shared by the tests of what lit-dpo prints (test_quiet_run, test_doc_snapshots).
+    """
+    root = tmp_path_factory.mktemp("printed-fit")
+    args = tiny_fit_args(
+        tiny_model_dir,
+        tiny_data_dir,
+        root,
+        "--data.max_length=16",
+        "--data.max_prompt_length=12",
+        "--model.precompute_reference=true",
+    )
+    return run_printed(args, root, root / "cache")

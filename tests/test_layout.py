@@ -1,10 +1,10 @@
 """The package's imports flow one way, with no cycle, and every module imports.
 
-Layers, bottom to top (STYLE.md): shared helpers <- data, models <- train <- callbacks <- cli <-
-commands. A module may import its own package and anything in a lower layer; within a layer,
-packages stay out of each other (data does not import models, compare does not import serve).
-Imports are read from the source (every ``import``, function-level ones included), so a lazy
-import cannot hide an upward one.
+Layers, bottom to top (docs/developer-guide.md#import-layers): shared helpers <- data, models <-
+train <- reporting <- callbacks <- cli <- commands. A module may import its own package and
+anything in a lower layer; within a layer, packages stay out of each other (data does not import
+models, compare does not import serve). Imports are read from the source (every ``import``,
+function-level ones included), so a lazy import cannot hide an upward one.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ class Record(Callback):
             "scaler": getattr(trainer.precision_plugin, "scaler", None),
             "lora_not_fp32": lora_dtype_problems(pl_module.policy.named_parameters()),
             "optimizer": type(trainer.optimizers[0]).__name__,
-            "checkpointing": pl_module.policy.get_base_model().is_gradient_checkpointing,
+            "checkpointing": pl_module.policy.get_base_model().is_activation_checkpointing,
         }
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

@@ -14,6 +14,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig
 
+from lit_dpo.compat import enable_activation_checkpointing
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import (
     attach_adapter,
@@ -121,7 +122,7 @@ def load_policy(
             gradient_checkpointing_kwargs=checkpointing_kwargs,
         )
     elif gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs)
+        enable_activation_checkpointing(base, checkpointing_kwargs)
         base.enable_input_require_grads()
 
     _keep_4bit_layers_differentiable(base)

@@ -11,7 +11,7 @@ accuracy is reported beside the policy's. Three switches make a step cheaper wit
 what it computes (tests/test_techniques.py checks each against the plain path):
 
 - ``logps_chunk_size``: the output head runs only on scored positions, in chunks, so the batch's
-  full-vocabulary logits never exist (``logps.completion_tokens``);
+  full-vocabulary logits never exist (``logps.completion_tokens`` / ``gathered_tokens``);
 - ``share_prompt``: a pair is one row holding the prompt once (``packing.pack_pairs``);
 - ``precompute_reference``: reference log-probs come from a table computed once before training
   and cached on disk (``reference_table.ReferenceTables``), so steps skip the reference forward.
