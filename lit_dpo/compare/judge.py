@@ -3,13 +3,10 @@
 Any ``AutoModelForSequenceClassification`` works (e.g. a reward model trained on preferences). A
 single-logit model's logit is the score; with several labels the score is the last label's logit
 minus the first's (``good - bad`` for the usual two-label layout). The interval is Wilson's score
-interval (Wilson 1927; Brown, Cai & DasGupta 2001), which stays inside [0, 1] and behaves at the
-handful of prompts a comparison has, where the normal approximation does not.
+interval (:func:`lit_dpo.compare.stats.wilson_interval`).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from transformers import (
@@ -19,9 +16,12 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lit_dpo.compare.stats import wilson_interval
 from lit_dpo.errors import ModelSourceError
 from lit_dpo.progress import track
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
+
+__all__ = ["judge_scores", "judge_text", "load_judge", "wilson_interval", "win_rate"]
 
 Messages = list[dict[str, str]]
 # Cap on the judge's input; longer conversations keep their end, where the answer is.
@@ -93,23 +93,6 @@ def judge_scores(
             logits = model(**encoded).logits[0].float()
         scores.append(float(logits[0] if logits.numel() == 1 else logits[-1] - logits[0]))
     return scores
-
-
-def wilson_interval(successes: float, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (z = 1.96: 95%).
-
-    ``successes`` may be fractional (ties counted as half a win).
-
-    Raises:
-        ValueError: ``trials`` is not positive or ``successes`` is outside [0, trials].
-    """
-    if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"need 0 <= successes <= trials, trials >= 1; got {successes}/{trials}")
-    p = successes / trials
-    denominator = 1 + z**2 / trials
-    center = (p + z**2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 def win_rate(policy_scores: list[float], reference_scores: list[float]) -> dict[str, float]:
