@@ -355,3 +355,21 @@ def test_compare_judged_by_lit_dpo_serve(tiny_adapter, tmp_path):
     assert len(first["verdicts"]) + judged["unparseable"] == 2
     assert second["verdicts"] == first["verdicts"]
     assert "position consistency, ai:policy" in stdout
+
+
+def test_a_judge_failing_mid_run_keeps_the_answers(tiny_adapter, tmp_path, capsys):
+    """The endpoint lists the model but rejects every question: the report is written without
+    the AI judge, then the run ends with the server's reason on one line."""
+    script = Scripted(lambda _: (400, "the prompt is 9000 tokens but the context is 8192", {}))
+    with scripted_server(script) as url:
+        with pytest.raises(SystemExit) as exit_info:
+            main(compare_args(tiny_adapter, tmp_path, url, "scripted", "--judge_concurrency=1"))
+    assert exit_info.value.code == 2
+    assert len(script.requests) == 1  # the first refusal stops the rest
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        f"lit-dpo: error: --judge_url {url}: the judge request failed (400: the prompt is 9000 "
+        "tokens but the context is 8192)"
+    )
+    report = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert len(report["results"]) == 2 and report["ai_judge"] is None

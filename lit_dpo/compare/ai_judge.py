@@ -44,7 +44,7 @@ from lit_dpo.progress import track
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "LIT_DPO_JUDGE_API_KEY"
-DEFAULT_CACHE = Path("~/.cache/lit-dpo/judge").expanduser()
+DEFAULT_CACHE = "~/.cache/lit-dpo/judge"
 CACHE_FILE = "verdicts.jsonl"
 # Room for a short reasoning before the verdict; the template asks for the JSON alone.
 MAX_TOKENS = 512

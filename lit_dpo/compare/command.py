@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoConfig
 
-from lit_dpo.compare.ai_judge import DEFAULT_CACHE, AIJudge, Pair
+from lit_dpo.compare.ai_judge import DEFAULT_CACHE, AIJudge, JudgeError, Pair
 from lit_dpo.compare.health import answer_health
 from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
 from lit_dpo.compare.pairwise import load_template
@@ -92,7 +92,7 @@ def compare(
     judge_url: str | None = None,
     judge_model: str | None = None,
     judge_template: str | None = None,
-    judge_cache: str = str(DEFAULT_CACHE),
+    judge_cache: str = DEFAULT_CACHE,
     judge_concurrency: int = 4,
     judge_timeout: float = 120.0,
     out: str = "runs/compare",
@@ -221,7 +221,13 @@ def compare(
     if ai_judge is not None and report.results:
         settings.update(judge_url=judge_url, judge_model=judge_model)
         settings["judge_template"] = judge_template or "built-in pairwise.txt"
-        _ai_judge(report, ai_judge)
+        try:
+            _ai_judge(report, ai_judge)
+        except JudgeError:
+            # keep the answers: the report without the AI judge, then the error; the verdicts
+            # paid for so far are in the cache for the rerun
+            _write(report, Path(out))
+            raise
     _write(report, Path(out))
     return report
 

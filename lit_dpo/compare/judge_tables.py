@@ -161,3 +161,27 @@ def ai_judge_rows(ai_judge: dict) -> list[tuple[str, str]]:
         ),
         ("retries (429, 5xx, timeouts)", f"{ai_judge['retries']}"),
     ]
+
+
+# Replies shown per unparseable question, and how much of each.
+SHOWN_UNPARSEABLE = 5
+SHOWN_REPLY_CHARS = 500
+
+
+def unparseable_replies(ai_judge: dict | None) -> list[dict[str, str]]:
+    """The first few AI-judge replies no verdict could be read from: prompt_id, order, reply."""
+    found = []
+    for pair in (ai_judge or {}).get("pair_replies", []):
+        for order, label in pair["labels"].items():
+            if label == "unparseable":
+                reply = pair["replies"][order][:SHOWN_REPLY_CHARS]
+                found.append({"prompt_id": pair["prompt_id"], "order": order, "reply": reply})
+    return found[:SHOWN_UNPARSEABLE]
+
+
+def prompt_verdicts(verdicts: Sequence[Verdict]) -> dict[str, str]:
+    """prompt_id -> ``"judge: winner; ..."``, for the per-prompt sections."""
+    lines: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        lines.setdefault(verdict.prompt_id, []).append(f"{verdict.judge}: {verdict.winner}")
+    return {pid: "; ".join(parts) for pid, parts in lines.items()}

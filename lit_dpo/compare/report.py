@@ -21,8 +21,10 @@ from lit_dpo.compare.judge_tables import (
     health_table,
     judge_categories_table,
     judges_table,
+    prompt_verdicts,
     rate_text,
     summaries,
+    unparseable_replies,
 )
 from lit_dpo.compare.prompts import PromptCase
 from lit_dpo.compare.verdicts import Verdict, agreements, by_judge, prompt_id, tally
@@ -255,14 +257,6 @@ def _sections(report: CompareReport) -> list[tuple[str, tuple[list[str], list[tu
     return sections
 
 
-def _prompt_verdicts(report: CompareReport) -> dict[str, str]:
-    """prompt_id -> "judge: winner; ..." for the per-prompt sections."""
-    lines: dict[str, list[str]] = {}
-    for verdict in report.verdicts:
-        lines.setdefault(verdict.prompt_id, []).append(f"{verdict.judge}: {verdict.winner}")
-    return {pid: "; ".join(parts) for pid, parts in lines.items()}
-
-
 def to_markdown(report: CompareReport) -> str:
     """The report as Markdown: summary, categories, then every prompt with both answers."""
     parts = [
@@ -276,7 +270,7 @@ def to_markdown(report: CompareReport) -> str:
     for title, table in _sections(report):
         parts += [f"## {title}\n", _markdown_table(*table)]
     parts += _unparseable_markdown(report)
-    verdicts = _prompt_verdicts(report)
+    verdicts = prompt_verdicts(report.verdicts)
     for i, result in enumerate(report.results, 1):
         parts.append(f"## {i}. {result.case.category}\n")
         parts.append(f"Prompt id `{result.prompt_id}`.\n")
@@ -305,12 +299,12 @@ def to_html(report: CompareReport) -> str:
     ]
     for title, table in _sections(report):
         body += [f"<h2>{e(title)}</h2>", _html_table(*table)]
-    for item in _unparseable(report):
+    for item in unparseable_replies(report.ai_judge):
         body.append(
             f"<p>Unparseable reply ({e(item['order'])}, prompt <code>{e(item['prompt_id'])}"
             f"</code>):</p><pre>{e(item['reply'])}</pre>"
         )
-    verdicts = _prompt_verdicts(report)
+    verdicts = prompt_verdicts(report.verdicts)
     for i, result in enumerate(report.results, 1):
         body.append(f"<section><h2>{i}. {e(result.case.category)}</h2>")
         body.append(f"<p>Prompt id <code>{e(result.prompt_id)}</code>.</p>")
@@ -379,27 +373,11 @@ def _category_table(rows: list[dict]) -> tuple[list[str], list[tuple[str, ...]]]
     return header, body
 
 
-# Replies shown per unparseable question, and how much of each.
-SHOWN_UNPARSEABLE = 5
-SHOWN_REPLY_CHARS = 500
-
-
-def _unparseable(report: CompareReport) -> list[dict[str, str]]:
-    """The first few AI-judge replies no verdict could be read from."""
-    found = []
-    for pair in (report.ai_judge or {}).get("pair_replies", []):
-        for order, label in pair["labels"].items():
-            if label == "unparseable":
-                reply = pair["replies"][order][:SHOWN_REPLY_CHARS]
-                found.append({"prompt_id": pair["prompt_id"], "order": order, "reply": reply})
-    return found[:SHOWN_UNPARSEABLE]
-
-
 def _unparseable_markdown(report: CompareReport) -> list[str]:
     return [
         f"Unparseable reply ({item['order']}, prompt `{item['prompt_id']}`):\n\n"
         + _fenced(item["reply"])
-        for item in _unparseable(report)
+        for item in unparseable_replies(report.ai_judge)
     ]
 
 
