@@ -179,8 +179,15 @@ def test_judge_scores_and_win_rate(run, tiny_judge):
     wins = sum(p > r for p, r in zip(policy, reference, strict=True))
     ties = sum(p == r for p, r in zip(policy, reference, strict=True))
     judge = report["judge"]
-    assert judge["prompts"] == len(report["results"]) == 10
-    assert judge["win_rate"] == pytest.approx((wins + ties / 2) / 10)
+    assert judge["prompts"] == len(report["results"]) == 11
+    # the same scores, as the common verdicts every judge's report reads
+    name = f"reward_model:{tiny_judge}"
+    assert report["judges"][name]["overall"]["win_rate"] == pytest.approx(judge["win_rate"])
+    assert [v["judge"] for v in report["verdicts"]] == [name] * 11
+    assert [v["prompt_id"] for v in report["verdicts"]] == [
+        r["prompt_id"] for r in report["results"]
+    ]
+    assert judge["win_rate"] == pytest.approx((wins + ties / 2) / 11)
     assert 0 <= judge["ci_low"] <= judge["win_rate"] <= judge["ci_high"] <= 1
     assert judge["ci_high"] - judge["ci_low"] > 0.3  # 10 prompts cannot pin a rate down
 
@@ -194,14 +201,15 @@ def test_report_files_are_self_contained_and_complete(run):
     for category in EDGE_CATEGORIES:
         assert f"<td>{category}</td>" in html
         assert f"| {category} |" in markdown
-    assert "## By category" in markdown and "judge win rate, policy over reference" in markdown
-    assert markdown.count("**reference** (") == markdown.count("**policy** (") == 10
+    assert "## By category" in markdown and "win rate of policy, reward_model:" in markdown
+    assert "## Judges" in markdown and "## Answer health" in markdown
+    assert markdown.count("**reference** (") == markdown.count("**policy** (") == 11
     explained = "reference = adapters off (the base model); policy = adapters on"
     assert explained in markdown and explained in html and explained in run["stdout"]
     assert "<div class='answer policy'><b>policy</b>" in html
     assert "<div class='answer reference'><b>reference</b>" in html
     assert ".policy pre{" in html and ".reference pre{" in html
-    for line in ("log-prob accuracy, summed", "refusal rate", "judge win rate"):
+    for line in ("log-prob accuracy, summed", "refusal rate", "win rate of policy, reward_model"):
         assert line in run["stdout"]
 
 

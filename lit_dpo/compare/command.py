@@ -10,12 +10,17 @@ length and its implicit DPO reward
 ``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``. On the held-out
 preference split it measures, under the keys validation logs, log-probability accuracy of both
 models, implicit-reward accuracy and margin, and perplexity on the chosen replies. An optional
-judge (any sequence-classification reward model) scores both answers and gives the policy's win
-rate over the reference with a 95% interval. Writes ``compare.html`` (self-contained),
-``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
+judge (any sequence-classification reward model) scores both answers, and an optional AI judge
+(any chat model behind an OpenAI-compatible endpoint) picks the better answer of each pair in
+both orders; each gives the policy's win rate over the reference with a 95% interval, beside
+human votes from ``human_votes.json`` when the output folder holds one. Every answer gets health
+checks (loops, evasive non-answers, refusals of benign prompts). Writes ``compare.html``
+(self-contained), ``compare.md`` and ``compare.json`` to ``--out`` and prints a summary.
 
     lit-dpo compare --adapter runs/cpu/adapter --prompts my_prompts.txt
     lit-dpo compare --adapter runs/dpo/adapter --reference_adapter runs/sft/adapter
+    lit-dpo compare --adapter runs/cpu/adapter --judge_url http://127.0.0.1:8080/v1 \
+        --judge_model qwen2.5-7b-instruct
     lit-dpo compare --config compare.yaml     # any of the arguments below, as YAML
 """
 
@@ -29,11 +34,13 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoConfig
 
+from lit_dpo.compare.ai_judge import DEFAULT_CACHE, AIJudge, JudgeError, Pair
+from lit_dpo.compare.health import answer_health
 from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
+from lit_dpo.compare.pairwise import load_template
 from lit_dpo.compare.prompts import (
     EDGE_CASES,
     PromptCase,
-    is_refusal,
     load_prompts,
     long_context_case,
 )
@@ -42,16 +49,14 @@ from lit_dpo.compare.report import (
     CompareReport,
     PromptResult,
     summary_table,
-    to_html,
-    to_json,
-    to_markdown,
 )
+from lit_dpo.compare.report_files import write_report
 from lit_dpo.compare.scoring import answer_rewards, heldout_metrics
+from lit_dpo.compare.verdicts import from_scores
 from lit_dpo.data.batches import encode_pair
 from lit_dpo.data.datamodule import PreferenceDataModule
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.errors import ConfigError
-from lit_dpo.files import write_text_atomically
 from lit_dpo.models.adapters import check_adapter, pair_problems
 from lit_dpo.models.generate import (
     answer_length,
@@ -84,6 +89,12 @@ def compare(
     dataset: str = DEFAULT_DATASET,
     val_size: int = 100,
     judge: str | None = None,
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    judge_template: str | None = None,
+    judge_cache: str = DEFAULT_CACHE,
+    judge_concurrency: int = 4,
+    judge_timeout: float = 120.0,
     out: str = "runs/compare",
     beta: float = 0.1,
     max_new_tokens: int = 128,
@@ -108,6 +119,16 @@ def compare(
         dataset: preference data whose held-out split is evaluated.
         val_size: held-out pairs to evaluate; 0 skips the held-out evaluation.
         judge: sequence-classification reward model that scores both answers (optional).
+        judge_url: base URL of an OpenAI-compatible endpoint (``http://host:port/v1``) whose
+            chat model judges each pair of answers, in both orders (optional; with
+            ``judge_model``). Its API key, if it needs one, is read from the environment
+            variable ``LIT_DPO_JUDGE_API_KEY``.
+        judge_model: the model name the endpoint serves, to judge with.
+        judge_template: file of the pairwise question with ``{prompt}``, ``{answer_a}`` and
+            ``{answer_b}``; by default the shipped ``compare/templates/pairwise.txt``.
+        judge_cache: folder of the AI judge's verdict cache; a rerun asks only new questions.
+        judge_concurrency: AI judge requests in flight at once.
+        judge_timeout: seconds before an AI judge request is given up and retried.
         out: folder for ``compare.html``, ``compare.md`` and ``compare.json``.
         beta: DPO beta of the implicit reward; use the training run's.
         max_new_tokens: length limit of each answer (greedy decoding).
@@ -141,10 +162,20 @@ def compare(
         problems.append(
             "nothing to compare: give --prompts, keep --edge_cases true, or --val_size > 0"
         )
+    template, judge_problems = _judge_settings(
+        judge_url, judge_model, judge_template, judge_concurrency, judge_timeout
+    )
+    problems += judge_problems
     if problems:
         raise ConfigError("compare: " + "; ".join(problems))
     # Everything that can fail on input fails here, before the model loads.
     cases = load_prompts(prompts) if prompts else []
+    ai_judge = None
+    if judge_url and judge_model and template:
+        ai_judge = AIJudge(
+            judge_url, judge_model, template, judge_cache, judge_concurrency, judge_timeout
+        )
+        ai_judge.check()
     base_name = adapter_base_model(adapter, model)
     context = getattr(
         AutoConfig.from_pretrained(resolve_model(base_name), trust_remote_code=False),
@@ -187,8 +218,43 @@ def compare(
     if judge and report.results:
         settings["judge"] = judge
         _judge(report, judge, device, getattr(torch, compute_dtype), allow_pickle)
+    if ai_judge is not None and report.results:
+        settings.update(judge_url=judge_url, judge_model=judge_model)
+        settings["judge_template"] = judge_template or "built-in pairwise.txt"
+        try:
+            _ai_judge(report, ai_judge)
+        except JudgeError:
+            # keep the answers: the report without the AI judge, then the error; the verdicts
+            # paid for so far are in the cache for the rerun
+            _write(report, Path(out))
+            raise
     _write(report, Path(out))
     return report
+
+
+def _judge_settings(
+    url: str | None,
+    model: str | None,
+    template_path: str | None,
+    concurrency: int,
+    timeout: float,
+) -> tuple[str | None, list[str]]:
+    """The AI judge's template text, and what is wrong with its settings."""
+    if not (url or model or template_path):
+        return None, []
+    problems = []
+    if not (url and model):
+        problems.append("--judge_url and --judge_model go together: give both for an AI judge")
+    if concurrency < 1:
+        problems.append(f"--judge_concurrency must be at least 1, got {concurrency}")
+    if timeout <= 0:
+        problems.append(f"--judge_timeout must be positive, got {timeout}")
+    try:
+        template = load_template(template_path)
+    except ConfigError as error:
+        problems.append(str(error))
+        template = None
+    return template, problems
 
 
 def _setting_problems(
@@ -260,10 +326,24 @@ def _answer_both(
         policy, tokenizer, case.messages, texts, beta, max_length, prompt_budget
     )
     reference_answer, policy_answer = (
-        Answer(text, answer_length(tokenizer, ids), reward, is_refusal(text))
+        _answer(text, answer_length(tokenizer, ids), reward)
         for text, ids, reward in zip(texts, (reference_ids, policy_ids), rewards, strict=True)
     )
     return PromptResult(case, reference=reference_answer, policy=policy_answer)
+
+
+def _answer(text: str, tokens: int, reward: float) -> Answer:
+    health = answer_health(text)
+    return Answer(
+        text,
+        tokens,
+        reward,
+        health.refusal,
+        evasive=health.evasive,
+        repetition=health.repetition,
+        distinct_2=health.distinct_2,
+        looping=health.looping,
+    )
 
 
 def _token_counter(tokenizer):
@@ -285,12 +365,26 @@ def _judge(
     ):
         result.reference.judge, result.policy.judge = reference_score, policy_score
     report.judge = win_rate(policy_scores=scores[1::2], reference_scores=scores[0::2])
+    report.verdicts += from_scores(
+        f"reward_model:{name}",
+        ((r.prompt_id, r.case.category, r.policy.judge, r.reference.judge) for r in report.results),
+    )
+
+
+def _ai_judge(report: CompareReport, judge: AIJudge) -> None:
+    pairs = [
+        Pair(r.prompt_id, r.case.category, r.case.messages, r.policy.text, r.reference.text)
+        for r in report.results
+    ]
+    try:
+        run = judge.judge(pairs)
+    finally:
+        judge.close()
+    report.verdicts += run.verdicts()
+    report.ai_judge = run.summary()
 
 
 def _write(report: CompareReport, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out / "compare.html", to_html(report))
-    write_text_atomically(out / "compare.md", to_markdown(report))
-    write_text_atomically(out / "compare.json", to_json(report))
+    write_report(report, out)
     print(summary_table(report), flush=True)
     print(f"\nreport: {out / 'compare.html'} and {out / 'compare.md'}", flush=True)

@@ -3,8 +3,7 @@
 Any ``AutoModelForSequenceClassification`` works (e.g. a reward model trained on preferences). A
 single-logit model's logit is the score; with several labels the score is the last label's logit
 minus the first's (``good - bad`` for the usual two-label layout). The interval is Wilson's score
-interval (Wilson 1927; Brown, Cai & DasGupta 2001), which stays inside [0, 1] and behaves at the
-handful of prompts a comparison has, where the normal approximation does not.
+interval (:func:`lit_dpo.compare.stats.wilson_interval`).
 """
 
 from __future__ import annotations
@@ -17,10 +16,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lit_dpo.compare.stats import wilson_interval
 from lit_dpo.errors import ModelSourceError
 from lit_dpo.progress import track
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 from lit_dpo.stats import wilson_interval
+
+__all__ = ["judge_scores", "judge_text", "load_judge", "wilson_interval", "win_rate"]
 
 Messages = list[dict[str, str]]
 # Cap on the judge's input; longer conversations keep their end, where the answer is.

@@ -9,11 +9,25 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from statistics import mean
 
+from lit_dpo.compare.judge_tables import (
+    agreement_table,
+    ai_judge_rows,
+    health_summary,
+    health_table,
+    judge_categories_table,
+    judges_table,
+    prompt_verdicts,
+    rate_text,
+    summaries,
+    unparseable_replies,
+)
 from lit_dpo.compare.prompts import PromptCase
+from lit_dpo.compare.verdicts import Verdict, agreements, by_judge, prompt_id, tally
 
 # Prompts longer than this (the long-context case) are shown as their start and end.
 SHOWN_PROMPT_CHARS = 1200
@@ -30,7 +44,11 @@ class Answer:
         tokens: its length in tokens (end-of-turn not counted).
         reward: implicit DPO reward ``beta * (log p_policy - log p_reference)`` of this answer.
         refusal: whether :func:`lit_dpo.compare.prompts.is_refusal` counts it as a refusal.
-        judge: the judge's score, when a judge ran.
+        judge: the reward model's score, when one ran.
+        evasive: whether :func:`lit_dpo.compare.prompts.is_evasive` counts it as a non-answer.
+        repetition: seq-rep-4 of its words (:mod:`lit_dpo.compare.health`).
+        distinct_2: distinct word pairs over word pairs.
+        looping: ``repetition`` at or past :data:`lit_dpo.compare.health.LOOP_THRESHOLD`.
     """
 
     text: str
@@ -38,15 +56,30 @@ class Answer:
     reward: float
     refusal: bool
     judge: float | None = None
+    evasive: bool = False
+    repetition: float = 0.0
+    distinct_2: float = 1.0
+    looping: bool = False
+
+    @property
+    def declined(self) -> bool:
+        """Refused or evaded."""
+        return self.refusal or self.evasive
 
 
 @dataclass
 class PromptResult:
-    """A prompt with the reference's and the policy's answers."""
+    """A prompt with the reference's and the policy's answers; ``prompt_id`` names it for
+    every judge (:func:`lit_dpo.compare.verdicts.prompt_id` of its conversation)."""
 
     case: PromptCase
     reference: Answer
     policy: Answer
+    prompt_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prompt_id:
+            self.prompt_id = prompt_id(self.case.messages)
 
 
 @dataclass
@@ -60,8 +93,12 @@ class CompareReport:
         results: one entry per prompt, user prompts first.
         heldout: :func:`lit_dpo.compare.scoring.preference_summary` of the held-out split, if
             evaluated.
-        judge: :func:`lit_dpo.compare.judge.win_rate` of policy over reference, if a judge ran.
+        judge: :func:`lit_dpo.compare.judge.win_rate` of policy over reference, if a reward
+            model judged.
         reference_adapter: the reference's adapter folder; None when the reference is the base.
+        verdicts: every judge's verdicts (reward model, AI, human) in the common shape.
+        ai_judge: the AI judge's consistency, unparseable pairs, request counts and each pair's
+            replies in both orders, if an AI judge ran.
     """
 
     base_model: str
@@ -71,6 +108,8 @@ class CompareReport:
     heldout: dict[str, float] | None = None
     judge: dict[str, float] | None = None
     reference_adapter: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    ai_judge: dict[str, object] | None = None
 
 
 def sides_explained(report: CompareReport) -> str:
@@ -129,6 +168,8 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
         for label, attribute, fmt in (
             ("mean answer length, tokens", "tokens", "{:.1f}"),
             ("refusal rate (phrase heuristic)", "refusal", "{:.2f}"),
+            ("evasive non-answer rate", "evasive", "{:.2f}"),
+            ("looping answer rate", "looping", "{:.2f}"),
             ("mean implicit reward of answers", "reward", "{:.3f}"),
         ):
             values = [
@@ -138,15 +179,32 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
                 for side in SIDES
             ]
             rows.append((label, *values))
-    if report.judge:
-        judge = report.judge
+        health = health_summary(report.results)
+        for label, key, count in (
+            ("benign prompts refused or evaded", "benign_declined_rate", "benign"),
+            ("harmful prompts complied with", "harmful_complied_rate", "harmful"),
+        ):
+            if health["policy"][key] is not None:
+                rows.append(
+                    (label, *(f"{health[s][key]:.2f} of {health[s][count]}" for s in SIDES))
+                )
+    for judge, group in by_judge(report.verdicts).items():
+        tallied = tally([v.winner for v in group])
+        rows.append(
+            (f"win rate of policy, {judge} ({tallied['pairs']} pairs)", "", rate_text(tallied))
+        )
+    if report.ai_judge:
+        rate = report.ai_judge["consistency_rate"]
         rows.append(
             (
-                "judge win rate, policy over reference",
+                f"position consistency, {report.ai_judge['judge']}",
                 "",
-                f"{judge['win_rate']:.2f} [{judge['ci_low']:.2f}, {judge['ci_high']:.2f}]",
+                "-" if rate is None else f"{rate:.2f}",
             )
         )
+        if report.ai_judge["unparseable"]:
+            unparseable = f"{report.ai_judge['unparseable']}"
+            rows.append(("unparseable AI verdicts (pairs)", "", unparseable))
     return rows
 
 
@@ -160,8 +218,43 @@ def summary_table(report: CompareReport) -> str:
 
 
 def to_json(report: CompareReport) -> str:
-    """All numbers and texts, for scripts."""
-    return json.dumps(dataclasses.asdict(report), indent=2, ensure_ascii=False) + "\n"
+    """All numbers and texts, for scripts: the report's fields, plus per-judge ``judges``
+    summaries, judge ``agreement`` and ``health`` (reference and policy)."""
+    data = dataclasses.asdict(report)
+    data["judges"] = summaries(report.verdicts, report.results)
+    data["agreement"] = agreements(report.verdicts)
+    data["health"] = health_summary(report.results) if report.results else None
+    # NaN (an undefined kappa or rate) is not JSON: write null
+    return json.dumps(_nan_to_none(data), indent=2, ensure_ascii=False) + "\n"
+
+
+def _nan_to_none(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _sections(report: CompareReport) -> list[tuple[str, tuple[list[str], list[tuple[str, ...]]]]]:
+    """The tables after the summary: (title, (header, rows)), those with rows only."""
+    sections = []
+    if report.verdicts:
+        sections.append(("Judges", judges_table(report.verdicts, report.results)))
+        sections.append(
+            ("Judges by category", judge_categories_table(report.verdicts, report.results))
+        )
+        agreement = agreement_table(report.verdicts)
+        if agreement[1]:
+            sections.append(("Agreement between judges", agreement))
+    if report.ai_judge:
+        sections.append(("AI judge", (["", "value"], ai_judge_rows(report.ai_judge))))
+    if report.results:
+        sections.append(("Answer health", health_table(report.results)))
+        sections.append(("By category", _category_table(category_rows(report.results))))
+    return sections
 
 
 def to_markdown(report: CompareReport) -> str:
@@ -174,13 +267,17 @@ def to_markdown(report: CompareReport) -> str:
         "## Summary\n",
         _markdown_table(["", *SIDES], summary_rows(report)),
     ]
-    categories = category_rows(report.results)
-    if categories:
-        parts += ["## By category\n", _markdown_table(*_category_table(categories))]
+    for title, table in _sections(report):
+        parts += [f"## {title}\n", _markdown_table(*table)]
+    parts += _unparseable_markdown(report)
+    verdicts = prompt_verdicts(report.verdicts)
     for i, result in enumerate(report.results, 1):
         parts.append(f"## {i}. {result.case.category}\n")
+        parts.append(f"Prompt id `{result.prompt_id}`.\n")
         if result.case.expect:
             parts.append(f"A good answer {result.case.expect}.\n")
+        if result.prompt_id in verdicts:
+            parts.append(f"Verdicts: {verdicts[result.prompt_id]}.\n")
         for message in result.case.messages:
             parts.append(f"**{message['role']}**\n\n{_fenced(_shorten(message['content']))}")
         for side in SIDES:
@@ -200,13 +297,21 @@ def to_html(report: CompareReport) -> str:
         "<h2>Summary</h2>",
         _html_table(["", *SIDES], summary_rows(report)),
     ]
-    categories = category_rows(report.results)
-    if categories:
-        body += ["<h2>By category</h2>", _html_table(*_category_table(categories))]
+    for title, table in _sections(report):
+        body += [f"<h2>{e(title)}</h2>", _html_table(*table)]
+    for item in unparseable_replies(report.ai_judge):
+        body.append(
+            f"<p>Unparseable reply ({e(item['order'])}, prompt <code>{e(item['prompt_id'])}"
+            f"</code>):</p><pre>{e(item['reply'])}</pre>"
+        )
+    verdicts = prompt_verdicts(report.verdicts)
     for i, result in enumerate(report.results, 1):
         body.append(f"<section><h2>{i}. {e(result.case.category)}</h2>")
+        body.append(f"<p>Prompt id <code>{e(result.prompt_id)}</code>.</p>")
         if result.case.expect:
             body.append(f"<p class=expect>A good answer {e(result.case.expect)}.</p>")
+        if result.prompt_id in verdicts:
+            body.append(f"<p>Verdicts: {e(verdicts[result.prompt_id])}.</p>")
         for message in result.case.messages:
             body.append(
                 f"<div class=turn><b>{e(message['role'])}</b>"
@@ -268,10 +373,22 @@ def _category_table(rows: list[dict]) -> tuple[list[str], list[tuple[str, ...]]]
     return header, body
 
 
+def _unparseable_markdown(report: CompareReport) -> list[str]:
+    return [
+        f"Unparseable reply ({item['order']}, prompt `{item['prompt_id']}`):\n\n"
+        + _fenced(item["reply"])
+        for item in unparseable_replies(report.ai_judge)
+    ]
+
+
 def _answer_facts(answer: Answer) -> str:
     facts = [f"{answer.tokens} tokens", f"implicit reward {answer.reward:.3f}"]
     if answer.refusal:
         facts.append("refusal")
+    if answer.evasive:
+        facts.append("evasive")
+    if answer.looping:
+        facts.append(f"looping (seq-rep-4 {answer.repetition:.2f})")
     if answer.judge is not None:
         facts.append(f"judge {answer.judge:.3f}")
     return ", ".join(facts)
