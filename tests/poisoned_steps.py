@@ -82,6 +82,8 @@ def run(model_dir: str, freed_memory: str, steps: int) -> dict:
     with torch.no_grad():
         logits = module.policy(input_ids=torch.tensor([prompts[0]])).logits
     record["generation"] = {"answers": answers, "logits": bits(logits)}
+    # what a fresh 4 MiB tensor holds before anything writes it: the poison, if glibc applied it
+    record["unwritten_byte"] = torch.empty(4 << 20, dtype=torch.uint8)[-1].item()
     return record
 
 
