@@ -35,6 +35,7 @@ from lit_dpo.callbacks import (
     RunSummary,
     SaveAdapter,
 )
+from lit_dpo.callbacks.atomic_checkpoint import use_atomic_checkpoints
 from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import LitDPOError
@@ -158,6 +159,8 @@ class DPOCLI(LightningCLI):
     def _before_run(self) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
         self.model.check_run(self.trainer)
+        # a SIGKILL or a full disk mid-save leaves the previous checkpoint, never half of one
+        use_atomic_checkpoints(self.trainer)
         # the reports read the run's own metrics, whatever the logger
         MetricHistory.of(self.trainer)
         # lines or bars, decided before preparing data prints any

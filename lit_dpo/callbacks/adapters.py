@@ -27,6 +27,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lit_dpo.callbacks.history import MetricHistory
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
+from lit_dpo.files import replace_folder
 from lit_dpo.models.reference import POLICY_ADAPTER, write_reference_record
 from lit_dpo.reporting.model_card import adapter_card
 from lit_dpo.reporting.run_facts import run_facts, write_facts
@@ -72,14 +73,8 @@ def save_adapter(
         facts = run_facts(trainer, pl_module, MetricHistory.of(trainer).validations())
         write_facts(staging, facts)
         (staging / "README.md").write_text(adapter_card(facts, path), encoding="utf-8")
-        if path.exists():
-            retired = path.with_name(f".{path.name}-old")
-            shutil.rmtree(retired, ignore_errors=True)
-            path.rename(retired)
-            staging.rename(path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(path)
+        # the folder's name holds the previous adapter or this one at every moment
+        replace_folder(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from lit_dpo.errors import ConfigError
+from lit_dpo.files import write_atomically
 from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 
@@ -149,12 +148,8 @@ def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tenso
 
 def save_table(path: Path, table: torch.Tensor) -> None:
     """Write ``table`` to ``path`` whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     # another process may write the same table at the same time; each renames a whole file
-    handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    torch.save(table, staging)
-    os.replace(staging, path)
+    write_atomically(path, lambda staging: torch.save(table, staging))
     log.info("reference log-probs: %d pairs cached in %s", len(table), path)
 
 

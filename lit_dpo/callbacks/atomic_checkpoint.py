@@ -1,0 +1,47 @@
+"""Checkpoints written whole or not at all, beside their final name.
+
+Lightning's ``TorchCheckpointIO`` saves through an fsspec transaction, which on a local disk
+writes the file in the system's temporary folder and then ``shutil.move``s it to the checkpoint's
+name. Where that folder is on another file system (``/tmp`` on tmpfs, checkpoints on a disk) the
+move is a copy into the final name: a SIGKILL or a full disk during the copy leaves a truncated
+``last.ckpt`` that ``--ckpt_path last`` then fails to load, and the temporary folder must have
+room for the whole checkpoint. ``AtomicCheckpointIO`` writes to a temporary file beside the target
+instead, syncs it and renames it: the name holds the previous checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch import Trainer
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lit_dpo.files import save_atomically
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose saves go through a temporary file beside the checkpoint."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}"
+            )
+        save_atomically(Path(path), lambda staging: torch.save(checkpoint, staging))
+
+
+def use_atomic_checkpoints(trainer: Trainer) -> bool:
+    """Give ``trainer`` atomic local checkpoint saves where it uses Lightning's plain
+    ``TorchCheckpointIO`` (single process, DDP); FSDP's sharded saves and remote paths are left to
+    Lightning. True if it did."""
+    strategy = trainer.strategy
+    root = str(getattr(trainer, "default_root_dir", "") or "")
+    if "://" in root or type(strategy.checkpoint_io) is not TorchCheckpointIO:
+        return False
+    strategy.checkpoint_io = AtomicCheckpointIO()
+    return True

@@ -1,0 +1,73 @@
+"""Folders swapped whole, checkpoints written beside their name, and the tests' kill hook."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lit_dpo.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from lit_dpo.files import KILL_POINT_VARIABLE, recover_folder, replace_folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _folder(path: Path, text: str) -> Path:
+    path.mkdir()
+    (path / "weights").write_text(text)
+    return path
+
+
+def test_replace_folder_swaps_the_old_folder_for_the_new_and_removes_the_old(tmp_path):
+    target = _folder(tmp_path / "adapter", "old")
+    replace_folder(_folder(tmp_path / ".adapter-new", "new"), target)
+    assert (target / "weights").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+    replace_folder(_folder(tmp_path / ".first", "first"), tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "weights").read_text() == "first"
+
+
+def test_recover_folder_puts_back_a_folder_moved_aside_by_a_crash(tmp_path):
+    _folder(tmp_path / ".adapter-old", "old")
+    assert recover_folder(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "weights").read_text() == "old"
+    assert not recover_folder(tmp_path / "adapter"), "a folder in place is left alone"
+
+
+def test_a_checkpoint_is_written_beside_its_name_even_with_another_temporary_folder(tmp_path):
+    """Lightning's own IO writes to the system's temporary folder and moves the file; ours
+    writes in the checkpoint's folder, so a move across file systems never copies into the
+    final name. Here TMPDIR does not exist: any use of it would fail."""
+    code = (
+        "import sys, tempfile, torch\n"
+        "from lit_dpo.callbacks.atomic_checkpoint import AtomicCheckpointIO\n"
+        "AtomicCheckpointIO().save_checkpoint({'w': torch.arange(4)}, sys.argv[1])\n"
+    )
+    path = tmp_path / "last.ckpt"
+    env = {**os.environ, "TMPDIR": str(tmp_path / "missing"), "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, cwd=REPO)
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
+
+
+def test_the_kill_hook_kills_at_the_nth_matching_write_and_keeps_the_previous_file(tmp_path):
+    code = (
+        "import sys\n"
+        "from lit_dpo.files import write_text_atomically\n"
+        "for n in range(3):\n"
+        "    write_text_atomically(sys.argv[1], f'version {n}')\n"
+    )
+    path = tmp_path / "report.json"
+    env = {**os.environ, KILL_POINT_VARIABLE: "*.json@2", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, cwd=REPO)
+    assert done.returncode == -signal.SIGKILL
+    assert path.read_text() == "version 0"
+    # the second version, whole, under its temporary name: never renamed into place
+    (staging,) = [p for p in tmp_path.iterdir() if p != path]
+    assert staging.name.startswith(".report.json-") and staging.read_text() == "version 1"
