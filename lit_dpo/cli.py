@@ -77,7 +77,9 @@ COMMANDS = {
     "sweep": Command(
         "lit_dpo.sweep", "sweep", True, "fits over a grid of settings, one reference table"
     ),
-    "export": Command("lit_dpo.export", "export", summary="merge the adapter into its base"),
+    "export": Command(
+        "lit_dpo.export.command", "export", summary="merge the adapter into its base, or GGUF"
+    ),
     "plot": Command("lit_dpo.plot", "plot", summary="a run's training curves as a PNG"),
 }
 

