@@ -79,9 +79,15 @@ def split_statistics(encoded: Any, report: dict[str, Any], batch_size: int,
     pair_lengths = [
         (p + c, p + r) for p, c, r in zip(kept_prompt, kept_chosen, kept_rejected, strict=True)
     ]
+    feedback = None
+    if report.get("unpaired"):
+        feedback = {k: report[k] for k in ("desirable", "undesirable", "ratio")}
     return {
         "rows": report["rows"],
         "pairs": len(prompt),
+        # unpaired rows (KTO): desirable / undesirable counts; "chosen" is then each completion
+        # and "rejected" its KL counterpart
+        "feedback": feedback,
         "dropped": report["dropped"],
         "parts": report.get("parts", []),
         "lengths": {
@@ -118,6 +124,10 @@ def rendered_examples(encoded: Any, tokenizer: Any, count: int) -> list[str]:
 def markdown_report(source: str, settings: dict[str, Any], stats: dict[str, dict],
                     examples: dict[str, list[str]]) -> str:
     lines = [f"# Data report: {source}", ""]
+    if any(s.get("feedback") for s in stats.values()):
+        lines += ["Unpaired rows (KTO): 'chosen' is each completion, 'rejected' its KL "
+                  "counterpart (the completion of the row before it, under this row's prompt).",
+                  ""]
     lines.append(", ".join(f"{k} {v}" for k, v in settings.items()))
     for split, s in stats.items():
         lines += ["", f"## {split}", "", "| measure | value |", "|---|---|"]
@@ -133,6 +143,13 @@ def markdown_report(source: str, settings: dict[str, Any], stats: dict[str, dict
             ("padding, shuffled batches", f"{100 * s['padding']['shuffled']:.1f}%"),
             ("padding, length-grouped batches", f"{100 * s['padding']['length_grouped']:.1f}%"),
         ]
+        if s.get("feedback"):
+            feedback = s["feedback"]
+            ratio = "no undesirable rows" if feedback["ratio"] is None else (
+                f"ratio {feedback['ratio']:g}")
+            rows[0] = ("rows -> unpaired rows", rows[0][1])
+            rows.insert(1, ("desirable / undesirable",
+                            f"{feedback['desirable']} / {feedback['undesirable']} ({ratio})"))
         if len(s["parts"]) > 1:
             rows += [
                 (f"from {part['dataset']} ({part['split']})",

@@ -49,3 +49,24 @@ def test_report_on_the_tiny_file(tiny_model_dir, tiny_data_dir, tmp_path, capsys
     assert "⟦completion⟧" in text
     png = (tmp_path / "report" / "token_lengths.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_report_counts_desirable_and_undesirable_rows(tiny_model_dir, tiny_data_dir, tmp_path,
+                                                      capsys):
+    main([
+        "data",
+        "--out", str(tmp_path / "report"),
+        f"--model.model={tiny_model_dir}",
+        f"--data.dataset={tiny_data_dir}",
+        "--data.unpair=true",
+        "--data.max_length=16",
+        "--data.max_prompt_length=8",
+        "--data.batch_size=2",
+        "--trainer.accelerator=cpu",
+        f"--trainer.default_root_dir={tmp_path}",
+    ])
+    text = (tmp_path / "report" / "data_report.md").read_text()
+    # 7 train rows, one a tie: 6 pairs -> 6 desirable and 6 undesirable rows; validation paired
+    assert "| rows -> unpaired rows | 7 -> 12 (dropped: 1 tie) |" in text
+    assert "| desirable / undesirable | 6 / 6 (ratio 1) |" in text
+    assert text.count("desirable / undesirable") == 1

@@ -89,7 +89,9 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
     Returns:
         ``input_ids``, ``attention_mask``, ``labels``: each (2B, T), T the longest sequence; labels
         are ``IGNORE_INDEX`` on prompt and padding so only completion tokens are scored. Features
-        with a ``pair_index`` also give ``pair_index`` (B,).
+        with a ``pair_index`` also give ``pair_index`` (B,); unpaired rows (``data.unpaired``),
+        whose ``chosen_ids`` is the completion and ``rejected_ids`` its KL counterpart, give
+        ``label`` (B,), true for a desirable completion.
     """
     sequences, labels = [], []
     for side in ("chosen_ids", "rejected_ids"):
@@ -106,6 +108,9 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
         label_ids[i, : len(label)] = torch.tensor(label)
         attention_mask[i, : len(sequence)] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": label_ids}
+    if "label" in features[0]:
+        # unpaired rows (KTO): the first B sequences are completions, the last B their KL rows
+        batch["label"] = torch.tensor([bool(feature["label"]) for feature in features])
     if "pair_index" in features[0]:
         batch["pair_index"] = torch.tensor([feature["pair_index"] for feature in features])
     return batch

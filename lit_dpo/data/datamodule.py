@@ -28,12 +28,22 @@ from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.loading import SOURCE_LINE, load_source
 from lit_dpo.data.pairs import (
     INTERNAL_PREFIX,
+    PreferencePair,
     detect_format,
     extract_pair,
     filter_reason,
     visible_columns,
 )
 from lit_dpo.data.sampler import EvaluationSampler, PairSampler
+from lit_dpo.data.unpaired import (
+    ENCODED_COLUMNS,
+    UNPAIRED,
+    extract_unpaired,
+    is_unpaired,
+    label_counts,
+    unpair_encoded,
+    with_kl_completions,
+)
 from lit_dpo.errors import ConfigError, DataError, RowError
 from lit_dpo.progress import Progress, library_bars_quiet
 from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
@@ -44,7 +54,7 @@ TRAIN_SPLITS = ("train_prefs", "train")
 VAL_SPLITS = ("test_prefs", "test", "validation")
 # the row's index in its file, kept when a validation part is carved out of it
 SOURCE_ROW = INTERNAL_PREFIX + "source_row"
-Format = Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf"]
+Format = Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf", "unpaired"]
 # how many skipped rows are shown with their file and row, as examples to fix
 SHOWN_BAD_ROWS = 3
 # rows tried in turn when detecting a split's format
@@ -84,7 +94,8 @@ class PreferenceDataModule(LightningDataModule):
         format: row format, or ``auto`` to detect it from the columns: ``ultrafeedback``
             (conversations sharing all but the last turn, also the implicit-prompt format),
             ``conversational`` (prompt messages + assistant replies), ``plain`` (strings),
-            ``hh-rlhf`` (Anthropic HH transcripts).
+            ``hh-rlhf`` (Anthropic HH transcripts); ``unpaired`` (``prompt``, ``completion``,
+            boolean ``label``: TRL's unpaired format, for KTO).
         columns: rename columns to the names a format expects, e.g.
             ``{prompt: question, chosen: good, rejected: bad}``.
         mixture: several datasets in one run, each with its own format, columns, splits, weight
@@ -107,6 +118,10 @@ class PreferenceDataModule(LightningDataModule):
         group_by_length: batch train pairs of similar length together (shuffled by bucket of 50
             batches, reproducible from the seed) to cut padding; batches are then less random.
             (Validation pairs are always scored longest first: the same metrics, less padding.)
+        unpair: turn paired train data into unpaired rows for KTO, as TRL's
+            ``unpair_preference_dataset``: each chosen reply a desirable row, each rejected reply an
+            undesirable one (twice as many rows). Validation stays paired where its source is, so
+            held-out accuracies compare with DPO runs. Needed to mix paired and unpaired datasets.
         on_bad_row: ``stop`` at the first malformed row (or invalid JSON line) with its file,
             row and reason; ``skip`` drops such rows and reports how many and why.
         trust_remote_code: run tokenizer code from the hub (linked to
@@ -139,6 +154,7 @@ class PreferenceDataModule(LightningDataModule):
         group_by_length: bool = False,
         on_bad_row: Literal["stop", "skip"] = "stop",
         trust_remote_code: bool = False,
+        unpair: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -217,19 +233,53 @@ class PreferenceDataModule(LightningDataModule):
                 prepared[stage_name].append((encoded, report))
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
         for stage_name, results in prepared.items():
-            encoded = datasets.concatenate_datasets([e for e, _ in results])
+            parts = self._unpaired_parts([e for e, _ in results], stage_name)
+            encoded = datasets.concatenate_datasets(parts)
             if not single and sizes[stage_name] is not None:
                 encoded = encoded.shuffle(seed=self.hparams.seed)
                 encoded = encoded.select(range(min(sizes[stage_name], len(encoded))))
+            unpaired = "label" in encoded.column_names
+            if unpaired:
+                encoded = with_kl_completions(encoded, self.hparams.max_length)
             # pair_index keys the precomputed reference log-probs (precompute_reference)
             encoded = encoded.add_column("pair_index", list(range(len(encoded))))
             self.splits[stage_name] = encoded.with_format(
-                columns=["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
+                columns=[*ENCODED_COLUMNS, "pair_index"]
+                if unpaired
+                else ["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
             )
             self.report[stage_name] = _merge_reports([r for _, r in results], len(encoded))
+            if unpaired:
+                self.report[stage_name].update(
+                    unpaired=True, **label_counts(encoded.with_format(None)["label"])
+                )
             self.split_names[stage_name] = (
                 results[0][1]["split"] if single else f"mixture of {len(results)} datasets"
             )
+
+    @property
+    def unpaired(self) -> dict[str, bool]:
+        """Per prepared stage (train, val): whether it holds unpaired rows (KTO) or pairs."""
+        return {stage: "label" in split.column_names for stage, split in self.splits.items()}
+
+    def _unpaired_parts(
+        self, parts: list[datasets.Dataset], stage: str
+    ) -> list[datasets.Dataset]:
+        """A stage's encoded datasets, all paired or all unpaired: paired ones are unpaired in
+        training with ``unpair``, and where they meet an unpaired dataset of the same stage."""
+        kinds = ["label" in part.column_names for part in parts]
+        to_unpair = any(kinds) or (stage == "train" and self.hparams.unpair)
+        if not to_unpair or all(kinds):
+            return parts
+        if stage == "train" and not self.hparams.unpair:
+            raise ConfigError(
+                "data.mixture mixes paired and unpaired (prompt, completion, label) datasets; set "
+                "data.unpair true to train on every pair as two unpaired rows (KTO)"
+            )
+        return [
+            part if kind else unpair_encoded(part, self.hparams.seed)
+            for part, kind in zip(parts, kinds, strict=True)
+        ]
 
     def train_dataloader(self) -> DataLoader:
         split = self.splits["train"]
@@ -476,6 +526,8 @@ class PreferenceDataModule(LightningDataModule):
 def _detect_format(raw: datasets.Dataset, label: str) -> str:
     """The format of the first of a split's first rows that any format fits: a malformed first
     row (an empty cell) is then named by the row check, not taken for an unknown format."""
+    if is_unpaired(dict.fromkeys(raw.column_names)):
+        return UNPAIRED
     first_error = None
     for row in raw.select(range(min(len(raw), DETECT_ROWS))):
         try:
@@ -543,7 +595,7 @@ def _merge_reports(reports: list[dict], pairs: int) -> dict:
 # what it writes (``pairs.extract_pair``, ``batches.encode_pair``, the columns of ``_encode_row``).
 # The cache is keyed on it rather than on that code's text, so a comment or a refactor keeps the
 # cache; tests/test_data_cache.py fails when the encoding of its fixed pairs changes without a bump.
-TOKENIZATION_VERSION = 1
+TOKENIZATION_VERSION = 2  # 2: unpaired rows (KTO) encode their own columns
 
 
 def tokenization_fingerprint(
@@ -601,6 +653,9 @@ def _where(row: dict, index: int, label: str) -> str:
 def _check_row(row: dict, index: int, label: str, row_format: str, skip_bad: bool) -> dict:
     where = _where(row, index, label)
     try:
+        if row_format == UNPAIRED:
+            extract_unpaired(row, where)
+            return {"filter_reason": None, "problem": None}
         pair = extract_pair(row, where, row_format)
     except RowError as error:
         if not skip_bad:
@@ -614,6 +669,18 @@ def _encode_row(
 ) -> dict:
     if progress is not None:
         progress.advance()
+    if row_format == UNPAIRED:
+        example = extract_unpaired(row, _where(row, index, label))
+        pair = PreferencePair(example.prompt, example.completion, example.completion)
+        encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
+        return {
+            "prompt_ids": encoded["prompt_ids"],
+            "completion_ids": encoded["chosen_ids"],
+            "label": example.label,
+            "prompt_tokens": encoded["prompt_tokens"],
+            "completion_tokens": encoded["chosen_tokens"],
+            "truncated": encoded["truncated"],
+        }
     pair = extract_pair(row, _where(row, index, label), row_format)
     encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
     # the sampler's length grouping reads this instead of every token list
