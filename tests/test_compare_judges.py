@@ -20,7 +20,6 @@ from lit_dpo.compare.pairwise import (
 from lit_dpo.compare.prompts import EDGE_CASES, is_evasive, is_refusal, load_prompts
 from lit_dpo.compare.report import Answer, CompareReport, PromptResult, summary_table
 from lit_dpo.compare.report_files import load_report, refresh, write_report
-from lit_dpo.compare.stats import cohen_kappa, length_logistic_fit, sigmoid
 from lit_dpo.compare.verdicts import (
     Verdict,
     agreements,
@@ -31,6 +30,7 @@ from lit_dpo.compare.verdicts import (
     tally,
 )
 from lit_dpo.errors import ConfigError, DataError
+from lit_dpo.stats import cohen_kappa, length_logistic_fit, sigmoid
 
 LOOP = "I'm sorry to hear that. " * 14
 EVASIVE = "I'm sorry, I'm not sure what you mean. I don't know what you mean."

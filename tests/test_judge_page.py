@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import signal
@@ -33,7 +34,7 @@ from lit_dpo.compare.judge_page.export import (
     votes_json,
 )
 from lit_dpo.compare.judge_page.pairs import load_pairs
-from lit_dpo.compare.judge_page.results import agreement, cohen_kappa, tally, win_rates
+from lit_dpo.compare.judge_page.results import agreement, tally, win_rates
 from lit_dpo.compare.judge_page.store import (
     VOTES_FILE,
     VoteConflict,
@@ -44,6 +45,7 @@ from lit_dpo.compare.judge_page.store import (
 from lit_dpo.compare.prompts import PromptCase
 from lit_dpo.compare.report import Answer, CompareReport, PromptResult, to_json
 from lit_dpo.errors import DataError
+from lit_dpo.stats import cohen_kappa
 
 # (category, prompt, reference's answer, policy's answer, what a good answer does); the answers
 # never name their model, so a page that shows only them shows no hint
@@ -251,17 +253,17 @@ def test_cohen_kappa_hand_worked():
     kappa = (0.7 - 0.39) / 0.61 = 0.50820."""
     a = ["policy"] * 20 + ["reference"] * 15 + ["policy"] * 5 + ["reference"] * 10
     b = ["policy"] * 20 + ["reference"] * 15 + ["reference"] * 5 + ["policy"] * 10
-    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert cohen_kappa(a, b) == pytest.approx((0.7, 0.4))
     names = {"p": "policy", "r": "reference", "t": "tie"}
     a = [names[x] for x in "ppprrtprpt"]
     b = [names[x] for x in "pprrrtpppr"]
-    assert cohen_kappa(a, b) == pytest.approx(0.31 / 0.61)
-    assert cohen_kappa(["policy", "tie"], ["policy", "tie"]) == pytest.approx(1.0)
+    assert cohen_kappa(a, b) == pytest.approx((0.7, 0.31 / 0.61))
+    assert cohen_kappa(["policy", "tie"], ["policy", "tie"])[1] == pytest.approx(1.0)
     # p_o = 0, p_e = (1 + 1) / 4: kappa = -0.5 / 0.5 = -1
-    assert cohen_kappa(["policy", "reference"], ["reference", "policy"]) == pytest.approx(-1.0)
+    assert cohen_kappa(["policy", "reference"], ["reference", "policy"])[1] == pytest.approx(-1.0)
     # one same verdict throughout: chance agreement is 1, kappa undefined
-    assert cohen_kappa(["policy"] * 3, ["policy"] * 3) is None
-    with pytest.raises(ValueError, match="equally long"):
+    assert math.isnan(cohen_kappa(["policy"] * 3, ["policy"] * 3)[1])
+    with pytest.raises(ValueError, match="equal, non-empty"):
         cohen_kappa(["policy"], [])
 
 

@@ -3,7 +3,7 @@
 Any ``AutoModelForSequenceClassification`` works (e.g. a reward model trained on preferences). A
 single-logit model's logit is the score; with several labels the score is the last label's logit
 minus the first's (``good - bad`` for the usual two-label layout). The interval is Wilson's score
-interval (:func:`lit_dpo.compare.stats.wilson_interval`).
+interval (:func:`lit_dpo.stats.wilson_interval`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from lit_dpo.compare.stats import wilson_interval
 from lit_dpo.errors import ModelSourceError
 from lit_dpo.progress import track
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model

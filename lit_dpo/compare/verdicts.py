@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from lit_dpo.compare.stats import cohen_kappa, length_logistic_fit, sigmoid, wilson_interval
 from lit_dpo.errors import DataError
+from lit_dpo.stats import cohen_kappa, length_logistic_fit, sigmoid, wilson_interval
 
 WINNERS = ("policy", "reference", "tie")
 JUDGE_KINDS = ("reward_model", "ai", "human")

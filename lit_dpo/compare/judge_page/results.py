@@ -16,10 +16,11 @@ verdict to every shared prompt.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from itertools import combinations
 
-from lit_dpo.compare.judge import wilson_interval
+from lit_dpo.stats import cohen_kappa, wilson_interval
 
 VERDICTS = ("policy", "reference", "tie")
 ALL_JUDGES = "all judges"
@@ -80,29 +81,6 @@ def win_rates(records: list[dict[str, str]]) -> list[dict]:
     ]
 
 
-def cohen_kappa(first: list[str], second: list[str]) -> float | None:
-    """Cohen's kappa of two judges' verdicts on the same items (same order).
-
-    Returns:
-        kappa in [-1, 1]; None when chance agreement is 1 (both always gave the same verdict).
-
-    Raises:
-        ValueError: the lists differ in length or are empty.
-    """
-    if len(first) != len(second) or not first:
-        raise ValueError(
-            f"need two equally long, non-empty lists of verdicts; got {len(first)} and "
-            f"{len(second)}"
-        )
-    n = len(first)
-    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
-    first_counts, second_counts = Counter(first), Counter(second)
-    chance = sum(first_counts[v] * second_counts[v] for v in first_counts) / n**2
-    if chance == 1:
-        return None
-    return (observed - chance) / (1 - chance)
-
-
 def agreement(records: list[dict[str, str]]) -> list[dict]:
     """Cohen's kappa for every two judges who voted on at least one same prompt.
 
@@ -120,12 +98,13 @@ def agreement(records: list[dict[str, str]]) -> list[dict]:
             continue
         first = [verdicts[a][p] for p in shared]
         second = [verdicts[b][p] for p in shared]
+        observed, kappa = cohen_kappa(first, second)
         rows.append(
             {
                 "judges": [a, b],
                 "prompts": len(shared),
-                "agreement": sum(x == y for x, y in zip(first, second, strict=True)) / len(shared),
-                "kappa": cohen_kappa(first, second),
+                "agreement": observed,
+                "kappa": None if math.isnan(kappa) else kappa,
             }
         )
     return rows
