@@ -21,7 +21,7 @@ import torch
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import check_adapter
-from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_for_inference
 from lit_dpo.reporting.model_card import merged_card
 from lit_dpo.reporting.run_facts import (
     base_model_facts,
@@ -70,7 +70,10 @@ def export(
         raise ConfigError("export: " + "; ".join(problems))
     base = adapter_base_model(adapter, model)
     tokenizer = load_adapter_tokenizer(adapter, base, trust_remote_code)
-    merged = load_full_precision(adapter, base, trust_remote_code, allow_pickle)
+    merged = load_for_inference(
+        adapter, base, quantization="none", allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    ).model
     merged = merged.merge_and_unload()
     merged = merged.to(DTYPES[dtype])
     # Training loads switch the cache off; a model for inference wants it on.

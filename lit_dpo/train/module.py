@@ -51,7 +51,13 @@ from lit_dpo.train.forward import (
 from lit_dpo.train.logps import ScoredTokens
 from lit_dpo.train.losses import FDivergence, LossType, Objective, objective_loss
 from lit_dpo.train.losses.terms import running_mean, sft_nll, wpo_weights
-from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, step_statistics
+from lit_dpo.train.metrics import (
+    logged_keys,
+    metric_inputs,
+    preference_metrics,
+    step_statistics,
+    update_metrics,
+)
 from lit_dpo.train.nonfinite import OnNonFinite
 from lit_dpo.train.reference_table import ReferenceTables, lookup
 from lit_dpo.train.run_checks import check_run
@@ -315,9 +321,10 @@ class DPOModule(LightningModule):
         # test logs under val/ too: the same metrics, on whichever split the loader holds
         stats = self._dpo_step(batch, stage)
         pairs = batch["input_ids"].shape[0] // 2
+        # the same update as compare's held-out evaluation
+        update_metrics(self.val_metrics, stats)
         for name, metric in self.val_metrics.items():
             key = name.replace(":", "/")
-            metric.update(*metric_inputs(key, stats))
             self.log(f"val/{key}", metric, on_step=False, on_epoch=True, batch_size=pairs)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
