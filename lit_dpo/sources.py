@@ -22,9 +22,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lit_dpo.compat import gguf_progress_bar
-from lit_dpo.errors import DataError, ModelSourceError
+from lit_dpo.errors import ConfigError, DataError, ModelSourceError
 from lit_dpo.files import write_text_atomically
 from lit_dpo.progress import duration
 
@@ -212,6 +213,27 @@ def load_kwargs(allow_pickle: bool = False, trust_remote_code: bool = False) -> 
         "use_safetensors": None if allow_pickle else True,
         "trust_remote_code": trust_remote_code,
     }
+
+
+def pad_token_id(tokenizer: Any) -> int:
+    """The id that pads a tokenizer's batches: its pad token, else its end-of-sequence token.
+
+    Many chat models define no pad token. Padded positions are masked out of attention and
+    labels, so which id fills them does not change a number; every batch and ``generate`` call
+    of lit-dpo takes the id from here.
+
+    Raises:
+        ConfigError: the tokenizer has neither token.
+    """
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if isinstance(token_id, list):  # some tokenizers list several end-of-sequence ids
+            token_id = token_id[0] if token_id else None
+        if token_id is not None:
+            return token_id
+    raise ConfigError(
+        f"the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has neither a pad nor an "
+        "end-of-sequence token; use a chat model's tokenizer"
+    )
 
 
 def resolve_dataset(name: str) -> str:

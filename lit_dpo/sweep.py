@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.files import write_atomically, write_text_atomically
+from lit_dpo.train.reference_table import tables_reused
 
 if TYPE_CHECKING:
     from lit_dpo.cli import FitConfig
@@ -40,7 +41,6 @@ METRICS = (
     "val/logps_accuracy_per_token/policy",
     "val/loss",
 )
-REUSED = "reference log-probs: reusing"
 
 
 def sweep(
@@ -120,7 +120,8 @@ def _run(
         "settings": settings,
         "metrics": {key: results.get(key) for key in metrics},
         "seconds": round(seconds, 1),
-        "reference_reused": REUSED in log.read_text(),
+        # the run's reference tables say whether they came from the cache
+        "reference_reused": bool(tables_reused(run_dir)),
     }
 
 

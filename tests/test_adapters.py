@@ -12,7 +12,7 @@ from conftest import make_adapter
 from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import fit_problems
-from lit_dpo.models.inference import load_full_precision
+from lit_dpo.models.inference import load_for_inference
 from lit_dpo.models.policy import load_policy
 from lit_dpo.serve.worker import load_served_model
 
@@ -52,10 +52,10 @@ def test_every_loader_refuses_an_adapter_of_another_shape(
 ):
     narrow = str(narrow_model_dir)
     with pytest.raises(ConfigError) as error:
-        if loader == "policy":  # fit, validate, compare
+        if loader == "policy":  # fit, validate
             load_policy(narrow, quantization="none", adapter=str(adapter_dir))
-        elif loader == "export":
-            load_full_precision(adapter_dir, narrow)
+        elif loader == "export":  # and compare: the one inference loader
+            load_for_inference(adapter_dir, narrow, quantization="none")
         else:
             load_served_model(adapter_dir, narrow, quantization="none")
     _expect_mismatch(error.value, adapter_dir, tiny_model_dir, narrow_model_dir)
@@ -94,7 +94,7 @@ def test_a_renamed_copy_of_the_base_loads_with_a_warning(
 ):
     copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
     with caplog.at_level(logging.WARNING, logger="lit_dpo.models.adapters"):
-        model = load_full_precision(adapter_dir, str(copy))
+        model = load_for_inference(adapter_dir, str(copy), quantization="none").model
     assert model.peft_config["default"].r == 4
     assert f"records the base {tiny_model_dir}; loading it on {copy}" in caplog.text
 
@@ -104,7 +104,7 @@ def test_a_folder_that_is_not_an_adapter_is_named(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="empty: no adapter_config.json; is this a PEFT"):
         load_policy(str(tiny_model_dir), quantization="none", adapter=str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="no adapter_config.json"):
-        load_full_precision(tmp_path / "empty", str(tiny_model_dir))
+        load_for_inference(tmp_path / "empty", str(tiny_model_dir), quantization="none")
 
 
 def test_fit_problems_names_missing_modules_and_shapes():

@@ -97,10 +97,10 @@ def test_implicit_reward_matches_a_hand_computation(run, tiny_adapter, tiny_mode
     """beta * (log p_policy - log p_reference) of the answer tokens plus end-of-turn, by hand."""
     from transformers import AutoTokenizer
 
-    from lit_dpo.models.inference import load_quantized
+    from lit_dpo.models.inference import load_for_inference
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
-    model = load_quantized(tiny_adapter, str(tiny_model_dir))
+    model = load_for_inference(tiny_adapter, str(tiny_model_dir)).model
     result = run["report"]["results"][0]
     messages = result["case"]["messages"]
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -305,6 +305,28 @@ def test_preference_summary_hand_worked():
         preference_summary(t([1.0]), t([1.0]), t([1.0]), t([1.0]), t([1, 2]), t([1]), beta=0.1)
 
 
+def test_heldout_metrics_accumulate_over_batches_as_validation_does():
+    """The hand-worked pairs of the test above, one per batch, through the update validation
+    runs every step: the same numbers as all pairs at once, perplexity over all 10 tokens."""
+    from lit_dpo.compare.scoring import dpo_pair_statistics
+    from lit_dpo.train.metrics import computed, heldout_metric_set, update_metrics
+
+    t = torch.tensor
+    metrics = heldout_metric_set()
+    for policy, reference, counts in (
+        (t([-4.0, -6.0]), t([-5.0, -6.0]), t([2, 1])),
+        (t([-10.0, -7.0]), t([-8.0, -8.0]), t([8, 4])),
+    ):
+        update_metrics(metrics, dpo_pair_statistics(policy, reference, counts, beta=0.5))
+    summary = computed(metrics)
+    assert summary["rewards/margins"] == pytest.approx(-0.5)
+    assert summary["rewards/accuracies"] == 0.5
+    assert summary["logps_accuracy/reference"] == 0.5
+    assert summary["logps_accuracy_per_token/policy"] == 1.0
+    assert summary["perplexity_chosen/policy"] == pytest.approx(math.exp(1.4))
+    assert summary["perplexity_chosen/reference"] == pytest.approx(math.exp(1.3))
+
+
 def test_category_rows():
     def answer(tokens, refusal):
         return Answer("x", tokens, 0.5, refusal)
@@ -417,7 +439,7 @@ def test_held_out_scoring_takes_the_fast_path_with_full_logits_numbers(
     from lit_dpo.compare.scoring import reply_logps, scoring_path
     from lit_dpo.data.batches import collate_pairs, encode_pair
     from lit_dpo.data.pairs import PreferencePair
-    from lit_dpo.models.inference import load_quantized
+    from lit_dpo.models.inference import load_for_inference
     from lit_dpo.train.logps import sequence_tokens
 
     def sequence_logps(logits, labels):
@@ -425,7 +447,7 @@ def test_held_out_scoring_takes_the_fast_path_with_full_logits_numbers(
         return tokens.sums(), tokens.counts()
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
-    model = load_quantized(tiny_adapter, str(tiny_model_dir))
+    model = load_for_inference(tiny_adapter, str(tiny_model_dir)).model
     assert scoring_path(model) == (512, True)
     pairs = [
         PreferencePair(prompt=[{"role": "user", "content": "Name a colour."}],

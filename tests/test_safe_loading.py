@@ -14,7 +14,7 @@ from conftest import make_adapter, tiny_fit_args
 import lit_dpo
 from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError, ModelSourceError
-from lit_dpo.models.inference import load_full_precision
+from lit_dpo.models.inference import load_for_inference
 from lit_dpo.models.policy import load_policy
 
 
@@ -75,11 +75,13 @@ def test_pickled_adapter_is_refused_unless_allowed(tiny_model_dir, tmp_path):
     saved, pickled = _pickled_adapter(tiny_model_dir, tmp_path)
 
     with pytest.raises(ConfigError, match="adapter .*pickled holds its weights only as pickle"):
-        load_full_precision(pickled, str(tiny_model_dir))
+        load_for_inference(pickled, str(tiny_model_dir), quantization="none")
     with pytest.raises(ConfigError, match="--allow_pickle"):
         load_policy(str(tiny_model_dir), quantization="none", adapter=str(pickled))
-    allowed = load_full_precision(pickled, str(tiny_model_dir), allow_pickle=True)
-    expected = load_full_precision(saved, str(tiny_model_dir))
+    allowed = load_for_inference(
+        pickled, str(tiny_model_dir), quantization="none", allow_pickle=True
+    ).model
+    expected = load_for_inference(saved, str(tiny_model_dir), quantization="none").model
     ids = torch.tensor([[3, 4, 5, 6]])
     assert torch.equal(allowed(input_ids=ids).logits, expected(input_ids=ids).logits)
 

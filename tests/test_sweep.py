@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import tiny_fit_args
 
 from lit_dpo.cli import main
+from lit_dpo.train.reference_table import REUSE_RECORD, tables_reused
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,6 +31,16 @@ def test_a_beta_sweep_computes_the_reference_once(
     assert len(list((cache / "reference_logps").glob("*.pt"))) == 2
     assert "reference log-probs (train)" in (out / "run_0" / "fit.log").read_text()
     assert "reference log-probs (train)" not in (out / "run_1" / "fit.log").read_text()
+    # the sweep asked each run's reference tables, which recorded where they came from
+    for run, reused in (("run_0", False), ("run_1", True)):
+        record = json.loads((out / run / REUSE_RECORD).read_text())
+        assert {stage: entry["reused"] for stage, entry in record.items()} == {
+            "train": reused,
+            "val": reused,
+        }
+        assert {Path(entry["table"]).parent for entry in record.values()} == {
+            cache / "reference_logps"
+        }
     # each run trained with its own beta, in its own folder, and validated
     for row, beta in zip(rows, (0.1, 0.5), strict=True):
         run = out / row["run"]
@@ -50,3 +62,19 @@ def test_an_empty_grid_is_refused(capsys):
         main(["sweep", "--config=configs/cpu.yaml"])
     assert done.value.code == 2
     assert "sweep: give --grid, the settings and their values" in capsys.readouterr().err
+
+
+def test_tables_reused_reads_the_runs_record(tmp_path):
+    """Reused only when every table came from the cache; None when the run recorded none."""
+    assert tables_reused(tmp_path) is None
+
+    def record(**reused: bool) -> None:
+        entries = {stage: {"table": f"{stage}.pt", "reused": r} for stage, r in reused.items()}
+        (tmp_path / REUSE_RECORD).write_text(json.dumps(entries))
+
+    record(train=True, val=True)
+    assert tables_reused(tmp_path) is True
+    record(train=False, val=True)
+    assert tables_reused(tmp_path) is False
+    record()
+    assert tables_reused(tmp_path) is False

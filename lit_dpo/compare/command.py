@@ -66,7 +66,7 @@ from lit_dpo.models.generate import (
 from lit_dpo.models.inference import (
     adapter_base_model,
     load_adapter_tokenizer,
-    load_quantized,
+    load_for_inference,
     reference_adapter_for,
 )
 from lit_dpo.models.policy import DType, Quantization
@@ -200,9 +200,10 @@ def compare(
         settings.update(dataset=dataset, val_size=val_size)
     report = CompareReport(base_name, str(adapter), settings, reference_adapter=reference_adapter)
 
-    policy = load_quantized(
-        adapter, base_name, quantization, compute_dtype, device, allow_pickle, reference_adapter
-    )
+    # the loader serve and export use: the same folder gives the same network
+    policy = load_for_inference(
+        adapter, base_name, reference_adapter, quantization, compute_dtype, device, allow_pickle
+    ).model
     generation = {"max_new_tokens": max_new_tokens, "do_sample": False}
     for case in track(cases, "generating answers (reference and policy)", unit="prompts"):
         report.results.append(

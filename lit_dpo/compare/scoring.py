@@ -4,7 +4,8 @@ reference adapter: :func:`lit_dpo.models.reference.as_reference`).
 Two uses in ``lit-dpo compare``: the implicit DPO reward of a generated answer,
 ``beta * (log p_policy(answer | prompt) - log p_reference(answer | prompt))``, and the preference
 metrics of the held-out split (DPO paper, section 5), under the keys validation logs (without its
-``val/`` prefix; TRL's ``rewards/*`` names). Replies are
+``val/`` prefix; TRL's ``rewards/*`` names), computed by validation's own statistics and metrics
+(:mod:`lit_dpo.train.metrics`). Replies are
 tokenized by :mod:`lit_dpo.data.batches` and scored by the training's own forward
 (:func:`lit_dpo.train.forward.batch_token_logps`), so the numbers agree with ``lit-dpo validate``.
 Like training, it takes the fastest path that gives full logits' numbers for the model: the
@@ -14,7 +15,6 @@ held-out pairs of the quality study that was about 1.5 times faster than full lo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -26,10 +26,17 @@ from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.reference import as_reference
 from lit_dpo.progress import track
+from lit_dpo.sources import pad_token_id
 from lit_dpo.train.forward import (
     DEFAULT_CHUNK_SIZE,
     batch_token_logps,
     check_hidden_state_scoring,
+)
+from lit_dpo.train.metrics import (
+    computed,
+    heldout_metric_set,
+    pair_statistics,
+    update_metrics,
 )
 
 
@@ -89,12 +96,19 @@ def answer_rewards(
     # A pair is just two replies to one prompt here: batches' chosen/rejected slots carry them.
     pair = PreferencePair(messages, answers[0], answers[1])
     encoded = encode_pair(pair, tokenizer, max_length, max_prompt_length)
-    pad_token_id = tokenizer.pad_token_id
-    if pad_token_id is None:
-        pad_token_id = tokenizer.eos_token_id
-    policy, reference, _ = reply_logps(model, collate_pairs([encoded], pad_token_id))
+    policy, reference, _ = reply_logps(model, collate_pairs([encoded], pad_token_id(tokenizer)))
     rewards = beta * (policy - reference)
     return float(rewards[0]), float(rewards[1])
+
+
+def dpo_pair_statistics(
+    policy_logps: torch.Tensor, reference_logps: torch.Tensor, counts: torch.Tensor, beta: float
+) -> dict[str, torch.Tensor]:
+    """Validation's statistics of a batch (``train.metrics.pair_statistics``) with DPO's implicit
+    rewards ``beta * (log p_policy - log p_reference)``; all inputs (2P,), chosen rows first."""
+    rewards = beta * (policy_logps - reference_logps)
+    pairs = rewards.shape[0] // 2
+    return pair_statistics(policy_logps, reference_logps, counts, rewards[:pairs], rewards[pairs:])
 
 
 def preference_summary(
@@ -106,7 +120,8 @@ def preference_summary(
     rejected_counts: torch.Tensor,
     beta: float,
 ) -> dict[str, float]:
-    """Held-out preference metrics from per-pair summed log-probabilities (all tensors (P,)).
+    """Held-out preference metrics from per-pair summed log-probabilities (all tensors (P,)),
+    by the metrics validation logs (:func:`lit_dpo.train.metrics.heldout_metric_set`).
 
     Accuracies count ties as wrong, as in training. Perplexity is per token over all chosen
     replies together: ``exp(-sum(log p) / sum(tokens))``.
@@ -124,57 +139,29 @@ def preference_summary(
     shapes = {tuple(t.shape) for t in (*tensors, chosen_counts, rejected_counts)}
     if len(shapes) != 1:
         raise ValueError(f"per-pair tensors must share one shape (P,), got {sorted(shapes)}")
-    chosen_tokens, rejected_tokens = chosen_counts.clamp(min=1), rejected_counts.clamp(min=1)
-    chosen_rewards = beta * (policy_chosen - reference_chosen)
-    rejected_rewards = beta * (policy_rejected - reference_rejected)
-
-    def share(better: torch.Tensor) -> float:
-        return better.float().mean().item()
-
-    def perplexity(chosen_logps: torch.Tensor) -> float:
-        return math.exp(-chosen_logps.sum().item() / chosen_tokens.sum().item())
-
-    return {
-        "pairs": float(policy_chosen.numel()),
-        "logps_accuracy/reference": share(reference_chosen > reference_rejected),
-        "logps_accuracy/policy": share(policy_chosen > policy_rejected),
-        "logps_accuracy_per_token/reference": share(
-            reference_chosen / chosen_tokens > reference_rejected / rejected_tokens
-        ),
-        "logps_accuracy_per_token/policy": share(
-            policy_chosen / chosen_tokens > policy_rejected / rejected_tokens
-        ),
-        "rewards/accuracies": share(chosen_rewards > rejected_rewards),
-        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-        "perplexity_chosen/reference": perplexity(reference_chosen),
-        "perplexity_chosen/policy": perplexity(policy_chosen),
-    }
+    metrics = heldout_metric_set()
+    statistics = dpo_pair_statistics(
+        torch.cat([policy_chosen, policy_rejected]),
+        torch.cat([reference_chosen, reference_rejected]),
+        torch.cat([chosen_counts, rejected_counts]),
+        beta,
+    )
+    update_metrics(metrics, statistics)
+    return {"pairs": float(policy_chosen.numel()), **computed(metrics)}
 
 
 def heldout_metrics(
     model: PeftModel, batches: Iterable[dict[str, torch.Tensor]], beta: float
 ) -> dict[str, float]:
-    """:func:`preference_summary` over batches of pairs (``collate_pairs``: chosen rows first).
+    """:func:`preference_summary` over batches of pairs (``collate_pairs``: chosen rows first):
+    each batch updates the metrics validation updates, with the statistics it computes.
 
     Shows a progress bar with an ETA when the iterable has a length.
     """
-    names = ("policy", "reference", "counts")
-    chosen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    rejected: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    metrics = heldout_metric_set()
+    pairs = 0
     for batch in track(batches, "scoring held-out pairs", unit="batches"):
-        scored = reply_logps(model, batch)
-        pairs = scored[0].shape[0] // 2
-        for name, values in zip(names, scored, strict=True):
-            chosen[name].append(values[:pairs])
-            rejected[name].append(values[pairs:])
-    chosen_all = {name: torch.cat(values) for name, values in chosen.items()}
-    rejected_all = {name: torch.cat(values) for name, values in rejected.items()}
-    return preference_summary(
-        policy_chosen=chosen_all["policy"],
-        policy_rejected=rejected_all["policy"],
-        reference_chosen=chosen_all["reference"],
-        reference_rejected=rejected_all["reference"],
-        chosen_counts=chosen_all["counts"],
-        rejected_counts=rejected_all["counts"],
-        beta=beta,
-    )
+        policy, reference, counts = reply_logps(model, batch)
+        update_metrics(metrics, dpo_pair_statistics(policy, reference, counts, beta))
+        pairs += policy.shape[0] // 2
+    return {"pairs": float(pairs), **computed(metrics)}

@@ -46,7 +46,7 @@ from lit_dpo.data.unpaired import (
 )
 from lit_dpo.errors import ConfigError, DataError, RowError
 from lit_dpo.progress import Progress, library_bars_quiet
-from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, resolve_model
+from lit_dpo.sources import DEFAULT_DATASET, DEFAULT_MODEL, pad_token_id, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -371,15 +371,12 @@ class PreferenceDataModule(LightningDataModule):
         return self.val_dataloader()
 
     def _loader(self, split: datasets.Dataset, shuffle: bool, **kwargs) -> DataLoader:
-        pad_token_id = self.tokenizer.pad_token_id
-        if pad_token_id is None:
-            pad_token_id = self.tokenizer.eos_token_id
         return DataLoader(
             split,
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
             num_workers=self.hparams.num_workers,
-            collate_fn=partial(collate_pairs, pad_token_id=pad_token_id),
+            collate_fn=partial(collate_pairs, pad_token_id=pad_token_id(self.tokenizer)),
             # Each new iterator draws a worker seed from this generator, not from torch's global
             # one: a validation run does not shift the dropout masks of the steps after it, so a
             # fit resumed from a checkpoint saved before a validation draws what an uninterrupted

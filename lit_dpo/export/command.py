@@ -31,7 +31,7 @@ from lit_dpo.export.gguf_files import write_gguf, write_gguf_lora
 from lit_dpo.export.gguf_writer import GGUF_TYPES, GGUFType
 from lit_dpo.export.summary import adapter_facts
 from lit_dpo.models.adapters import check_adapter
-from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
+from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_for_inference
 from lit_dpo.reporting.model_card import merged_card
 from lit_dpo.reporting.run_facts import write_facts
 
@@ -101,7 +101,10 @@ def export(
         return write_gguf(
             adapter, base, target, gguf_type, tokenizer, trust_remote_code, allow_pickle
         )
-    merged = load_full_precision(adapter, base, trust_remote_code, allow_pickle)
+    merged = load_for_inference(
+        adapter, base, quantization="none", allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    ).model
     merged = merged.merge_and_unload()
     merged = merged.to(DTYPES[dtype])
     # Training loads switch the cache off; a model for inference wants it on.

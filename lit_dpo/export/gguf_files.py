@@ -21,7 +21,7 @@ from lit_dpo.export.gguf_writer import GGUFType, write_lora_gguf, write_model_gg
 from lit_dpo.export.modelfile import modelfile
 from lit_dpo.export.summary import adapter_facts, card_summary
 from lit_dpo.files import write_atomically, write_text_atomically
-from lit_dpo.models.inference import load_full_precision
+from lit_dpo.models.inference import load_for_inference
 from lit_dpo.sources import resolve_model
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ def write_gguf(
     problem = vocab_problem(tokenizer)
     if problem:
         raise ConfigError(f"export: the tokenizer of {adapter}: {problem}")
-    merged = load_full_precision(adapter, base, trust_remote_code, allow_pickle)
+    merged = load_for_inference(
+        adapter, base, quantization="none", allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    ).model
     merged = merged.merge_and_unload()
     summary = card_summary(adapter_facts(adapter, base), target, adapter, f"GGUF {gguf_type}")
     write_atomically(

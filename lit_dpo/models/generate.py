@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lit_dpo.models.reference import as_reference, reference_adapter_name
+from lit_dpo.sources import pad_token_id
 
 
 def generate_ids(
@@ -52,12 +53,10 @@ def generate_batch_ids(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad_token_id = tokenizer.pad_token_id
-    if pad_token_id is None:
-        pad_token_id = tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     width = max(len(ids) for ids in prompts)
     input_ids = torch.tensor(
-        [[pad_token_id] * (width - len(ids)) + ids for ids in prompts], device=device
+        [[pad_id] * (width - len(ids)) + ids for ids in prompts], device=device
     )
     attention_mask = torch.tensor(
         [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=device
@@ -67,7 +66,7 @@ def generate_batch_ids(
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
-                pad_token_id=pad_token_id,
+                pad_token_id=pad_id,
                 eos_token_id=tokenizer.eos_token_id,
                 # training loads set use_cache=False in the config; generation wants the cache
                 use_cache=True,

@@ -3,9 +3,9 @@
 One copy of the weights serves both names: ``policy`` is the base with the trained LoRA adapter
 on, and ``reference`` is the reference training measured against: the same network under peft's
 ``disable_adapter()``, or, when the run had one, its frozen reference adapter attached beside the
-policy's on the same base (``models.reference.as_reference``). The base is loaded as
-``policy.load_policy`` loads it (4-bit NF4 by default) but for inference: no training preparation,
-the adapters attached frozen.
+policy's on the same base (``models.reference.as_reference``). It is loaded by the loader
+``compare`` and ``export`` use (``models.inference.load_for_inference``): 4-bit NF4 by default, as
+training loads it, the adapters attached frozen.
 
 A :class:`Worker` thread owns the model and runs one :class:`Job` at a time, so requests never
 share state (the adapter switch, the random generator seeded per request); jobs wait in a bounded
@@ -15,7 +15,6 @@ queue that refuses more.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -28,13 +27,13 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from lit_dpo.errors import ModelSourceError
-from lit_dpo.models.adapters import attach_adapter, check_adapter_fits, check_adapter_folder
-from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer
+# is_merged_model stays importable from here for serve.command
+from lit_dpo.models.inference import is_merged_model as is_merged_model
+from lit_dpo.models.inference import load_for_inference
 from lit_dpo.models.policy import DType, Quantization
-from lit_dpo.models.reference import as_reference, attach_reference_adapter
+from lit_dpo.models.reference import as_reference
 from lit_dpo.serve.api import FinishReason, cut_at_stop
-from lit_dpo.sources import DEFAULT_MODEL, check_weights, load_kwargs, resolve_model
+from lit_dpo.sources import pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +61,6 @@ class ServedModel:
     source: dict[str, str]
 
 
-def is_merged_model(folder: Path) -> bool:
-    """A plain transformers folder (``lit-dpo export``), not a PEFT adapter."""
-    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
-
-
 def load_served_model(
     adapter: Path,
     model: str | None = None,
@@ -76,12 +70,13 @@ def load_served_model(
     allow_pickle: bool = False,
     reference_adapter: Path | None = None,
 ) -> ServedModel:
-    """Load the base and attach the adapter, frozen, for generation.
+    """Load the adapter on its base for generation, as ``compare`` loads it
+    (:func:`lit_dpo.models.inference.load_for_inference`).
 
     Args:
         adapter: a PEFT adapter folder, or a merged model folder (served alone as ``policy``).
         model: the base (hub id, folder, ``embedded:...``); None: the base the adapter records in
-            its ``adapter_config.json``, else the embedded default.
+            its ``adapter_config.json``.
         quantization: ``nf4`` (the 4-bit base of training) or ``none``.
         compute_dtype: dtype of the 4-bit matmuls and of the other weights.
         device: where the weights go (``cpu``, ``cuda``, ``cuda:1``).
@@ -94,57 +89,23 @@ def load_served_model(
             or an adapter does not fit the model.
         ModelSourceError: the base or the adapter cannot be loaded.
     """
-    from transformers import AutoModelForCausalLM
-
-    from lit_dpo.models.policy import nf4_config
-
-    merged = is_merged_model(adapter)
-    if not merged:
-        check_adapter_folder(adapter, allow_pickle)
-    if merged:
-        name = str(adapter)
-    elif model is None and not _recorded_base(adapter):
-        name = DEFAULT_MODEL
-    else:
-        name = adapter_base_model(adapter, model)
-    dtype = getattr(torch, compute_dtype)
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "device_map": {"": torch.device(device)},
-        # serve has no option to run model code from the hub
-        **load_kwargs(allow_pickle, trust_remote_code=False),
-    }
-    if quantization == "nf4":
-        kwargs["quantization_config"] = nf4_config(dtype)
-    source = resolve_model(name)
-    check_weights(source, allow_pickle)
-    try:
-        network = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ModelSourceError(
-            f"cannot load the model {name!r}: {error}\npass --model with a local folder, a hub id "
-            f"or {DEFAULT_MODEL}"
-        ) from error
-    source_record = {"adapter": str(adapter), "model": name, "quantization": quantization}
-    if not merged:
-        if reference_adapter is not None:
-            check_adapter_fits(network, reference_adapter, name, allow_pickle)
-        network = attach_adapter(network, adapter, name, allow_pickle=allow_pickle)
-        source_record["reference"] = "base"
-        if reference_adapter is not None:
-            attach_reference_adapter(network, reference_adapter)
-            source_record.update(reference="adapter", reference_adapter=str(reference_adapter))
-    return ServedModel(
-        model=network.eval(),
-        tokenizer=load_adapter_tokenizer(adapter, name),
-        names=(POLICY,) if merged else (POLICY, REFERENCE),
-        context_length=getattr(network.config, "max_position_embeddings", None) or 2048,
-        source=source_record,
+    # serve has no option to run model code from the hub
+    loaded = load_for_inference(
+        adapter, model, reference_adapter, quantization, compute_dtype, device, allow_pickle
     )
-
-
-def _recorded_base(adapter: Path) -> str | None:
-    return json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    source = {"adapter": str(adapter), "model": loaded.base, "quantization": quantization}
+    if not loaded.merged:
+        source["reference"] = "base"
+        if loaded.reference_adapter is not None:
+            source.update(reference="adapter", reference_adapter=loaded.reference_adapter)
+    config = loaded.model.config
+    return ServedModel(
+        model=loaded.model,
+        tokenizer=loaded.tokenizer,
+        names=(POLICY,) if loaded.merged else (POLICY, REFERENCE),
+        context_length=getattr(config, "max_position_embeddings", None) or 2048,
+        source=source,
+    )
 
 
 def sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:
@@ -234,8 +195,7 @@ class Worker:
         # Chat models often end a turn with a token that is not the tokenizer's eos (Qwen2 lists
         # both in generation_config): stop at either.
         self.eos_ids = sorted({served.tokenizer.eos_token_id, *eos} - {None})
-        pad = served.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else self.eos_ids[0]
+        self.pad_id = pad_token_id(served.tokenizer)
         self._thread = threading.Thread(target=self._loop, name="lit-dpo-generate", daemon=True)
         self._thread.start()
 

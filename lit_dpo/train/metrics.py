@@ -9,6 +9,11 @@ gives the chosen reply a higher log-probability than the rejected one.
 Which keys a run logs follows its objective (``lit_dpo.train.losses.Objective``): rewards only
 where the objective defines them, its own extra terms (``sft_loss``...), and reference log-probs
 only where a reference ran (in validation always, so the reference's accuracy is reported).
+
+Validation and ``lit-dpo compare`` evaluate held-out pairs with the same code: a batch's
+statistics (:func:`pair_statistics`, inside :func:`step_statistics` for a step) update the same
+metrics (:func:`update_metrics`); compare's set (:func:`heldout_metric_set`) adds the chosen
+replies' perplexity.
 """
 
 from __future__ import annotations
@@ -41,6 +46,32 @@ class PreferenceAccuracy(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.correct.float() / self.total.clamp(min=1)
+
+
+class ChosenPerplexity(Metric):
+    """Perplexity over all chosen replies together, ``exp(-sum(log p) / sum(tokens))``: a token
+    of a long reply weighs as much as one of a short reply."""
+
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        zero = torch.tensor(0.0, dtype=torch.float64)  # sums of many log-probs
+        self.add_state("logps", default=zero, dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, chosen_logps: torch.Tensor, chosen_tokens: torch.Tensor) -> None:
+        if chosen_logps.shape != chosen_tokens.shape:
+            raise ValueError(
+                f"log-prob and token count shapes differ: {tuple(chosen_logps.shape)} vs "
+                f"{tuple(chosen_tokens.shape)}"
+            )
+        self.logps += chosen_logps.double().sum()
+        self.tokens += chosen_tokens.sum()
+
+    def compute(self) -> torch.Tensor:
+        return torch.exp(-self.logps / self.tokens.clamp(min=1))
 
 
 REWARD_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins")
@@ -108,11 +139,89 @@ PAIR_SCORES = {
 }
 
 
+# perplexity key -> the (log-probs, token counts) of the chosen replies it reads
+PERPLEXITY_INPUTS = {
+    "perplexity_chosen/reference": ("reference_logps/chosen", "tokens/chosen"),
+    "perplexity_chosen/policy": ("logps/chosen", "tokens/chosen"),
+}
+
+
 def metric_inputs(key: str, stats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """What the metric logged as ``key`` is updated with, from a step's statistics."""
     if key in PAIR_SCORES:
         return tuple(stats[name] for name in PAIR_SCORES[key])
+    if key in PERPLEXITY_INPUTS:
+        return tuple(stats[name] for name in PERPLEXITY_INPUTS[key])
     return (stats["losses"] if key == "loss" else stats[key],)
+
+
+def update_metrics(metrics: torch.nn.ModuleDict, stats: dict[str, torch.Tensor]) -> None:
+    """Update each metric of ``metrics`` (keys with ``:``) with a batch's statistics: what
+    validation does every step and ``compare`` every held-out batch."""
+    for name, metric in metrics.items():
+        metric.update(*metric_inputs(name.replace(":", "/"), stats))
+
+
+def heldout_metric_set() -> torch.nn.ModuleDict:
+    """The metrics ``compare`` reports of held-out pairs, in its order: validation's log-prob
+    and reward accuracies and reward margin, and the chosen replies' perplexity under both
+    models."""
+    accuracies = (
+        "logps_accuracy/reference",
+        "logps_accuracy/policy",
+        "logps_accuracy_per_token/reference",
+        "logps_accuracy_per_token/policy",
+        "rewards/accuracies",
+    )
+    metrics = {key: PreferenceAccuracy() for key in accuracies}
+    metrics["rewards/margins"] = MeanMetric()
+    metrics.update({key: ChosenPerplexity() for key in PERPLEXITY_INPUTS})
+    return torch.nn.ModuleDict({key.replace("/", ":"): m for key, m in metrics.items()})
+
+
+def computed(metrics: torch.nn.ModuleDict) -> dict[str, float]:
+    """Each metric's value by its key (``/`` restored)."""
+    return {name.replace(":", "/"): metric.compute().item() for name, metric in metrics.items()}
+
+
+def pair_statistics(
+    policy_logps: torch.Tensor,
+    reference_logps: torch.Tensor | None,
+    counts: torch.Tensor,
+    chosen_rewards: torch.Tensor | None = None,
+    rejected_rewards: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Detached (B,) statistics of a batch's pairs by logged name.
+
+    Args:
+        policy_logps: (2B,) summed log-probs under the policy, chosen rows then rejected.
+        reference_logps: (2B,) the same under the reference, or None where none ran.
+        counts: (2B,) scored tokens per row.
+        chosen_rewards: (B,) the objective's reward of each chosen reply, or None.
+        rejected_rewards: (B,) the same of each rejected reply.
+
+    Returns:
+        ``rewards/{chosen,rejected,margins}`` (with rewards), ``[reference_]logps/...`` and
+        ``[reference_]logps_per_token/...`` for each model that ran, ``tokens/{chosen,rejected}``.
+    """
+    pairs = policy_logps.shape[0] // 2
+    stats = {}
+    if chosen_rewards is not None:
+        stats["rewards/chosen"] = chosen_rewards
+        stats["rewards/rejected"] = rejected_rewards
+        stats["rewards/margins"] = chosen_rewards - rejected_rewards
+    models = {"": policy_logps, "reference_": reference_logps}
+    for prefix, logps in models.items():
+        if logps is None:
+            continue
+        logps = logps.detach()
+        per_token = logps / counts.clamp(min=1)
+        stats[f"{prefix}logps/chosen"] = logps[:pairs]
+        stats[f"{prefix}logps/rejected"] = logps[pairs:]
+        stats[f"{prefix}logps_per_token/chosen"] = per_token[:pairs]
+        stats[f"{prefix}logps_per_token/rejected"] = per_token[pairs:]
+    stats["tokens/chosen"], stats["tokens/rejected"] = counts[:pairs], counts[pairs:]
+    return stats
 
 
 def step_statistics(
@@ -129,21 +238,11 @@ def step_statistics(
         reference_logps: (2B,) the same under the reference, or None where none ran.
         counts: (2B,) scored tokens per row.
     """
-    pairs = policy_logps.shape[0] // 2
     stats = {"loss": result.loss, "losses": result.losses}
-    if result.chosen_rewards is not None:
-        stats["rewards/chosen"] = result.chosen_rewards
-        stats["rewards/rejected"] = result.rejected_rewards
-        stats["rewards/margins"] = result.chosen_rewards - result.rejected_rewards
-    models = {"": policy_logps, "reference_": reference_logps}
-    for prefix, logps in models.items():
-        if logps is None:
-            continue
-        logps = logps.detach()
-        per_token = logps / counts.clamp(min=1)
-        stats[f"{prefix}logps/chosen"] = logps[:pairs]
-        stats[f"{prefix}logps/rejected"] = logps[pairs:]
-        stats[f"{prefix}logps_per_token/chosen"] = per_token[:pairs]
-        stats[f"{prefix}logps_per_token/rejected"] = per_token[pairs:]
+    stats.update(
+        pair_statistics(
+            policy_logps, reference_logps, counts, result.chosen_rewards, result.rejected_rewards
+        )
+    )
     stats.update(result.extras)
     return stats

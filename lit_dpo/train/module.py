@@ -49,7 +49,7 @@ from lit_dpo.train.forward import (
     check_hidden_state_scoring,
 )
 from lit_dpo.train.losses import FDivergence, LossType, Objective
-from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics
+from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, update_metrics
 from lit_dpo.train.nonfinite import OnNonFinite
 from lit_dpo.train.pairs import num_pairs
 from lit_dpo.train.reference_table import ReferenceTables, lookup
@@ -290,9 +290,10 @@ class DPOModule(LightningModule):
         # test logs under val/ too: the same metrics, on whichever split the loader holds
         stats = self.step_statistics(batch, stage)
         pairs = num_pairs(batch)
+        # the same update as compare's held-out evaluation
+        update_metrics(self.val_metrics, stats)
         for name, metric in self.val_metrics.items():
             key = name.replace(":", "/")
-            metric.update(*metric_inputs(key, stats))
             self.log(f"val/{key}", metric, on_step=False, on_epoch=True, batch_size=pairs)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:

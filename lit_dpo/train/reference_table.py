@@ -10,6 +10,10 @@ A table is keyed by a fingerprint of the reference (name, config, quantization, 
 a strided sample of every base weight and, for an adapter reference, of every weight of that
 adapter, with the settings that scale it) and of the tokenized pairs (so max_length, the chat
 template and the data are all in it), under ``<cache>/reference_logps/`` (``LIT_DPO_CACHE``).
+
+Whether a run read its tables from the cache or computed them, it records in
+``<trainer.default_root_dir>/reference_tables.json`` (:func:`tables_reused` reads it), so a sweep
+asks the run instead of searching its log.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.files import write_atomically
+from lit_dpo.files import write_atomically, write_text_atomically
 from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 PAIR_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
 # Bump when what a table holds changes meaning.
 TABLE_VERSION = 1
+# beside a run's fit_metrics.json: stage -> the table's path and whether the cache had it
+REUSE_RECORD = "reference_tables.json"
 # Elements sampled from each weight: enough to tell two checkpoints apart, cheap on 0.5B weights.
 WEIGHT_SAMPLES = 1024
 
@@ -136,19 +142,25 @@ def merge_shards(shards: torch.Tensor) -> torch.Tensor:
     return shards.nan_to_num(0.0).sum(0)
 
 
-def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """The table at ``path``, or ``compute()``'s, written there atomically for later runs."""
+def cached_table(path: Path, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """The table at ``path``, or ``compute()``'s, written there atomically for later runs.
+
+    Returns:
+        ``(table, reused)``: reused is True when the table was read from ``path``.
+    """
     if path.exists():
         log.info("reference log-probs: reusing %s", path)
-        return torch.load(path, weights_only=True)
+        return torch.load(path, weights_only=True), True
     table = compute()
     save_table(path, table)
-    return table
+    return table, False
 
 
 def save_table(path: Path, table: torch.Tensor) -> None:
-    """Write ``table`` to ``path`` whole or not at all."""
-    # another process may write the same table at the same time; each renames a whole file
+    """Write ``table`` to ``path`` whole or not at all; a failed write leaves no temporary file.
+
+    Another process may write the same table at the same time: each renames a whole file.
+    """
     write_atomically(path, lambda staging: torch.save(table, staging))
     log.info("reference log-probs: %d pairs cached in %s", len(table), path)
 
@@ -171,6 +183,8 @@ class ReferenceTables:
     def __init__(self) -> None:
         self.tables: dict[str, torch.Tensor] = {}
         self._paths: dict[str, Path] = {}
+        # stage -> True when its table was read from the cache, False when computed
+        self.reused: dict[str, bool] = {}
 
     def get(self, stage: str) -> torch.Tensor | None:
         """The (N, 2) table of ``stage``, if prepared."""
@@ -218,13 +232,40 @@ class ReferenceTables:
             return compute_table(score, dataset, loader.collate_fn, batch_size, **shard)
 
         if trainer.world_size == 1:
-            self.tables[stage] = cached_table(path, compute)
+            self.tables[stage], self.reused[stage] = cached_table(path, compute)
         else:
-            self.tables[stage] = shared_table(trainer, path, compute)
+            self.tables[stage], self.reused[stage] = shared_table(trainer, path, compute)
         self._paths[stage] = path
+        if trainer.is_global_zero:
+            self.write_record(Path(trainer.default_root_dir))
+
+    def write_record(self, folder: Path) -> Path:
+        """Write :data:`REUSE_RECORD` in ``folder``: each stage's table and whether it was
+        reused, for :func:`tables_reused`."""
+        record = {
+            stage: {"table": str(self._paths[stage]), "reused": reused}
+            for stage, reused in self.reused.items()
+        }
+        return write_text_atomically(folder / REUSE_RECORD, json.dumps(record, indent=2) + "\n")
 
 
-def shared_table(trainer, path: Path, compute: Callable[..., torch.Tensor]) -> torch.Tensor:
+def tables_reused(run_dir: str | Path) -> bool | None:
+    """Whether the run in ``run_dir`` read every reference table it used from the cache.
+
+    Returns:
+        True when all were reused, False when any was computed, None when the run recorded no
+        table (it did not precompute the reference).
+    """
+    path = Path(run_dir) / REUSE_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return bool(record) and all(stage["reused"] for stage in record.values())
+
+
+def shared_table(
+    trainer, path: Path, compute: Callable[..., torch.Tensor]
+) -> tuple[torch.Tensor, bool]:
     """:func:`cached_table` under DDP: every rank scores its share, rank 0 writes.
 
     Rank 0's cache decides for all ranks, as the nodes of a run need not share a cache folder.
@@ -233,10 +274,10 @@ def shared_table(trainer, path: Path, compute: Callable[..., torch.Tensor]) -> t
     if strategy.broadcast(path.exists()):
         log.info("reference log-probs: reusing %s", path)
         table = torch.load(path, weights_only=True) if trainer.is_global_zero else None
-        return strategy.broadcast(table)
+        return strategy.broadcast(table), True
     shard = compute(rank=trainer.global_rank, world_size=trainer.world_size)
     # (world_size, N, 2); all_gather needs the tensors on the device NCCL works on
     table = merge_shards(strategy.all_gather(shard.to(strategy.root_device)).cpu())
     if trainer.is_global_zero:
         save_table(path, table)
-    return table
+    return table, False
