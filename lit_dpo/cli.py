@@ -42,7 +42,6 @@ from lit_dpo.files import write_text_atomically
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
-from lit_dpo.train.run_checks import check_run
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ class DPOCLI(LightningCLI):
 
     def _before_run(self) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
-        check_run(self.model.hparams, self.trainer)
+        self.model.check_run(self.trainer)
         # the reports read the run's own metrics, whatever the logger
         MetricHistory.of(self.trainer)
         # lines or bars, decided before preparing data prints any

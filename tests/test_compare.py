@@ -410,7 +410,11 @@ def test_held_out_scoring_takes_the_fast_path_with_full_logits_numbers(
     from lit_dpo.data.batches import collate_pairs, encode_pair
     from lit_dpo.data.pairs import PreferencePair
     from lit_dpo.models.inference import load_quantized
-    from lit_dpo.train.logps import sequence_logps
+    from lit_dpo.train.logps import sequence_tokens
+
+    def sequence_logps(logits, labels):
+        tokens = sequence_tokens(logits, labels)
+        return tokens.sums(), tokens.counts()
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_adapter)
     model = load_quantized(tiny_adapter, str(tiny_model_dir))

@@ -265,7 +265,9 @@ def test_fsdp_refuses_precompute_reference_before_loading(tiny_model_dir):
     from lit_dpo.train.module import DPOModule
 
     module = DPOModule(model=str(tiny_model_dir), precompute_reference=True)
-    module._trainer = SimpleNamespace(strategy=FSDPStrategy())
+    # the strategy is checked with the device and precision, in one message (run_checks)
+    strategy = FSDPStrategy(parallel_devices=[torch.device("cpu")])
+    module._trainer = SimpleNamespace(strategy=strategy, precision="32-true")
     with pytest.raises(ConfigError, match="precompute_reference does not work with the fsdp"):
         module.configure_model()
     assert module.policy is None

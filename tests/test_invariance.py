@@ -47,7 +47,7 @@ def _randomize_lora(policy: torch.nn.Module) -> None:
 
 def _step(module: DPOModule, batch: dict[str, torch.Tensor], scale: float) -> dict:
     """Forward one batch and back-propagate ``scale * loss`` into the gradients already there."""
-    stats = module._dpo_step(batch, "train")
+    stats = module.step_statistics(batch, "train")
     (scale * stats["loss"]).backward()
     return stats
 

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from lit_dpo.data.batches import IGNORE_INDEX
-from lit_dpo.train.logps import sequence_logps
+from lit_dpo.train.logps import sequence_tokens
+
+
+def sequence_logps(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) summed log-probs and scored-token counts of full logits."""
+    tokens = sequence_tokens(logits, labels)
+    return tokens.sums(), tokens.counts()
 
 
 def test_sums_only_scored_tokens_with_the_one_position_shift():

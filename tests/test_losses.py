@@ -54,7 +54,7 @@ import re
 import pytest
 import torch
 
-from lit_dpo.train.losses import Objective, objective_loss
+from lit_dpo.train.losses import LOSS_TYPES, Objective, objective_loss
 from lit_dpo.train.losses.anchored import (
     apo_down_loss,
     apo_zero_loss,
@@ -306,3 +306,54 @@ def test_each_bad_setting_is_named(settings, message):
 )
 def test_good_settings_have_no_problem(settings):
     assert Objective(**settings).problems() == []
+
+
+# --- the registry: one record per loss type ---------------------------------------------------
+
+
+def test_the_docs_table_is_the_registry():
+    """docs/configuration.md#objectives lists every loss type as its record describes it."""
+    from pathlib import Path
+
+    from lit_dpo.train.losses.registry import objectives_table
+
+    docs = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    assert objectives_table() in docs
+    assert objectives_table().count("\n| `") == len(LOSS_TYPES)
+
+
+def test_every_record_is_complete_and_takes_settings_the_objective_has():
+    from dataclasses import fields
+    from typing import get_args
+
+    from lit_dpo.train.losses import LOSSES, LossType
+
+    assert get_args(LossType) == LOSS_TYPES == tuple(LOSSES)
+    names = {f.name for f in fields(Objective)}
+    for name, record in LOSSES.items():
+        assert record.name == name and record.title and record.what and record.when, name
+        assert set(record.settings) <= names, name
+        assert record.needs_reference == (record.rewards == "log-ratio"), name
+
+
+def test_the_guides_example_diff_is_the_code():
+    """docs/developer-guide.md#adding-an-objective shows adding ``apo_down``: every run of added
+    lines is in the file its diff names, as shown."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    guide = (root / "docs" / "developer-guide.md").read_text()
+    diff = guide.split("## Adding an objective", 1)[1].split("```diff\n", 1)[1].split("```", 1)[0]
+    runs: list[tuple[str, str]] = []
+    for line in diff.splitlines():
+        if line.startswith("+++ b/"):
+            path, run = line.removeprefix("+++ b/"), []
+            runs.append((path, run))
+        elif line.startswith("+"):
+            runs[-1][1].append(line[1:])
+        elif runs and runs[-1][1]:
+            runs.append((path, run := []))
+    checked = [(path, "\n".join(run)) for path, run in runs if run]
+    assert len(checked) == 3
+    for path, text in checked:
+        assert text in (root / path).read_text(), (path, text)

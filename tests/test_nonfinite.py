@@ -37,9 +37,9 @@ def _inject(monkeypatch, nan_loss_at=(), inf_grad_at=()):
     """Make the loss NaN / one LoRA gradient inf at the given optimizer steps. Records the LoRA
     weights at the start of every step, by step."""
     weights: dict[int, dict[str, torch.Tensor]] = {}
-    dpo_step = DPOModule._dpo_step
+    dpo_step = DPOModule.step_statistics
 
-    def faulty_dpo_step(self, batch, stage):
+    def faultystep_statistics(self, batch, stage):
         stats = dpo_step(self, batch, stage)
         if stage == "train":
             weights.setdefault(self.global_step, _lora(self))
@@ -52,7 +52,7 @@ def _inject(monkeypatch, nan_loss_at=(), inf_grad_at=()):
             grad = next(p.grad for n, p in self.policy.named_parameters() if "lora_A" in n)
             grad.view(-1)[0] = float("inf")
 
-    monkeypatch.setattr(DPOModule, "_dpo_step", faulty_dpo_step)
+    monkeypatch.setattr(DPOModule, "step_statistics", faultystep_statistics)
     monkeypatch.setattr(DPOModule, "on_after_backward", on_after_backward, raising=False)
     return weights
 
@@ -150,17 +150,17 @@ import torch.distributed as dist
 from lit_dpo.cli import main
 from lit_dpo.train.module import DPOModule
 
-dpo_step = DPOModule._dpo_step
+dpo_step = DPOModule.step_statistics
 
 
-def faulty_dpo_step(self, batch, stage):
+def faultystep_statistics(self, batch, stage):
     stats = dpo_step(self, batch, stage)
     if stage == "train" and self.global_step == 1 and dist.get_rank() == 1:
         stats["loss"] = stats["loss"] * float("nan")
     return stats
 
 
-DPOModule._dpo_step = faulty_dpo_step
+DPOModule.step_statistics = faultystep_statistics
 main(sys.argv[1:])
 """
 

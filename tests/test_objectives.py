@@ -43,9 +43,9 @@ def _count_reference_passes(monkeypatch) -> dict[str, int]:
     calls = {"train": 0, "eval": 0}
     reference_logps = DPOModule._reference_logps
 
-    def counted(self, batch):
+    def counted(self, batch, *scoring):
         calls["train" if self.trainer.training else "eval"] += 1
-        return reference_logps(self, batch)
+        return reference_logps(self, batch, *scoring)
 
     monkeypatch.setattr(DPOModule, "_reference_logps", counted)
     return calls
@@ -177,23 +177,35 @@ def test_bco_pair_keeps_a_running_mean_reward_across_steps_and_checkpoints(
     batch = _tiny_batch(tiny_tokenizer)
     means = []
     for _ in range(2):
-        stats = module._dpo_step(batch, "train")
+        stats = module.step_statistics(batch, "train")
         rewards = torch.cat([stats["rewards/chosen"], stats["rewards/rejected"]])
         means.append(rewards.mean().item())
         with torch.no_grad():  # a different policy for the second step
             for name, parameter in module.policy.named_parameters():
                 if "lora_B" in name:
                     parameter.mul_(1.5)
-    assert module.bco_steps == 2
-    assert module.bco_reward_mean == pytest.approx(sum(means) / 2, rel=1e-5)
+    shift = module.bco_shift.shift
+    assert shift.steps == 2
+    assert shift.mean == pytest.approx(sum(means) / 2, rel=1e-5)
     assert abs(means[0] - means[1]) > 1e-4
-    module._dpo_step(batch, "val")
-    assert module.bco_steps == 2
-    checkpoint = {"state_dict": {}}
+    module.step_statistics(batch, "val")
+    assert module.bco_shift.shift == shift
+    # the shift travels in the state dict, as Lightning saves and restores it
+    checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     restored = DPOModule(loss_type="bco_pair")
     restored.on_load_checkpoint(checkpoint)
-    assert restored.bco_reward_mean == module.bco_reward_mean and restored.bco_steps == 2
+    restored.load_state_dict(checkpoint["state_dict"], strict=False)
+    assert restored.bco_shift.shift == shift
+
+
+def test_a_0_2_checkpoint_brings_its_bco_shift():
+    """0.2 checkpoints kept the shift beside the state dict, as (mean, steps)."""
+    checkpoint = {"state_dict": {}, "bco_reward_mean": (0.25, 3)}
+    restored = DPOModule(loss_type="bco_pair")
+    restored.on_load_checkpoint(checkpoint)
+    restored.load_state_dict(checkpoint["state_dict"], strict=False)
+    assert (restored.bco_shift.shift.mean, restored.bco_shift.shift.steps) == (0.25, 3)
 
 
 EMBEDDED_OBJECTIVES = {

@@ -30,15 +30,16 @@ over the chosen replies of the batch, as ours (and CPO's NLL). TRL 1.16 raises o
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from lit_dpo.train.forward import row_logps
 from lit_dpo.train.logps import ScoredTokens, sequence_tokens
-from lit_dpo.train.losses import Objective, objective_loss, sft_nll, wpo_weights
+from lit_dpo.train.losses import Objective, sft_nll, wpo_weights
+from lit_dpo.train.step import BCOShift, objective_step
 
 B, T = 3, 9  # pairs, sequence length
 
@@ -126,24 +127,13 @@ def _tokens(per_token: torch.Tensor, mask: torch.Tensor, log_sum_sq=None) -> Sco
 
 
 def our_loss(batch: dict[str, torch.Tensor], bco_delta: float = 0.0, **settings) -> float:
-    """Our objective on the same per-token log-probs, through the module's own steps."""
-    objective = Objective.from_settings(settings)
+    """Our objective on the same per-token log-probs, through the function every step calls."""
     mask = batch["completion_mask"]
-    policy = _tokens(batch["policy"], mask, batch["log_sum_sq"])
-    reference = _tokens(batch["reference"], mask)
-    counts = policy.counts()
-    result = objective_loss(
-        objective,
-        row_logps(policy, objective.ld_alpha),
-        row_logps(reference, objective.ld_alpha),
-        counts,
-        chosen_nll=sft_nll(policy.sums()[:B], counts[:B]),
-        pair_weights=(
-            wpo_weights(policy.logps, policy.log_sum_sq, policy.rows, policy.num_rows)
-            if objective.use_weighting
-            else None
-        ),
-        bco_delta=bco_delta,
+    result = objective_step(
+        Objective.from_settings(settings),
+        _tokens(batch["policy"], mask, batch["log_sum_sq"]),
+        _tokens(batch["reference"], mask),
+        BCOShift(mean=bco_delta),
     )
     return result.loss.item()
 
@@ -328,18 +318,17 @@ def _trl_reference_free(trainer_class, batch, **attributes) -> tuple[float, dict
     return loss.item(), metrics
 
 
-def _our_reference_free(batch, **settings) -> tuple[float, dict]:
+def _our_reference_free(batch, **settings) -> tuple[float, SimpleNamespace]:
+    """Our loss and statistics, through the function every step calls, with no reference."""
     labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
     tokens = sequence_tokens(batch["logits"], labels)
-    counts = tokens.counts()
-    result = objective_loss(
-        Objective.from_settings(settings),
-        tokens.sums(),
-        None,
-        counts,
-        chosen_nll=sft_nll(tokens.sums()[:B], counts[:B]),
+    stats = objective_step(Objective.from_settings(settings), tokens, None).statistics
+    result = SimpleNamespace(
+        extras=stats,
+        chosen_rewards=stats.get("rewards/chosen"),
+        rejected_rewards=stats.get("rewards/rejected"),
     )
-    return result.loss.item(), result
+    return stats["loss"].item(), result
 
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
@@ -400,3 +389,50 @@ def test_orpo_matches_trl_but_for_the_prompt_in_its_nll():
         metrics["log_odds_ratio"], rel=1e-5
     )
     assert result.chosen_rewards.mean().item() == pytest.approx(metrics["rewards/chosen"])
+
+
+# --- the module's own step is the function compared above ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"loss_type": "bco_pair", "ld_alpha": 0.5, "use_weighting": True, "sft_weight": 0.3},
+        {"loss_type": ["orpo", "sft"], "loss_weights": [1.0, 0.5]},
+    ],
+    ids=["bco-ld-wpo-sft", "orpo+sft"],
+)
+def test_the_modules_step_is_objective_step(tiny_model_dir, tiny_tokenizer, settings):
+    """DPOModule's training step gives what ``objective_step`` gives on the policy's and the
+    reference's scored tokens of the same batch (so the TRL comparison above covers training),
+    its gradient included, and it moves the BCO shift as ``objective_step`` says."""
+    from test_techniques import _module, _tiny_batch
+
+    from lit_dpo.models.reference import as_reference
+    from lit_dpo.train.forward import batch_token_logps
+
+    module = _module(tiny_model_dir, gradient_checkpointing=False, **settings)
+    batch = _tiny_batch(tiny_tokenizer)
+    objective, path = module.objective, module.scoring
+    policy = batch_token_logps(module.policy, batch, *path, log_sum_sq=objective.use_weighting)
+    reference = None
+    if objective.needs_reference:
+        with torch.no_grad(), as_reference(module.policy):
+            reference = batch_token_logps(module.policy, batch, *path)
+    expected = objective_step(objective, policy, reference, BCOShift(), training=True)
+    (expected_grad,) = torch.autograd.grad(expected.loss, [_lora_a(module)])
+
+    got = module.step_statistics(batch, "train")
+    (grad,) = torch.autograd.grad(got["loss"], [_lora_a(module)])
+    assert abs(expected.loss.item() - math.log(2)) > 1e-3, "policy equals reference: vacuous"
+    assert got.keys() == expected.statistics.keys()
+    for key, value in expected.statistics.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-6, atol=1e-6, msg=key)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-6, atol=1e-8)
+    assert module.bco_shift.shift == expected.bco_shift
+    if "bco_pair" in objective.loss_types:
+        assert expected.bco_shift.steps == 1 and expected.bco_shift.mean != 0
+
+
+def _lora_a(module) -> torch.Tensor:
+    return next(p for n, p in sorted(module.policy.named_parameters()) if "lora_A" in n)

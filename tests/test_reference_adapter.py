@@ -88,14 +88,14 @@ def test_first_step_against_the_sft_adapter_is_log_2_with_zero_rewards(
     is 0. The same policy measured against the base (adapters off), today's default, is not."""
     batch = _batch(tiny_tokenizer)
     module = _module(tiny_model_dir, reference="adapter", reference_adapter=str(sft), **switches)
-    stats = module._dpo_step(batch, "train")
+    stats = module.step_statistics(batch, "train")
     for side in ("chosen", "rejected"):
         assert torch.equal(stats[f"logps/{side}"], stats[f"reference_logps/{side}"]), side
         assert torch.equal(stats[f"rewards/{side}"], torch.zeros_like(stats[f"rewards/{side}"]))
     assert stats["loss"].item() == pytest.approx(LOG_2, abs=1e-6)
 
     against_base = _module(tiny_model_dir, adapter=str(sft), **switches)
-    base_stats = against_base._dpo_step(batch, "train")
+    base_stats = against_base.step_statistics(batch, "train")
     assert torch.equal(base_stats["logps/chosen"], stats["logps/chosen"]), "same policy"
     print("per-pair losses against the base:", base_stats["losses"].tolist())
     assert (base_stats["losses"] - LOG_2).abs().max() > 1e-2
@@ -151,7 +151,7 @@ def test_reference_pass_is_deterministic_and_leaves_only_the_policy_trainable(
     assert module.policy.training
     assert torch.equal(module._reference_logps(batch), module._reference_logps(batch))
     with torch.no_grad():
-        first, second = module._policy_logps(batch).sums(), module._policy_logps(batch).sums()
+        first, second = (module.step_statistics(batch, "val")["logps/chosen"] for _ in range(2))
     assert not torch.equal(first, second)
     after = {n for n, p in module.policy.named_parameters() if p.requires_grad}
     assert after == before and before and all(".default." in n for n in before)

@@ -17,12 +17,11 @@ from lit_dpo.data.batches import IGNORE_INDEX, collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.data.sampler import BUCKET_BATCHES, PairSampler
 from lit_dpo.train import reference_table as reference
+from lit_dpo.train.forward import ScoringPath
 from lit_dpo.train.logps import (
-    completion_logps,
     completion_tokens,
-    sequence_logps,
+    gathered_tokens,
     sequence_tokens,
-    token_logps,
 )
 from lit_dpo.train.module import DPOModule
 from lit_dpo.train.packing import (
@@ -39,6 +38,22 @@ from lit_dpo.train.packing import (
 )
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
+
+
+def token_logps(hidden, weight, targets, chunk_size, bias=None) -> torch.Tensor:
+    """One target per hidden state through the frozen head: ``gathered_tokens``, one per row."""
+    rows = torch.arange(targets.shape[0])
+    return gathered_tokens(hidden, weight, rows, targets, rows, len(rows), chunk_size, bias).logps
+
+
+def sequence_logps(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = sequence_tokens(logits, labels)
+    return tokens.sums(), tokens.counts()
+
+
+def completion_logps(hidden, weight, labels, chunk_size) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = completion_tokens(hidden, weight, labels, chunk_size)
+    return tokens.sums(), tokens.counts()
 
 
 # --- hidden-state scoring ---------------------------------------------------------------------
@@ -280,9 +295,8 @@ def _tiny_batch(tokenizer) -> dict[str, torch.Tensor]:
 
 
 def _step(module, batch, **switches) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    module.hparams.update(switches)
     module.policy.zero_grad()
-    stats = module._dpo_step(batch, "train")
+    stats = module.step_statistics(batch, "train", ScoringPath(**switches))
     stats["loss"].backward()
     grads = {n: p.grad.clone() for n, p in module.policy.named_parameters() if p.grad is not None}
     return stats, grads
@@ -374,11 +388,9 @@ def test_flex_attention_gives_the_dense_mask_and_plain_log_probs(
     # on a CPU the default (auto) keeps the dense mask under sdpa: flex has no backward here
     assert module.policy.get_base_model().config._attn_implementation == "sdpa"
     with torch.no_grad():
-        module.hparams.update(PLAIN)
-        plain = module._dpo_step(batch, "train")
-        module.hparams.update(share_prompt=True, logps_chunk_size=512)
-        dense = module._dpo_step(batch, "train")
-        got = flex._dpo_step(batch, "train")
+        plain = module.step_statistics(batch, "train", ScoringPath(**PLAIN))
+        dense = module.step_statistics(batch, "train", ScoringPath(512, share_prompt=True))
+        got = flex.step_statistics(batch, "train")
     assert abs(plain["loss"].item() - math.log(2)) > 1e-2, "policy equals reference: vacuous"
     for key in ("loss", "logps/chosen", "logps/rejected", "reference_logps/rejected"):
         assert torch.allclose(got[key], dense[key], rtol=1e-5, atol=1e-5), key
@@ -435,8 +447,9 @@ def test_objective_terms_equal_across_paths(tiny_model_dir, tiny_tokenizer, obje
             # the NLL's gradients are ~10x DPO's: rounding scales with them (1e-5 of the largest)
             scale = 1e-4 * grad.abs().max()
             assert torch.allclose(grads[name], grad, rtol=1e-4, atol=scale), (switches, name)
-    module.hparams.update(ld_alpha=None, use_weighting=False, sft_weight=0.0)
-    plain, _ = _step(module, batch, **PLAIN)
+    without = {**objective, "ld_alpha": None, "use_weighting": False, "sft_weight": 0.0}
+    plainer = _module(tiny_model_dir, gradient_checkpointing=False, **without)
+    plain, _ = _step(plainer, batch, **PLAIN)
     assert abs(plain["loss"].item() - expected["loss"].item()) > 1e-4, "terms changed nothing"
 
 
@@ -634,7 +647,7 @@ def test_validation_runs_longest_first_and_scores_the_same(
 
     def means(batches):
         with torch.no_grad():
-            stats = [module._dpo_step(batch, "val") for batch in batches]
+            stats = [module.step_statistics(batch, "val") for batch in batches]
         rows = sum(len(batch["pair_index"]) for batch in batches)
         return {
             key: sum(float(s[key].sum()) for s in stats) / rows

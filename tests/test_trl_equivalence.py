@@ -13,10 +13,16 @@ from conftest import ROWS
 
 from lit_dpo.data.batches import collate_pairs, encode_pair
 from lit_dpo.data.pairs import PreferencePair
-from lit_dpo.train.logps import sequence_logps
+from lit_dpo.train.logps import sequence_tokens
 from lit_dpo.train.losses import Objective, objective_loss, sft_nll
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
+
+
+def sequence_logps(logits, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) summed log-probs and scored-token counts of full logits."""
+    tokens = sequence_tokens(logits, labels)
+    return tokens.sums(), tokens.counts()
 
 
 def _trl_trainer(tiny_model_dir, tokenizer, loss_type, beta, tmp_path):

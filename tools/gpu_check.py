@@ -322,16 +322,16 @@ def check_precomputed_reference(setup: Setup) -> Row:
     runs the reference forward."""
     import torch
 
+    from lit_dpo.train.pairs import split_pairs
+
     module, batch = _technique_inputs(setup)
-    module.hparams.update(PACKED)
     with torch.no_grad(), setup.autocast():
-        reference = module._reference_logps(batch)
-    pairs = reference.shape[0] // 2
-    table = torch.stack([reference[:pairs], reference[pairs:]], dim=-1).float()
-    expected, expected_grads, on_the_fly = _timed_step(setup, module, batch)
+        reference = module._reference_logps(batch, _path(PACKED))
+    table = torch.stack(split_pairs(reference), dim=-1).float()
+    expected, expected_grads, on_the_fly = _timed_step(setup, module, batch, PACKED)
     module.reference_tables.tables["train"] = table
     try:
-        got, grads, from_table = _timed_step(setup, module, batch)
+        got, grads, from_table = _timed_step(setup, module, batch, PACKED)
     finally:
         del module.reference_tables.tables["train"]
     return _compare_row(
@@ -346,13 +346,11 @@ def _technique(
     module, batch = _technique_inputs(setup)
     causal_lm = module.policy.get_base_model()
     default = causal_lm.config._attn_implementation
-    module.hparams.update(before)
-    expected, expected_grads, slow = _timed_step(setup, module, batch)
-    module.hparams.update(after)
+    expected, expected_grads, slow = _timed_step(setup, module, batch, before)
     if attention is not None:
         causal_lm.set_attn_implementation(attention)
     try:
-        got, grads, fast = _timed_step(setup, module, batch)
+        got, grads, fast = _timed_step(setup, module, batch, after)
     finally:
         causal_lm.set_attn_implementation(default)
     return _compare_row(setup, name, expected, expected_grads, got, grads, slow, fast)
@@ -382,14 +380,21 @@ def _technique_inputs(setup: Setup):
     return _TECHNIQUE_INPUTS["module"], _TECHNIQUE_INPUTS["batch"]
 
 
-def _timed_step(setup: Setup, module, batch) -> tuple[dict, dict, float]:
-    """The step's statistics and LoRA gradients, and its mean seconds over ``repeats`` after one
-    untimed (compilation, caches)."""
+def _path(switches: dict):
+    """The scoring path of ``logps_chunk_size`` and ``share_prompt`` switches."""
+    from lit_dpo.train.forward import ScoringPath
+
+    return ScoringPath(**switches)
+
+
+def _timed_step(setup: Setup, module, batch, switches: dict) -> tuple[dict, dict, float]:
+    """The step's statistics and LoRA gradients on the scoring path of ``switches``, and its mean
+    seconds over ``repeats`` after one untimed (compilation, caches)."""
 
     def step():
         module.policy.zero_grad(set_to_none=True)
         with setup.autocast():
-            stats = module._dpo_step(batch, "train")
+            stats = module.step_statistics(batch, "train", _path(switches))
         stats["loss"].backward()
         return stats
 

@@ -21,6 +21,8 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
 from lit_dpo.models.reference import describe_reference
+from lit_dpo.train.losses import Objective
+from lit_dpo.train.pairs import num_pairs
 
 log = logging.getLogger(__name__)
 
@@ -218,49 +220,24 @@ def mostly_truncated(split: str, truncated: int, pairs: int, max_share: float) -
     )
 
 
-def default_loss_range(settings: Mapping) -> tuple[float, float] | None:
-    """A sane range of the mean preference loss for DPOModule's ``settings``, or None.
+def default_loss_range(settings: Mapping | Objective) -> tuple[float, float] | None:
+    """A sane range of the mean preference loss of an objective (or DPOModule's settings), or
+    None.
 
-    Each objective gets a range around where it starts (policy = reference, loss ``s``): [0, 2]
-    for sigmoid, sigmoid_norm, aot and aot_unpaired (``s`` = log 2), hinge (1), discopop (0.85);
-    [0, 2s] for ipo (``s = (1 / (2 beta))^2``), sppo_hard (``s = 2 (1 / (2 beta))^2``) and exo_pair
-    (``s = -log 2 - log(e (1 - e)) / 2``); [0, 3] for nca_pair and bco_pair (``s`` = 2 log 2);
-    (-inf, 2] for robust, which is unbounded below by design; [0, max(2, 2s)] for simpo
-    (``s = log(1 + e^gamma)``). None (only non-finite values are checked) where no range is
-    sane: apo_zero and apo_down are bounded in [0, 2] by construction, so the check could never
-    fire; sft, cpo and orpo include an NLL whose scale depends on the model and data. A list of
-    objectives gets the weighted sum of their ranges, or None if one has none.
+    Each loss type's record (``lit_dpo.train.losses.registry``) gives a range around where it
+    starts (policy = reference), or none where no range is sane (a loss bounded by construction,
+    or one holding an NLL whose scale depends on the model and data; then only non-finite values
+    are checked). A list of objectives gets the weighted sum of their ranges, or None if one has
+    none.
     """
-    loss_type = settings.get("loss_type", "sigmoid")
-    names = [loss_type] if isinstance(loss_type, str) else list(loss_type)
-    weights = settings.get("loss_weights") or [1.0] * len(names)
+    objective = settings if isinstance(settings, Objective) else Objective.from_settings(settings)
     low = high = 0.0
-    for name, weight in zip(names, weights, strict=False):
-        span = _objective_range(name, settings)
-        if span is None:
+    for record, weight in zip(objective.records, objective.weights, strict=False):
+        if record.start_range is None:
             return None
+        span = record.start_range(objective)
         low, high = low + weight * span[0], high + weight * span[1]
     return low, high
-
-
-def _objective_range(name: str, settings: Mapping) -> tuple[float, float] | None:
-    beta = settings.get("beta", 0.1)
-    if name in ("sigmoid", "sigmoid_norm", "aot", "aot_unpaired", "hinge", "discopop"):
-        return 0.0, 2.0
-    if name == "ipo":
-        return 0.0, 2 * (1 / (2 * beta)) ** 2
-    if name == "sppo_hard":
-        return 0.0, 4 * (1 / (2 * beta)) ** 2
-    if name == "exo_pair":
-        smoothing = settings.get("label_smoothing") or 1e-3
-        return 0.0, 2 * (-math.log(2) - math.log(smoothing * (1 - smoothing)) / 2)
-    if name in ("nca_pair", "bco_pair"):
-        return 0.0, 3.0
-    if name == "robust":
-        return -math.inf, 2.0
-    if name == "simpo":
-        return 0.0, max(2.0, 2 * math.log1p(math.exp(settings.get("simpo_gamma", 0.5))))
-    return None
 
 
 @rank_zero_only
@@ -334,14 +311,16 @@ class HealthAlarms(Callback):
         if not self.enabled:
             return
         self.reference = describe_reference(getattr(pl_module, "reference_adapter", None))
-        hp = getattr(pl_module, "hparams", {})
+        objective = getattr(pl_module, "objective", None)
+        if not isinstance(objective, Objective):
+            objective = Objective.from_settings(getattr(pl_module, "hparams", {}))
         if self.loss_range is None:
             # no sane range: only non-finite values are caught
-            self.loss_range = default_loss_range(hp) or (-math.inf, math.inf)
-        loss_type = hp.get("loss_type", "sigmoid")
-        if "cpo" in ([loss_type] if isinstance(loss_type, str) else loss_type):
+            self.loss_range = default_loss_range(objective) or (-math.inf, math.inf)
+        if any(record.rewards == "sum" for record in objective.records):
+            # raw summed log-probs (cpo), with no reference to start level with
             self.margin_range = None
-        self.sft_weight = hp.get("sft_weight") or 0.0
+        self.sft_weight = objective.sft_weight
         report = getattr(trainer.datamodule, "report", None) or {}
         for split, counts in report.items():
             finding = mostly_truncated(
@@ -357,7 +336,7 @@ class HealthAlarms(Callback):
             if key in metrics:
                 self.history[key].append(float(metrics[key]))
         if "train/rewards/accuracies" in metrics:
-            self.pairs.append(batch["input_ids"].shape[0] // 2 * trainer.world_size)
+            self.pairs.append(num_pairs(batch) * trainer.world_size)
         if self.sft_weight and "train/loss" in metrics and "train/sft_loss" in metrics:
             self.history["train/loss"][-1] -= self.sft_weight * float(metrics["train/sft_loss"])
         scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)

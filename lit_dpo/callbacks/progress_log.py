@@ -19,6 +19,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lit_dpo.progress import duration, is_terminal, quiet_library_bars
+from lit_dpo.train.pairs import num_pairs
 
 ProgressMode = Literal["auto", "lines", "bar"]
 
@@ -93,7 +94,7 @@ class ProgressLog(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         metrics = trainer.callback_metrics
-        self._pairs += batch["input_ids"].shape[0] // 2 * trainer.world_size
+        self._pairs += num_pairs(batch) * trainer.world_size
         for key in ("train/loss", "train/rewards/accuracies"):
             if key in metrics:
                 self._sums[key] = self._sums.get(key, 0.0) + float(metrics[key])

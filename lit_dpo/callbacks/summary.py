@@ -15,6 +15,7 @@ from lit_dpo.callbacks.plot_metrics import PlotMetrics
 from lit_dpo.callbacks.progress_log import peak_memory
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.progress import duration
+from lit_dpo.train.pairs import num_pairs
 
 
 class RunSummary(Callback):
@@ -35,7 +36,7 @@ class RunSummary(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # at each step every rank trains on a batch of this size (PairSampler evens them out)
-        self.pairs += batch["input_ids"].shape[0] // 2 * trainer.world_size
+        self.pairs += num_pairs(batch) * trainer.world_size
         self.batches += 1
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

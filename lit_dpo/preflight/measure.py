@@ -21,6 +21,7 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.preflight.memory import row_lengths
 from lit_dpo.train.forward import lays_pairs_end_to_end
 from lit_dpo.train.packing import PAD, pack_pairs
+from lit_dpo.train.pairs import split_pairs
 
 
 @dataclass(frozen=True)
@@ -185,9 +186,9 @@ def batch_row_length(batch: dict, packed: bool) -> int:
     """Padded row length of a collated batch, or of its packed rows under ``share_prompt``."""
     lengths = batch["attention_mask"].sum(-1)
     replies = (batch["labels"] != IGNORE_INDEX).sum(-1)
-    pairs = lengths.shape[0] // 2
-    prompts = (lengths - replies)[:pairs]
-    rows = row_lengths(prompts.tolist(), replies[:pairs].tolist(), replies[pairs:].tolist(), packed)
+    prompts, _ = split_pairs(lengths - replies)
+    chosen, rejected = split_pairs(replies)
+    rows = row_lengths(prompts.tolist(), chosen.tolist(), rejected.tolist(), packed)
     return max(rows) if packed else int(batch["input_ids"].shape[1])
 
 

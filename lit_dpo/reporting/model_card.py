@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from lit_dpo.sources import is_hub_id
+from lit_dpo.train.losses import LOSSES
 
 # held-out metrics defined for both models: (row, reference key, policy key); fit prints them too
 LOGPS_ROWS = (
@@ -34,26 +35,8 @@ HELDOUT_ROWS = (
     ("implicit-reward margin", None, "val/rewards/margins"),
     ("DPO loss", None, "val/loss"),
 )
-OBJECTIVES = {
-    "sigmoid": "DPO (sigmoid loss)",
-    "sigmoid_norm": "DPO on length-normalised log-ratios",
-    "ipo": "IPO (squared loss on length-normalised log-ratios)",
-    "hinge": "hinge loss on the log-ratio margin (SLiC)",
-    "robust": "robust DPO (noisy labels)",
-    "exo_pair": "EXO (reverse KL to the preference distribution)",
-    "nca_pair": "NCA (noise-contrastive alignment)",
-    "bco_pair": "BCO (binary classifier optimisation)",
-    "sppo_hard": "SPPO (hard labels)",
-    "aot": "AOT (distributional alignment, paired)",
-    "aot_unpaired": "AOT (distributional alignment, unpaired)",
-    "apo_zero": "APO-zero (anchored preference optimisation)",
-    "apo_down": "APO-down (anchored preference optimisation)",
-    "discopop": "DiscoPOP (log-ratio modulated loss)",
-    "simpo": "SimPO (reference-free, length-normalised, with a target margin)",
-    "cpo": "CPO (reference-free contrastive loss plus NLL)",
-    "orpo": "ORPO (odds-ratio loss plus NLL)",
-    "sft": "SFT (NLL of the chosen replies)",
-}
+# loss type -> its name on a card, from the registry
+OBJECTIVES = {name: record.title for name, record in LOSSES.items()}
 # objective settings a card names when a run moved them from their defaults
 OBJECTIVE_EXTRAS = (
     "sft_weight",
@@ -238,11 +221,12 @@ def _objective_section(objective: dict[str, Any]) -> str:
 
 def _objective_name(objective: dict[str, Any]) -> str:
     """``sigmoid``: DPO (sigmoid loss), or a weighted sum of named losses."""
-    loss_types = objective["loss_type"]
-    if isinstance(loss_types, str):
-        if loss_types == "sigmoid" and objective["label_smoothing"]:
+    if isinstance(objective["loss_type"], str):
+        name = objective["loss_type"]
+        if name == "sigmoid" and objective["label_smoothing"]:
             return "`sigmoid`: cDPO (sigmoid loss with label smoothing: conservative DPO)"
-        return f"`{loss_types}`: {OBJECTIVES.get(loss_types, loss_types)}"
+        return f"`{name}`: {OBJECTIVES.get(name, name)}"
+    loss_types = objective["loss_type"]
     weights = objective.get("loss_weights") or [1.0] * len(loss_types)
     return " + ".join(
         f"{weight} x `{name}` ({OBJECTIVES.get(name, name)})"

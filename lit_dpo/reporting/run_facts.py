@@ -51,10 +51,11 @@ def run_facts(
 def objective_facts(pl_module: LightningModule) -> dict[str, Any]:
     """The loss, its settings (those the objective reads and the run moved from their defaults)
     and what the policy was measured against."""
-    hp = pl_module.hparams
-    objective, defaults = Objective.from_settings(hp), Objective()
+    hp, objective, defaults = pl_module.hparams, pl_module.objective, Objective()
+    names = list(objective.loss_types)
     facts: dict[str, Any] = {
-        "loss_type": hp.loss_type if isinstance(hp.loss_type, str) else list(hp.loss_type),
+        # a single loss type by its name, as a config gives it
+        "loss_type": names[0] if isinstance(hp.loss_type, str) else names,
         "beta": objective.beta,
         "label_smoothing": objective.label_smoothing,
     }

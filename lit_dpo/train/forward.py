@@ -20,12 +20,19 @@ or the reference adapter, under ``no_grad``): the caller picks the adapter and t
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from lit_dpo.compat import attn_implementation
 from lit_dpo.errors import ConfigError
-from lit_dpo.train.logps import ScoredTokens, completion_tokens, gathered_tokens, sequence_tokens
-from lit_dpo.train.losses.terms import ld_logps
+from lit_dpo.train.logps import (
+    ScoredTokens,
+    completion_tokens,
+    gathered_tokens,
+    row_logps,
+    sequence_tokens,
+)
 from lit_dpo.train.packing import (
     PackedPairs,
     end_to_end,
@@ -41,6 +48,19 @@ LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "
 DEFAULT_CHUNK_SIZE = 512
 # attentions that take a packed pair's mask (transformers' attn_implementation names)
 PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
+
+
+class ScoringPath(NamedTuple):
+    """Which path computes the log-probs (``batch_token_logps``' arguments, the settings of the
+    same names): all compute the same numbers.
+
+    Attributes:
+        logps_chunk_size: scored positions per output-head chunk; None scores full logits.
+        share_prompt: pack each pair into one row (needs ``logps_chunk_size``).
+    """
+
+    logps_chunk_size: int | None = DEFAULT_CHUNK_SIZE
+    share_prompt: bool = True
 
 
 def batch_logps(
@@ -60,13 +80,6 @@ def batch_logps(
         ld_alpha: LD-DPO's weight of the tokens past a pair's shared length; None: plain sums.
     """
     return row_logps(batch_token_logps(policy, batch, chunk_size, share_prompt), ld_alpha)
-
-
-def row_logps(tokens: ScoredTokens, ld_alpha: float | None = None) -> torch.Tensor:
-    """(2B,) summed log-probs per row; with ``ld_alpha``, LD-DPO's (``losses.terms.ld_logps``)."""
-    if ld_alpha is None:
-        return tokens.sums()
-    return ld_logps(tokens.logps, tokens.rows, tokens.num_rows, ld_alpha)
 
 
 def batch_token_logps(

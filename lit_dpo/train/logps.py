@@ -1,6 +1,6 @@
 """Logits or hidden states, labels -> per-sequence log-probabilities of completions (pure maths).
 
-``sequence_logps`` scores full (N, T, V) logits. ``completion_logps`` starts from the last hidden
+``sequence_tokens`` scores full (N, T, V) logits. ``completion_tokens`` starts from the last hidden
 states instead and applies the output head only where a token is scored, a few hundred rows at a
 time: a batch's full-vocabulary fp32 logits (N x T x 49,152 for SmolLM2, x 151,936 for Qwen2) are
 never materialised, and prompt and padding positions cost no head matmul. TRL's ``fused_lm_head``
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_dpo.data.batches import IGNORE_INDEX
+from lit_dpo.train.losses.terms import ld_logps
 
 
 @dataclass
@@ -50,13 +51,24 @@ class ScoredTokens:
         return torch.bincount(self.rows, minlength=self.num_rows)
 
 
+def row_logps(tokens: ScoredTokens, ld_alpha: float | None = None) -> torch.Tensor:
+    """(N,) summed log-probs per row; with ``ld_alpha``, LD-DPO's (``losses.terms.ld_logps``)."""
+    if ld_alpha is None:
+        return tokens.sums()
+    return ld_logps(tokens.logps, tokens.rows, tokens.num_rows, ld_alpha)
+
+
 def sequence_tokens(
     logits: torch.Tensor,
     labels: torch.Tensor,
     log_sum_sq: bool = False,
     ignore_index: int = IGNORE_INDEX,
 ) -> ScoredTokens:
-    """``sequence_logps`` token by token: the log-probability of each scored label token.
+    """The log-probability of each scored label token of full (N, T, V) logits.
+
+    Position t's logits predict token t+1, so logits and labels are shifted by one. A token's
+    log-prob is ``logit[label] - logsumexp(logits)`` in fp32 at the scored positions only, which
+    never materialises a second full-vocabulary tensor as ``log_softmax(...).gather(...)`` would.
 
     Args:
         logits: (N, T, V) next-token logits.
@@ -81,66 +93,6 @@ def sequence_tokens(
     return ScoredTokens(logps, rows, labels.shape[0], sum_sq)
 
 
-def sequence_logps(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum the log-probabilities the model gives each scored label token.
-
-    Position t's logits predict token t+1, so logits and labels are shifted by one. Log-probs are
-    computed as ``logit[label] - logsumexp(logits)`` in fp32, which never materialises a second
-    full-vocabulary tensor the way ``log_softmax(...).gather(...)`` does.
-
-    Args:
-        logits: (N, T, V) next-token logits.
-        labels: (N, T) token ids, ``ignore_index`` where a token is not scored (prompt, padding).
-        ignore_index: label value of unscored positions.
-
-    Returns:
-        ``(logps, counts)``: each (N,), the summed log-probability and the number of scored tokens.
-
-    Raises:
-        ValueError: the shapes of ``logits`` and ``labels`` disagree.
-    """
-    _check_logits(logits, labels)
-    logits, labels = logits[:, :-1], labels[:, 1:]
-    scored = labels != ignore_index
-    safe_labels = labels.masked_fill(~scored, 0).unsqueeze(-1)
-    picked = logits.gather(-1, safe_labels).squeeze(-1).float()
-    token_logps = picked - torch.logsumexp(logits.float(), dim=-1)
-    return (token_logps * scored).sum(-1), scored.sum(-1)
-
-
-def token_logps(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    chunk_size: int,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Log-probability of one target token per hidden state, through a frozen output head.
-
-    Equal to ``log_softmax(hidden @ weight.T + bias)[target]`` row by row, but the (rows, V) logits
-    exist for ``chunk_size`` rows at a time and are never kept for backward: the gradient with
-    respect to the hidden state, ``weight[target] - softmax @ weight``, is (rows, H) and is worked
-    out in the forward pass while the chunk's logits are at hand. That is why the head must be
-    frozen (it always is under LoRA): its own gradient would need the logits again.
-
-    Args:
-        hidden: (M, H) hidden states, one per scored token.
-        weight: (V, H) output head (``lm_head.weight``), frozen.
-        targets: (M,) token ids to score.
-        chunk_size: rows projected at once; memory is ``chunk_size * V`` fp32 values.
-        bias: (V,) output head bias, if the head has one.
-
-    Returns:
-        (M,) fp32 log-probabilities.
-
-    Raises:
-        ValueError: mismatched shapes, a chunk size below 1, or a head that needs a gradient.
-    """
-    return _head_logps(hidden, weight, targets, chunk_size, bias)[0]
-
-
 def completion_tokens(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -154,7 +106,7 @@ def completion_tokens(
 
     Position t's hidden state predicts label t+1; only positions whose label is scored (the
     completion, usually a third to a half of a padded batch) go through the output head, in
-    chunks (see ``token_logps``).
+    chunks (see ``_head_logps``).
 
     Args:
         hidden: (N, T, H) last hidden states (after the final norm).
@@ -187,23 +139,6 @@ def completion_tokens(
         bias=bias,
         log_sum_sq=log_sum_sq,
     )
-
-
-def completion_logps(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    labels: torch.Tensor,
-    chunk_size: int,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``sequence_logps(hidden @ weight.T + bias, labels)``: ``completion_tokens``, summed.
-
-    Returns:
-        ``(logps, counts)``: each (N,), the summed log-probability and the number of scored tokens.
-    """
-    tokens = completion_tokens(hidden, weight, labels, chunk_size, bias, ignore_index=ignore_index)
-    return tokens.sums(), tokens.counts()
 
 
 def gathered_tokens(
@@ -244,26 +179,6 @@ def gathered_tokens(
     return ScoredTokens(logps, sequences, num_sequences, sum_sq)
 
 
-def gathered_logps(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    positions: torch.Tensor,
-    targets: torch.Tensor,
-    sequences: torch.Tensor,
-    num_sequences: int,
-    chunk_size: int,
-    bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``gathered_tokens`` summed per sequence.
-
-    Returns:
-        (num_sequences,) fp32 summed log-probabilities (0 for a sequence with nothing scored).
-    """
-    return gathered_tokens(
-        hidden, weight, positions, targets, sequences, num_sequences, chunk_size, bias
-    ).sums()
-
-
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor) -> None:
     if logits.dim() != 3 or logits.shape[:2] != labels.shape:
         raise ValueError(
@@ -280,7 +195,26 @@ def _head_logps(
     bias: torch.Tensor | None = None,
     log_sum_sq: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``token_logps``, and ``log sum_v p(v)^2`` per row when ``log_sum_sq`` (else None)."""
+    """Log-probability of one target token per hidden state, through a frozen output head, and
+    ``log sum_v p(v)^2`` per row when ``log_sum_sq`` (else None).
+
+    Equal to ``log_softmax(hidden @ weight.T + bias)[target]`` row by row, but the (rows, V) logits
+    exist for ``chunk_size`` rows at a time and are never kept for backward: the gradient with
+    respect to the hidden state, ``weight[target] - softmax @ weight``, is (rows, H) and is worked
+    out in the forward pass while the chunk's logits are at hand. That is why the head must be
+    frozen (it always is under LoRA): its own gradient would need the logits again.
+
+    Args:
+        hidden: (M, H) hidden states, one per scored token.
+        weight: (V, H) output head (``lm_head.weight``), frozen.
+        targets: (M,) token ids to score.
+        chunk_size: rows projected at once; memory is ``chunk_size * V`` fp32 values.
+        bias: (V,) output head bias, if the head has one.
+        log_sum_sq: also compute ``log sum_v p(v)^2`` (no gradient).
+
+    Raises:
+        ValueError: mismatched shapes, a chunk size below 1, or a head that needs a gradient.
+    """
     if (
         hidden.dim() != 2
         or targets.shape != hidden.shape[:1]
@@ -296,15 +230,15 @@ def _head_logps(
         weight.requires_grad or (bias is not None and bias.requires_grad)
     ):
         raise ValueError(
-            "token_logps gives the output head no gradient, but its weight requires one; freeze "
-            "the head or score full logits with sequence_logps"
+            "scoring hidden states gives the output head no gradient, but its weight requires "
+            "one; freeze the head or score full logits with sequence_tokens"
         )
     logps, sum_sq = _FrozenHeadLogps.apply(hidden, weight, bias, targets, chunk_size, log_sum_sq)
     return logps, sum_sq if log_sum_sq else None
 
 
 class _FrozenHeadLogps(torch.autograd.Function):
-    """The kernel of ``token_logps``: chunked log-softmax at targets, gradient to hidden only.
+    """The kernel of ``_head_logps``: chunked log-softmax at targets, gradient to hidden only.
 
     With ``log_sum_sq`` it also returns ``log sum_v p(v)^2 = logsumexp(2 z) - 2 logsumexp(z)``
     per row from the same chunk of logits ``z`` (one more reduction over the vocabulary), as a
@@ -322,7 +256,7 @@ class _FrozenHeadLogps(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             target = targets[rows]
-            # The head's dtype, then fp32: what ``lm_head`` followed by ``sequence_logps`` computes.
+            # the head's dtype, then fp32: what ``lm_head`` then ``sequence_tokens`` computes
             logits = F.linear(hidden[rows].to(weight.dtype), weight, bias).float()
             normaliser = logits.logsumexp(-1)
             logps[rows] = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - normaliser

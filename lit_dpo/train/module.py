@@ -1,19 +1,20 @@
 """LightningModule for DPO: wires policy -> log-probs -> loss -> metrics -> optimizer.
 
-A step reads as one pass down ``lit_dpo/train``: the policy's log-probs of chosen and rejected in
-one forward (``forward.batch_token_logps``), the reference's from the same network with its
-adapters off, or its frozen reference adapter on (``models.reference``), and no gradient (or from a
-table computed once, ``reference``), the objective (``losses``: DPO and the rest of TRL's
-catalogue, reference-free SimPO, CPO and ORPO, an SFT term), the metrics (``metrics``). A
-reference-free objective runs no reference in training; in validation the reference still runs
-once, so its log-prob accuracy is reported beside the policy's. Three switches make a step cheaper
-without changing what it computes (tests/test_techniques.py checks each against the plain path):
+A step (``step_statistics``) reads as one pass: the batch -> the policy's scored tokens of chosen
+and rejected in one forward (``forward.batch_token_logps``) and the reference's, from the same
+network with its adapters off or its frozen reference adapter on (``models.reference``), without
+gradient (or from a table computed once, ``reference_table``) -> the objective and its statistics
+(``step.objective_step``, pure maths: the losses of ``losses`` with the SFT term, WPO weights,
+LD-DPO and BCO's running shift) -> the metrics logged (``metrics``). A reference-free objective
+runs no reference in training; in validation the reference still runs once, so its log-prob
+accuracy is reported beside the policy's. Three switches make a step cheaper without changing
+what it computes (tests/test_techniques.py checks each against the plain path):
 
 - ``logps_chunk_size``: the output head runs only on scored positions, in chunks, so the batch's
-  full-vocabulary logits never exist (``logps.completion_logps``);
+  full-vocabulary logits never exist (``logps.completion_tokens``);
 - ``share_prompt``: a pair is one row holding the prompt once (``packing.pack_pairs``);
 - ``precompute_reference``: reference log-probs come from a table computed once before training
-  and cached on disk (``reference.ReferenceTables``), so steps skip the reference forward.
+  and cached on disk (``reference_table.ReferenceTables``), so steps skip the reference forward.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, Literal
 import torch
 from lightning import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.strategies import FSDPStrategy
 from transformers import get_scheduler
 
 from lit_dpo.compat import attached_trainer
@@ -43,18 +43,18 @@ from lit_dpo.sources import DEFAULT_MODEL
 from lit_dpo.train import nonfinite
 from lit_dpo.train.forward import (
     DEFAULT_CHUNK_SIZE,
+    ScoringPath,
     batch_logps,
     batch_token_logps,
     check_hidden_state_scoring,
-    row_logps,
 )
-from lit_dpo.train.logps import ScoredTokens
-from lit_dpo.train.losses import FDivergence, LossType, Objective, objective_loss
-from lit_dpo.train.losses.terms import running_mean, sft_nll, wpo_weights
-from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, step_statistics
+from lit_dpo.train.losses import FDivergence, LossType, Objective
+from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics
 from lit_dpo.train.nonfinite import OnNonFinite
+from lit_dpo.train.pairs import num_pairs
 from lit_dpo.train.reference_table import ReferenceTables, lookup
-from lit_dpo.train.run_checks import check_run
+from lit_dpo.train.run_checks import check_run, setting_problems
+from lit_dpo.train.step import BCOShiftState, objective_step
 
 log = logging.getLogger(__name__)
 
@@ -188,44 +188,21 @@ class DPOModule(LightningModule):
         return_freed_memory: bool | FreedMemory = DEFAULT_FREED_MEMORY,
     ) -> None:
         super().__init__()
-        objective = Objective.from_settings(locals())
-        problems = objective.problems()
-        if lora_r < 1:
-            problems.append(f"lora_r must be at least 1, got {lora_r}")
-        if not 0 <= warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-        if logps_chunk_size is not None and logps_chunk_size < 1:
-            problems.append(f"logps_chunk_size must be positive or null, got {logps_chunk_size}")
-        if share_prompt and logps_chunk_size is None:
-            problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
-        try:
-            freed_memory_mode(return_freed_memory)
-        except ValueError as error:
-            problems.append(str(error))
-        if packed_attention != "auto" and not share_prompt:
-            problems.append(f"packed_attention {packed_attention} applies to share_prompt only")
-        if quant_storage is not None and quantization != "nf4":
-            problems.append("quant_storage applies to quantization nf4 only")
-        if reference == "adapter" and reference_adapter is None:
-            problems.append(
-                "reference adapter needs model.reference_adapter, the folder of the SFT adapter"
-            )
-        if reference == "base" and reference_adapter is not None:
-            problems.append(
-                "reference_adapter is set but reference is base (adapters off); set "
-                "model.reference adapter to measure against it, or leave reference_adapter out"
-            )
+        problems = setting_problems(locals())
         if problems:
             raise ConfigError("model settings: " + "; ".join(problems))
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.policy = None
+        # built once from the settings, never changed: what a step optimises and how it scores
+        self.objective = Objective.from_settings(self.hparams)
+        self.scoring = ScoringPath(logps_chunk_size, share_prompt)
         # what is logged follows the objective; a step's logged value covers every rank's batch
         # (one all-gather per metric under DDP)
         self.train_metrics = preference_metrics(
-            *logged_keys(objective, "train"), dist_sync_on_step=True
+            *logged_keys(self.objective, "train"), dist_sync_on_step=True
         )
-        self.val_metrics = preference_metrics(*logged_keys(objective, "val"))
+        self.val_metrics = preference_metrics(*logged_keys(self.objective, "val"))
         # Checkpoints hold only the trainable LoRA weights (see on_save_checkpoint).
         self.strict_loading = False
         # reference log-probs by stage and pair_index, when precompute_reference is on
@@ -233,27 +210,17 @@ class DPOModule(LightningModule):
         # optimizer steps dropped for a non-finite loss or gradient (on_nonfinite skip)
         self.skipped_steps = 0
         self._skip_optimizer_step = False
-        # bco_pair's reward shift: the mean of the per-step mean rewards of training so far
-        self.bco_reward_mean, self.bco_steps = 0.0, 0
+        # bco_pair's reward shift, kept in the state dict (and so in checkpoints)
+        self.bco_shift = BCOShiftState()
+        # id of the trainer whose device and strategy these settings were checked against
+        self._checked_trainer = None
 
     def configure_model(self) -> None:
         if self.policy is not None:
             return
         hp, trainer = self.hparams, attached_trainer(self)
-        if hp.precompute_reference and trainer and isinstance(trainer.strategy, FSDPStrategy):
-            # its pass runs in a hook, outside FSDP's forward, where each rank holds a shard only
-            raise ConfigError(
-                "model.precompute_reference does not work with the fsdp strategy; set it false "
-                "or train with trainer.strategy ddp"
-            )
-        if self.reference_adapter and trainer and isinstance(trainer.strategy, FSDPStrategy):
-            # switching adapters flips requires_grad of weights FSDP has flattened; untested there
-            raise ConfigError(
-                "model.reference adapter does not work with the fsdp strategy yet; train with "
-                "trainer.strategy ddp, or measure against the base (model.reference base)"
-            )
         if trainer is not None:
-            check_run(hp, trainer)
+            self.check_run(trainer)
         device = trainer_device(trainer.strategy.root_device if trainer else torch.device("cpu"))
         flex = hp.share_prompt and packed_attention_for(hp.packed_attention, device) == "flex"
         if freed_memory_mode(hp.return_freed_memory) == "promptly" and device.kind == "cpu":
@@ -281,16 +248,24 @@ class DPOModule(LightningModule):
         if hp.logps_chunk_size is not None:
             check_hidden_state_scoring(self.policy, hp.share_prompt)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.policy(input_ids=input_ids, attention_mask=attention_mask).logits
+    def check_run(self, trainer) -> None:
+        """Check these settings against the trainer's device and strategy, once per trainer
+        (``lit-dpo`` does before data loads; ``configure_model`` for a trainer it did not).
+
+        Raises:
+            ConfigError: every problem, in one message.
+        """
+        if self._checked_trainer != id(trainer):
+            check_run(self.hparams, trainer)
+            self._checked_trainer = id(trainer)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        stats = self._dpo_step(batch, "train")
+        stats = self.step_statistics(batch, "train")
         # one flag reduced over ranks, so that all stop or skip together
         finite = bool(torch.isfinite(stats["loss"]))
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             return self._nonfinite_loss(stats["loss"], batch, batch_idx)
-        pairs = batch["input_ids"].shape[0] // 2
+        pairs = num_pairs(batch)
         for name, metric in self.train_metrics.items():
             key = name.replace(":", "/")
             # forward (not update) so Lightning can log this step's value
@@ -313,8 +288,8 @@ class DPOModule(LightningModule):
 
     def _evaluation_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         # test logs under val/ too: the same metrics, on whichever split the loader holds
-        stats = self._dpo_step(batch, stage)
-        pairs = batch["input_ids"].shape[0] // 2
+        stats = self.step_statistics(batch, stage)
+        pairs = num_pairs(batch)
         for name, metric in self.val_metrics.items():
             key = name.replace(":", "/")
             metric.update(*metric_inputs(key, stats))
@@ -322,7 +297,7 @@ class DPOModule(LightningModule):
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         """Per-pair implicit rewards and log-probs of policy and reference."""
-        stats = self._dpo_step(batch, "predict")
+        stats = self.step_statistics(batch, "predict")
         return {key: value.cpu() for key, value in stats.items() if key != "loss"}
 
     def configure_optimizers(self):
@@ -354,15 +329,21 @@ class DPOModule(LightningModule):
             for n, p in self.policy.named_parameters()
             if p.requires_grad
         }
+        kept = ("metrics", "bco_shift.")
         checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if k in trainable or "metrics" in k
+            k: v
+            for k, v in checkpoint["state_dict"].items()
+            if k in trainable or any(part in k for part in kept)
         }
         checkpoint["skipped_steps"] = self.skipped_steps
-        checkpoint["bco_reward_mean"] = (self.bco_reward_mean, self.bco_steps)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
-        self.bco_reward_mean, self.bco_steps = checkpoint.get("bco_reward_mean", (0.0, 0))
+        if "bco_reward_mean" in checkpoint:
+            # a 0.2 checkpoint kept the shift beside the state dict; loaded for one release
+            mean, steps = checkpoint["bco_reward_mean"]
+            state = {"mean": mean, "steps": steps}
+            checkpoint["state_dict"].setdefault("bco_shift._extra_state", state)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Runs after backward (and DDP's all-reduce) and after AMP unscaling, before the step.
@@ -419,41 +400,40 @@ class DPOModule(LightningModule):
         self._skip_optimizer_step = True
         return nonfinite.zero_loss(p for p in self.policy.parameters() if p.requires_grad)
 
-    @property
-    def objective(self) -> Objective:
-        """The losses and their settings, read from the hyperparameters."""
-        return Objective.from_settings(self.hparams)
+    def step_statistics(
+        self, batch: dict[str, torch.Tensor], stage: str, scoring: ScoringPath | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One pass: batch -> scored tokens of policy and reference -> objective -> statistics.
 
-    def _dpo_step(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
-        """One pass down the layers: log-probs of policy and reference -> loss -> statistics."""
-        hp, objective = self.hparams, self.objective
-        tokens = self._policy_logps(batch)
-        policy_logps, counts = row_logps(tokens, hp.ld_alpha), tokens.counts()
-        reference_logps = self._reference_side(batch, stage)
-        pairs = counts.shape[0] // 2
-        result = objective_loss(
-            objective,
-            policy_logps,
-            reference_logps,
-            counts,
-            chosen_nll=sft_nll(tokens.sums()[:pairs], counts[:pairs]),
-            pair_weights=(
-                wpo_weights(tokens.logps, tokens.log_sum_sq, tokens.rows, tokens.num_rows)
-                if hp.use_weighting
-                else None
+        Args:
+            batch: ``collate_pairs`` output (2B rows), with ``pair_index`` for a reference table.
+            stage: ``train``, ``val``, ``test`` or ``predict``.
+            scoring: how log-probs are computed; None: as the settings say (``self.scoring``).
+                A test or ``tools/gpu_check.py`` passes another to compare paths.
+        """
+        scoring = scoring or self.scoring
+        policy = batch_token_logps(
+            self.policy, batch, *scoring, log_sum_sq=self.objective.use_weighting
+        )
+        training = stage == "train"
+        trainer = attached_trainer(self)
+        several = trainer is not None and trainer.world_size > 1
+        result = objective_step(
+            self.objective,
+            policy,
+            self._reference_side(batch, stage, scoring),
+            self.bco_shift.shift,
+            training=training,
+            mean_over_ranks=(
+                (lambda x: trainer.strategy.reduce(x, reduce_op="mean")) if several else None
             ),
-            bco_delta=self._bco_delta(policy_logps, reference_logps, stage),
         )
-        return step_statistics(result, policy_logps, reference_logps, counts)
+        self.bco_shift.shift = result.bco_shift
+        return result.statistics
 
-    def _policy_logps(self, batch: dict[str, torch.Tensor]) -> ScoredTokens:
-        """The log-prob of each completion token under the policy (adapters on), with gradient."""
-        hp = self.hparams
-        return batch_token_logps(
-            self.policy, batch, hp.logps_chunk_size, hp.share_prompt, log_sum_sq=hp.use_weighting
-        )
-
-    def _reference_side(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor | None:
+    def _reference_side(
+        self, batch: dict[str, torch.Tensor], stage: str, scoring: ScoringPath
+    ) -> torch.Tensor | None:
         """(2B,) reference log-probs: from the table if one was computed, else a reference pass;
         None in training for an objective that needs no reference (no reference forward runs).
         """
@@ -462,34 +442,18 @@ class DPOModule(LightningModule):
         table = self.reference_tables.get(stage)
         if table is not None:
             return lookup(table, batch["pair_index"]).to(self.device)
-        return self._reference_logps(batch)
+        return self._reference_logps(batch, scoring)
 
-    def _reference_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _reference_logps(
+        self, batch: dict[str, torch.Tensor], scoring: ScoringPath | None = None
+    ) -> torch.Tensor:
         """(2B,) summed completion log-probs under the reference: the same network with its
         adapters off, or with its frozen reference adapter on, without gradient (LD-DPO weighted
         with ``ld_alpha``, as the policy's)."""
-        hp = self.hparams
         with torch.no_grad(), as_reference(self.policy):
             return batch_logps(
-                self.policy, batch, hp.logps_chunk_size, hp.share_prompt, ld_alpha=hp.ld_alpha
+                self.policy, batch, *(scoring or self.scoring), ld_alpha=self.objective.ld_alpha
             )
-
-    def _bco_delta(
-        self, policy_logps: torch.Tensor, reference_logps: torch.Tensor | None, stage: str
-    ) -> float:
-        """bco_pair's reward shift: the running mean of each training step's mean reward
-        ``beta * (policy - reference)`` over chosen and rejected, this step's included (as the
-        BCO paper and earlier TRL releases); validation uses the value training reached."""
-        if "bco_pair" not in self.objective.loss_types or stage != "train":
-            return self.bco_reward_mean
-        reward = self.hparams.beta * (policy_logps - reference_logps).detach().mean()
-        trainer = attached_trainer(self)
-        if trainer is not None and trainer.world_size > 1:
-            reward = trainer.strategy.reduce(reward, reduce_op="mean")
-        self.bco_reward_mean, self.bco_steps = running_mean(
-            self.bco_reward_mean, self.bco_steps, float(reward)
-        )
-        return self.bco_reward_mean
 
     @property
     def reference_adapter(self) -> str | None:

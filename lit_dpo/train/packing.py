@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from lit_dpo.data.batches import IGNORE_INDEX
+from lit_dpo.train.pairs import num_pairs
 
 # segment ids in a packed row
 SHARED, CHOSEN, REJECTED, PAD = 0, 1, 2, 3
@@ -104,7 +105,7 @@ def pack_pairs(
     if not torch.equal(attention_mask.bool(), steps < lengths.unsqueeze(-1)):
         raise ValueError("pack_pairs needs right padding: attention_mask must be 1s then 0s")
 
-    pairs = input_ids.shape[0] // 2
+    pairs = num_pairs(input_ids)
     rows, row_positions, row_segments = [], [], []
     positions, targets, sequences, shared_lengths = [], [], [], []
     for i in range(pairs):

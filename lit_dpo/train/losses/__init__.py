@@ -8,30 +8,31 @@ Pure maths, tensors in and tensors out, each function with its formula and paper
   apo_down;
 - ``reference_free``: simpo, cpo, orpo, from the policy's log-probs alone;
 - ``terms``: the SFT/NLL term, LD-DPO's length split, WPO's pair weights, f-divergence scores;
+- ``registry``: one record per loss type (its loss, reference, settings, health range, words);
 - ``objective``: the settings (``Objective``) and the weighted sum of several losses
   (``objective_loss``).
 """
 
-from lit_dpo.train.losses.objective import (
+from lit_dpo.train.losses.objective import Objective, ObjectiveResult, objective_loss
+from lit_dpo.train.losses.registry import (
     LOSS_TYPES,
-    NO_REFERENCE,
-    REFERENCE_FREE,
+    LOSSES,
+    LossRecord,
     LossType,
-    Objective,
-    ObjectiveResult,
-    objective_loss,
+    loss_type_names,
 )
 from lit_dpo.train.losses.terms import FDivergence, ld_logps, sft_nll, wpo_weights
 
 __all__ = [
+    "LOSSES",
     "LOSS_TYPES",
-    "NO_REFERENCE",
-    "REFERENCE_FREE",
     "FDivergence",
+    "LossRecord",
     "LossType",
     "Objective",
     "ObjectiveResult",
     "ld_logps",
+    "loss_type_names",
     "objective_loss",
     "sft_nll",
     "wpo_weights",

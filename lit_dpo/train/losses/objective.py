@@ -15,82 +15,41 @@ step then runs no reference at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal, get_args
 
 import torch
 
-from lit_dpo.train.losses.anchored import (
-    apo_down_loss,
-    apo_zero_loss,
-    bco_pair_loss,
-    nca_pair_loss,
-    sppo_hard_loss,
+from lit_dpo.train.losses.registry import (
+    LOSS_TYPES,
+    LOSSES,
+    LossType,
+    PairTerms,
+    loss_type_names,
 )
-from lit_dpo.train.losses.margin import (
-    aot_loss,
-    aot_unpaired_loss,
-    discopop_loss,
-    exo_pair_loss,
-    hinge_loss,
-    ipo_loss,
-    robust_loss,
-    sigmoid_loss,
-)
-from lit_dpo.train.losses.reference_free import cpo_loss, orpo_log_odds, orpo_loss, simpo_loss
 from lit_dpo.train.losses.terms import FDivergence, f_divergence_scores
+from lit_dpo.train.pairs import split_pairs
 
-LossType = Literal[
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "apo_zero",
-    "apo_down",
-    "discopop",
-    "sft",
-    "sigmoid_norm",
-    "simpo",
-    "cpo",
-    "orpo",
-]
-LOSS_TYPES: tuple[str, ...] = get_args(LossType)
-REFERENCE_FREE = ("simpo", "cpo", "orpo")
-# objectives that read no reference log-probs
-NO_REFERENCE = (*REFERENCE_FREE, "sft")
-# TRL's list: losses of the chosen-minus-rejected score difference, where f-DPO's log Z cancels
-F_DIVERGENCE_LOSSES = (
-    "sigmoid",
-    "sigmoid_norm",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "robust",
-    "discopop",
-    "sft",
-)
-LABEL_SMOOTHING_LOSSES = ("sigmoid", "robust", "exo_pair", "aot", "aot_unpaired", "simpo", "cpo")
-NLL_LOSSES = ("sft", "cpo", "orpo")
-# losses that sort the batch, so that position i is not pair i
-SORTING_LOSSES = ("aot", "aot_unpaired")
+__all__ = ["LOSS_TYPES", "LossType", "Objective", "ObjectiveResult", "objective_loss"]
+
+
+def _named(flag: str) -> tuple[str, ...]:
+    """The loss types whose record sets ``flag``."""
+    return tuple(name for name, record in LOSSES.items() if getattr(record, flag))
 
 
 @dataclass(frozen=True)
 class Objective:
     """What a step optimises; the fields are DPOModule's settings of the same names.
 
+    Built once, from the settings (``from_settings``), and never changed; ``problems`` is the
+    one place its settings are checked, against the loss types' records (``registry``).
+
     Attributes:
         loss_types: the losses, summed with ``loss_weights``.
         loss_weights: one weight per loss; None weighs each 1.
         beta: temperature / reward scale (ORPO's lambda, IPO's tau).
-        label_smoothing: assumed share of flipped labels (``LABEL_SMOOTHING_LOSSES``).
+        label_smoothing: assumed share of flipped labels (loss types whose record takes it).
         ld_alpha: LD-DPO's weight of the tokens past a pair's shared length; None: plain sums.
         use_weighting: weigh each pair by WPO's policy likelihood.
         f_divergence_type: the divergence the reward is derived from.
@@ -116,10 +75,9 @@ class Objective:
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> Objective:
-        """From DPOModule's hyperparameters (``loss_type`` a name or a list of names)."""
+        """From DPOModule's settings (``loss_type`` a name or a list of names)."""
         values = {f.name: settings[f.name] for f in fields(cls) if f.name in settings}
-        loss_type = settings.get("loss_type", "sigmoid")
-        values["loss_types"] = (loss_type,) if isinstance(loss_type, str) else tuple(loss_type)
+        values["loss_types"] = loss_type_names(settings.get("loss_type", "sigmoid"))
         if values.get("loss_weights") is not None:
             values["loss_weights"] = tuple(values["loss_weights"])
         return cls(**values)
@@ -129,28 +87,34 @@ class Objective:
         return self.loss_weights or (1.0,) * len(self.loss_types)
 
     @property
+    def records(self) -> tuple:
+        """The registry's record of each known loss type, in order."""
+        return tuple(LOSSES[name] for name in self.loss_types if name in LOSSES)
+
+    @property
     def needs_reference(self) -> bool:
         """Whether the loss reads reference log-probs (else training runs no reference)."""
-        return any(name not in NO_REFERENCE for name in self.loss_types)
+        return any(record.needs_reference for record in self.records)
 
     @property
     def rewards(self) -> str | None:
         """How the logged rewards are defined: ``log-ratio`` (beta times policy minus reference),
-        the reference-free objective whose own reward they are, or None (``sft`` alone)."""
+        ``mean`` or ``sum`` (a reference-free objective's own), or None (``sft`` alone)."""
         if self.needs_reference:
             return "log-ratio"
-        return next((name for name in self.loss_types if name in REFERENCE_FREE), None)
+        return next((r.rewards for r in self.records if r.rewards is not None), None)
 
     @property
     def extra_keys(self) -> tuple[str, ...]:
         """Statistics this objective adds to the loss, rewards and log-probs every one has."""
-        keys = ("sft_loss",) if self.sft_weight or set(NLL_LOSSES) & set(self.loss_types) else ()
+        nll = self.sft_weight or any(record.nll for record in self.records)
+        keys = ("sft_loss",) if nll else ()
         return keys + (("log_odds_ratio", "log_odds_chosen") if "orpo" in self.loss_types else ())
 
     def problems(self) -> list[str]:
         """Every setting that is wrong or has no effect, each saying what to do."""
         types, problems = self.loss_types, []
-        unknown = [name for name in types if name not in LOSS_TYPES]
+        unknown = [name for name in types if name not in LOSSES]
         if not types or unknown:
             problems.append(f"unknown loss_type {unknown or types}; choose from {list(LOSS_TYPES)}")
         if self.loss_weights is not None and len(self.loss_weights) != len(types):
@@ -160,36 +124,39 @@ class Objective:
             )
         if self.beta <= 0:
             problems.append(f"beta must be positive, got {self.beta}")
+        smoothed = _taking("label_smoothing")
         if not 0 <= self.label_smoothing < 0.5:
             problems.append(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        elif self.label_smoothing and not set(types) & set(LABEL_SMOOTHING_LOSSES):
+        elif self.label_smoothing and not set(types) & set(smoothed):
             problems.append(
-                f"label_smoothing applies to loss types {list(LABEL_SMOOTHING_LOSSES)} only "
+                f"label_smoothing applies to loss types {list(smoothed)} only "
                 "(sigmoid is then cDPO)"
             )
         if "exo_pair" in types and not self.label_smoothing:
             problems.append("exo_pair needs label_smoothing > 0 (the EXO paper uses 1e-3)")
-        free = [name for name in types if name in REFERENCE_FREE]
-        based = [name for name in types if name not in NO_REFERENCE]
+        free = [r.name for r in self.records if not r.needs_reference and r.rewards]
+        based = [r.name for r in self.records if r.needs_reference]
         if free and based:
             problems.append(
                 f"reference-free {free} cannot be combined with reference-based {based}: their "
                 "rewards mean different things; combine either with sft or model.sft_weight"
             )
-        if self.f_divergence_type != "reverse_kl" and not set(types) <= set(F_DIVERGENCE_LOSSES):
+        divergent = _named("f_divergence")
+        if self.f_divergence_type != "reverse_kl" and not set(types) <= set(divergent):
             problems.append(
                 f"f_divergence_type {self.f_divergence_type} applies to loss types "
-                f"{list(F_DIVERGENCE_LOSSES)} only (the others use each reply's log-ratio, where "
+                f"{list(divergent)} only (the others use each reply's log-ratio, where "
                 "f-DPO's normaliser does not cancel); set it reverse_kl"
             )
         if not 0 < self.f_alpha_divergence_coef <= 1:
             problems.append(
                 f"f_alpha_divergence_coef must be in (0, 1], got {self.f_alpha_divergence_coef}"
             )
-        if self.use_weighting and set(types) & set(SORTING_LOSSES):
+        sorting = [r.name for r in self.records if r.sorts_batch]
+        if self.use_weighting and sorting:
             problems.append(
-                "use_weighting (WPO) does not apply to aot or aot_unpaired: they sort the batch, "
-                "so a loss is no longer one pair's"
+                f"use_weighting (WPO) does not apply to {' or '.join(sorting)}: they sort the "
+                "batch, so a loss is no longer one pair's"
             )
         if self.ld_alpha is not None:
             if not 0 <= self.ld_alpha <= 1:
@@ -205,6 +172,11 @@ class Objective:
         if self.discopop_tau <= 0:
             problems.append(f"discopop_tau must be positive, got {self.discopop_tau}")
         return problems
+
+
+def _taking(setting: str) -> tuple[str, ...]:
+    """The loss types whose record takes ``setting``."""
+    return tuple(name for name, record in LOSSES.items() if setting in record.settings)
 
 
 @dataclass
@@ -225,56 +197,6 @@ class ObjectiveResult:
     chosen_rewards: torch.Tensor | None
     rejected_rewards: torch.Tensor | None
     extras: dict[str, torch.Tensor]
-
-
-@dataclass
-class _Batch:
-    """What the losses read, worked out once per batch; reference fields None without one."""
-
-    chosen_logps: torch.Tensor
-    rejected_logps: torch.Tensor
-    chosen_means: torch.Tensor
-    rejected_means: torch.Tensor
-    chosen_nll: torch.Tensor
-    bco_delta: float | torch.Tensor
-    chosen_logratios: torch.Tensor | None = None
-    rejected_logratios: torch.Tensor | None = None
-    reference_margins: torch.Tensor | None = None
-    margin: torch.Tensor | None = None  # of f-divergence scores
-    normalised_margin: torch.Tensor | None = None  # of per-token f-divergence scores
-
-
-# loss type -> its (B,) loss per pair
-PAIR_LOSSES: dict[str, Callable[[Objective, _Batch], torch.Tensor]] = {
-    "sigmoid": lambda o, b: sigmoid_loss(b.margin, o.beta, o.label_smoothing),
-    "hinge": lambda o, b: hinge_loss(b.margin, o.beta),
-    "ipo": lambda o, b: ipo_loss(b.normalised_margin, o.beta),
-    "sigmoid_norm": lambda o, b: sigmoid_loss(b.normalised_margin, o.beta),
-    "robust": lambda o, b: robust_loss(b.margin, o.beta, o.label_smoothing),
-    "exo_pair": lambda o, b: exo_pair_loss(b.margin, o.beta, o.label_smoothing),
-    "discopop": lambda o, b: discopop_loss(b.margin, o.beta, o.discopop_tau),
-    "aot": lambda o, b: aot_loss(
-        b.chosen_logps - b.rejected_logps, b.reference_margins, o.beta, o.label_smoothing
-    ),
-    "aot_unpaired": lambda o, b: aot_unpaired_loss(
-        b.chosen_logratios, b.rejected_logratios, o.beta, o.label_smoothing
-    ),
-    "nca_pair": lambda o, b: nca_pair_loss(b.chosen_logratios, b.rejected_logratios, o.beta),
-    "bco_pair": lambda o, b: bco_pair_loss(
-        b.chosen_logratios, b.rejected_logratios, o.beta, b.bco_delta
-    ),
-    "sppo_hard": lambda o, b: sppo_hard_loss(b.chosen_logratios, b.rejected_logratios, o.beta),
-    "apo_zero": lambda o, b: apo_zero_loss(b.chosen_logratios, b.rejected_logratios, o.beta),
-    "apo_down": lambda o, b: apo_down_loss(b.chosen_logratios, b.rejected_logratios, o.beta),
-    "sft": lambda o, b: b.chosen_nll.expand(b.chosen_logps.shape),
-    "simpo": lambda o, b: simpo_loss(
-        b.chosen_means, b.rejected_means, o.beta, o.simpo_gamma, o.label_smoothing
-    ),
-    "cpo": lambda o, b: cpo_loss(
-        b.chosen_logps, b.rejected_logps, b.chosen_nll, o.beta, o.cpo_alpha, o.label_smoothing
-    ),
-    "orpo": lambda o, b: orpo_loss(b.chosen_means, b.rejected_means, b.chosen_nll, o.beta),
-}
 
 
 def objective_loss(
@@ -315,33 +237,40 @@ def objective_loss(
             f"{list(objective.loss_types)} needs reference log-probs shaped like the policy's "
             f"{tuple(policy_logps.shape)}, got {shape}"
         )
-    batch = _batch(objective, policy_logps, reference_logps, counts, chosen_nll, bco_delta)
-    total = torch.zeros_like(batch.chosen_logps)
-    for name, weight in zip(objective.loss_types, objective.weights, strict=True):
-        losses = PAIR_LOSSES[name](objective, batch)
+    terms = pair_terms(objective, policy_logps, reference_logps, counts, chosen_nll, bco_delta)
+    total = torch.zeros_like(terms.chosen_logps)
+    for record, weight in zip(objective.records, objective.weights, strict=True):
+        losses = record.loss(objective, terms)
         total = total + weight * (losses if pair_weights is None else losses * pair_weights)
     if objective.sft_weight:
         total = total + objective.sft_weight * chosen_nll
-    chosen_rewards, rejected_rewards = _rewards(objective, batch)
+    chosen_rewards, rejected_rewards = _rewards(objective, terms)
     extras = {}
     if "sft_loss" in objective.extra_keys:
         extras["sft_loss"] = chosen_nll.detach()
-    if "orpo" in objective.loss_types:
-        log_odds = orpo_log_odds(batch.chosen_means, batch.rejected_means).detach()
-        extras["log_odds_ratio"] = torch.nn.functional.logsigmoid(log_odds)
-        extras["log_odds_chosen"] = log_odds
+    for record in objective.records:
+        if record.statistics is not None:
+            extras.update(record.statistics(terms))
     return ObjectiveResult(total.mean(), total.detach(), chosen_rewards, rejected_rewards, extras)
 
 
-def _batch(objective, policy_logps, reference_logps, counts, chosen_nll, bco_delta) -> _Batch:
-    pairs = policy_logps.shape[0] // 2
+def pair_terms(
+    objective: Objective,
+    policy_logps: torch.Tensor,
+    reference_logps: torch.Tensor | None,
+    counts: torch.Tensor,
+    chosen_nll: torch.Tensor,
+    bco_delta: float | torch.Tensor = 0.0,
+) -> PairTerms:
+    """What the losses read (``registry.PairTerms``), from (2B,) log-probs and token counts."""
     lengths = counts.clamp(min=1).to(policy_logps.dtype)
-    means = policy_logps / lengths
-    batch = _Batch(
-        chosen_logps=policy_logps[:pairs],
-        rejected_logps=policy_logps[pairs:],
-        chosen_means=means[:pairs],
-        rejected_means=means[pairs:],
+    chosen_logps, rejected_logps = split_pairs(policy_logps)
+    chosen_means, rejected_means = split_pairs(policy_logps / lengths)
+    terms = PairTerms(
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        chosen_means=chosen_means,
+        rejected_means=rejected_means,
         chosen_nll=chosen_nll,
         bco_delta=bco_delta,
     )
@@ -350,25 +279,29 @@ def _batch(objective, policy_logps, reference_logps, counts, chosen_nll, bco_del
         scores = f_divergence_scores(
             logratios, objective.f_divergence_type, objective.f_alpha_divergence_coef
         )
-        normalised = scores / lengths
-        batch.chosen_logratios, batch.rejected_logratios = logratios[:pairs], logratios[pairs:]
-        batch.reference_margins = reference_logps[:pairs] - reference_logps[pairs:]
-        batch.margin = scores[:pairs] - scores[pairs:]
-        batch.normalised_margin = normalised[:pairs] - normalised[pairs:]
-    return batch
+        terms.chosen_logratios, terms.rejected_logratios = split_pairs(logratios)
+        terms.reference_margins = _margin(reference_logps)
+        terms.margin = _margin(scores)
+        terms.normalised_margin = _margin(scores / lengths)
+    return terms
 
 
-def _rewards(objective: Objective, batch: _Batch) -> tuple[torch.Tensor | None, ...]:
+def _margin(values: torch.Tensor) -> torch.Tensor:
+    chosen, rejected = split_pairs(values)
+    return chosen - rejected
+
+
+def _rewards(objective: Objective, terms: PairTerms) -> tuple[torch.Tensor | None, ...]:
     """Each objective's own reward: beta times the log-ratio (as TRL logs it for every
     reference-based loss), SimPO's and ORPO's beta times the mean log-prob, CPO's beta times the
     summed log-prob (as TRL's CPOTrainer and ORPOTrainer log them)."""
     kind, beta = objective.rewards, objective.beta
     if kind == "log-ratio":
-        chosen, rejected = batch.chosen_logratios, batch.rejected_logratios
-    elif kind in ("simpo", "orpo"):
-        chosen, rejected = batch.chosen_means, batch.rejected_means
-    elif kind == "cpo":
-        chosen, rejected = batch.chosen_logps, batch.rejected_logps
+        chosen, rejected = terms.chosen_logratios, terms.rejected_logratios
+    elif kind == "mean":
+        chosen, rejected = terms.chosen_means, terms.rejected_means
+    elif kind == "sum":
+        chosen, rejected = terms.chosen_logps, terms.rejected_logps
     else:
         return None, None
     return beta * chosen.detach(), beta * rejected.detach()

@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from lit_dpo.train.pairs import split_pairs
+
 FDivergence = Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"]
 
 
@@ -83,8 +85,7 @@ def ld_logps(
     if num_rows % 2:
         raise ValueError(f"expected chosen and rejected rows (2B), got {num_rows}")
     ranks, counts = completion_ranks(rows, num_rows)
-    pairs = num_rows // 2
-    shared = torch.minimum(counts[:pairs], counts[pairs:]).repeat(2)
+    shared = torch.minimum(*split_pairs(counts)).repeat(2)
     weights = torch.where(ranks < shared[rows], 1.0, alpha).to(token_logps.dtype)
     totals = torch.zeros(num_rows, dtype=token_logps.dtype, device=token_logps.device)
     return totals.index_add(0, rows, token_logps * weights)
@@ -118,9 +119,8 @@ def wpo_weights(
     aligned = (token_logps - log_sum_sq).float()
     totals = torch.zeros(num_rows, device=aligned.device).index_add(0, rows, aligned)
     counts = torch.bincount(rows, minlength=num_rows).clamp(min=1)
-    weights = torch.exp(totals / counts)
-    pairs = num_rows // 2
-    return weights[:pairs] * weights[pairs:]
+    chosen, rejected = split_pairs(torch.exp(totals / counts))
+    return chosen * rejected
 
 
 def f_divergence_scores(
