@@ -38,6 +38,7 @@ from lit_dpo.train.metrics import (
     pair_statistics,
     update_metrics,
 )
+from lit_dpo.train.pairs import num_pairs, split_pairs
 
 
 def scoring_path(model: PeftModel) -> tuple[int | None, bool]:
@@ -107,8 +108,7 @@ def dpo_pair_statistics(
     """Validation's statistics of a batch (``train.metrics.pair_statistics``) with DPO's implicit
     rewards ``beta * (log p_policy - log p_reference)``; all inputs (2P,), chosen rows first."""
     rewards = beta * (policy_logps - reference_logps)
-    pairs = rewards.shape[0] // 2
-    return pair_statistics(policy_logps, reference_logps, counts, rewards[:pairs], rewards[pairs:])
+    return pair_statistics(policy_logps, reference_logps, counts, *split_pairs(rewards))
 
 
 def preference_summary(
@@ -163,5 +163,5 @@ def heldout_metrics(
     for batch in track(batches, "scoring held-out pairs", unit="batches"):
         policy, reference, counts = reply_logps(model, batch)
         update_metrics(metrics, dpo_pair_statistics(policy, reference, counts, beta))
-        pairs += policy.shape[0] // 2
+        pairs += num_pairs(policy)
     return {"pairs": float(pairs), **computed(metrics)}

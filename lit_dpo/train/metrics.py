@@ -22,6 +22,7 @@ import torch
 from torchmetrics import MeanMetric, Metric
 
 from lit_dpo.train.losses import Objective, ObjectiveResult
+from lit_dpo.train.pairs import split_pairs
 
 
 class PreferenceAccuracy(Metric):
@@ -204,7 +205,6 @@ def pair_statistics(
         ``rewards/{chosen,rejected,margins}`` (with rewards), ``[reference_]logps/...`` and
         ``[reference_]logps_per_token/...`` for each model that ran, ``tokens/{chosen,rejected}``.
     """
-    pairs = policy_logps.shape[0] // 2
     stats = {}
     if chosen_rewards is not None:
         stats["rewards/chosen"] = chosen_rewards
@@ -216,11 +216,13 @@ def pair_statistics(
             continue
         logps = logps.detach()
         per_token = logps / counts.clamp(min=1)
-        stats[f"{prefix}logps/chosen"] = logps[:pairs]
-        stats[f"{prefix}logps/rejected"] = logps[pairs:]
-        stats[f"{prefix}logps_per_token/chosen"] = per_token[:pairs]
-        stats[f"{prefix}logps_per_token/rejected"] = per_token[pairs:]
-    stats["tokens/chosen"], stats["tokens/rejected"] = counts[:pairs], counts[pairs:]
+        stats[f"{prefix}logps/chosen"], stats[f"{prefix}logps/rejected"] = split_pairs(logps)
+        chosen, rejected = split_pairs(per_token)
+        stats[f"{prefix}logps_per_token/chosen"], stats[f"{prefix}logps_per_token/rejected"] = (
+            chosen,
+            rejected,
+        )
+    stats["tokens/chosen"], stats["tokens/rejected"] = split_pairs(counts)
     return stats
 
 

@@ -32,6 +32,7 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.files import write_atomically, write_text_atomically
 from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
+from lit_dpo.train.pairs import split_pairs
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,9 @@ def compute_table(
     starts = range(0, len(order), batch_size)
     for start in track(starts, "reference log-probs", unit="batches"):
         batch = collate([dataset[int(i)] for i in order[start : start + batch_size]])
-        logps = score(batch).float().cpu()
-        pairs = len(batch["pair_index"])
-        table[batch["pair_index"], 0] = logps[:pairs]
-        table[batch["pair_index"], 1] = logps[pairs:]
+        chosen, rejected = split_pairs(score(batch).float().cpu())
+        table[batch["pair_index"], 0] = chosen
+        table[batch["pair_index"], 1] = rejected
     if world_size == 1 and table.isnan().any():
         raise ValueError("pair_index does not number the pairs 0..N-1: some pairs have no entry")
     return table
