@@ -28,6 +28,7 @@ LAYERS = [
             "lit_dpo.files",
             "lit_dpo.compat",
             "lit_dpo.progress",
+            "lit_dpo.stats",
         ),
     ),
     (1, ("lit_dpo.sources", "lit_dpo.device", "lit_dpo.host_memory")),
