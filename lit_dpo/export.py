@@ -12,14 +12,13 @@ the adapter's run.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from lit_dpo.errors import ConfigError
+from lit_dpo.files import staged_folder, unwritable_problem
 from lit_dpo.models.adapters import check_adapter
 from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_full_precision
 from lit_dpo.reporting.model_card import merged_card
@@ -66,6 +65,9 @@ def export(
         problems.append(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         problems.append(f"--out {target} already exists and is not empty; pick a new folder")
+    unwritable = unwritable_problem(target.parent, "--out")
+    if unwritable:
+        problems.append(unwritable)
     if problems:
         raise ConfigError("export: " + "; ".join(problems))
     base = adapter_base_model(adapter, model)
@@ -76,10 +78,10 @@ def export(
     # Training loads switch the cache off; a model for inference wants it on.
     merged.config.use_cache = True
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a crash never leaves half a model at ``out``.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # Written beside the target and renamed, so a crash or a full disk never leaves half a model
+    # at ``out`` (an empty ``out`` folder given by the user is replaced)
+    weight_bytes = sum(p.numel() * p.element_size() for p in merged.state_dict().values())
+    with staged_folder(target, expected=weight_bytes) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         # the adapter's run, as its card tells it, with this merge; an adapter lit-dpo did not
@@ -89,11 +91,6 @@ def export(
         write_facts(staging, facts)
         card = merged_card(facts, target, str(adapter), dtype)
         (staging / "README.md").write_text(card, encoding="utf-8")
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("merged %s into %s: %s (%s)", adapter, base, target, dtype)
     print(f"merged model written to {target} ({dtype})", flush=True)
     return target
