@@ -35,11 +35,11 @@ from lit_dpo.callbacks import (
     RunSummary,
     SaveAdapter,
 )
-from lit_dpo.callbacks.atomic_checkpoint import use_atomic_checkpoints
+from lit_dpo.callbacks.atomic_checkpoint import unwritable_outputs, use_atomic_checkpoints
 from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
 from lit_dpo.data import PreferenceDataModule
-from lit_dpo.errors import LitDPOError
-from lit_dpo.files import write_text_atomically
+from lit_dpo.errors import ConfigError, LitDPOError
+from lit_dpo.files import is_out_of_space, write_text_atomically
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
@@ -161,6 +161,9 @@ class DPOCLI(LightningCLI):
     def _before_run(self) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
         self.model.check_run(self.trainer)
+        unwritable = unwritable_outputs(self.trainer)
+        if unwritable:
+            raise ConfigError("; ".join(unwritable))
         # a SIGKILL or a full disk mid-save leaves the previous checkpoint, never half of one
         use_atomic_checkpoints(self.trainer)
         # the reports read the run's own metrics, whatever the logger
@@ -350,6 +353,15 @@ def _main(args: list[str] | None) -> None:
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        # a write that files.py did not stage (a logger's metrics file): still one line
+        if not is_out_of_space(error):
+            raise
+        written = error.filename or _file_being_written(error)
+        where = f"{Path(written).parent} for {Path(written).name}" if written else "an output"
+        print(f"lit-dpo: error: no space left in {where}; free space there or point the output "
+              "elsewhere", file=sys.stderr)
+        sys.exit(2)
     except pickle.UnpicklingError as error:
         # LightningCLI reads a --ckpt_path checkpoint with torch.load(weights_only=True) to take
         # its hyperparameters, before anything else: a file holding objects refuses to load.
@@ -361,6 +373,23 @@ def _main(args: list[str] | None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+
+
+def _file_being_written(error: BaseException) -> str | None:
+    """The path a failed write was writing, read from the frames it failed in (a library's file
+    object, fsspec's, keeps it as ``self.path``; others as a ``path`` or ``filepath`` argument),
+    innermost first; None if none says."""
+    frames = []
+    traceback = error.__traceback__
+    while traceback is not None:
+        frames.append(traceback.tb_frame.f_locals)
+        traceback = traceback.tb_next
+    for names in reversed(frames):
+        for value in (getattr(names.get("self"), "path", None), names.get("path"),
+                      names.get("filepath")):
+            if isinstance(value, str | Path) and str(value):
+                return str(value)
+    return None
 
 
 def run_lightning_cli(args: list[str] | None = None) -> DPOCLI:

@@ -6,10 +6,15 @@ half of one: files through a temporary file and ``os.replace``, folders through 
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from lit_dpo.errors import LitDPOError
 
 # Set only by tests (tests/test_faults_kill.py): ``<file name pattern>[@<n>]`` makes the process
 # SIGKILL itself when its n-th (default first) write of a file or folder whose name matches is
@@ -25,7 +30,8 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
-        write(Path(staging))
+        with out_of_space_named(path, Path(staging)):
+            write(Path(staging))
         kill_point(path)
         os.replace(staging, path)
     finally:
@@ -62,6 +68,23 @@ def _exchange(first: Path, second: Path) -> bool:
                      _RENAME_EXCHANGE) == 0
 
 
+@contextmanager
+def staged_folder(target: str | Path, expected: int | None = None) -> Iterator[Path]:
+    """A new temporary folder beside ``target`` to write into; when the block ends it replaces
+    ``target`` (``replace_folder``). On an error, or a full disk (``DiskFullError``, which says
+    ``expected`` bytes are needed if given), ``target`` is left as it was and the temporary folder
+    removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        with out_of_space_named(target, staging, expected):
+            yield staging
+        replace_folder(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replace_folder(staging: str | Path, target: str | Path) -> Path:
     """Put the complete folder ``staging`` at ``target`` (same file system), replacing any folder
     there, so that ``target`` names the old folder or the new one at every moment, never none.
@@ -70,8 +93,6 @@ def replace_folder(staging: str | Path, target: str | Path) -> Path:
     first moved aside to ``.<name>-old`` (``recover_folder`` puts it back after a crash between
     the two renames). The old folder is removed afterwards.
     """
-    import shutil
-
     staging, target = Path(staging), Path(target)
     kill_point(target)
     if not target.exists():
@@ -126,3 +147,91 @@ def kill_point(target: str | Path) -> None:
     _kill_point_hits[pattern] = _kill_point_hits.get(pattern, 0) + 1
     if _kill_point_hits[pattern] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# errors a write gets when the folder's file system is full (disk or quota)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(LitDPOError):
+    """A write ran out of space; the message names the folder, what was needed and what is free."""
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """An error caused, at any depth, by a full file system (torch and safetensors wrap it in
+    their own errors, or keep only its message)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_SPACE:
+            return True
+        if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder (0 if neither exists)."""
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return 0
+
+
+def human_bytes(count: float) -> str:
+    """``1536`` -> ``1.5 KiB``; binary units, as ``df -h`` prints them."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def out_of_space_message(target: Path, written: int, expected: int | None = None) -> str:
+    """One line: which folder is full, how much the write needed and how much is free."""
+    folder = target.parent
+    free = shutil.disk_usage(folder).free if folder.exists() else 0
+    if expected is not None and expected > written:
+        needed = f"needs about {human_bytes(expected)}"
+    elif written:
+        needed = f"needs more than the {human_bytes(written)} written before the disk filled"
+    else:
+        needed = "needs more space than is free"
+    return (
+        f"no space left in {folder} for {target.name}: it {needed}, {human_bytes(free)} free; "
+        f"the previous {target.name} (if any) is kept. Free space there or point the output "
+        "elsewhere"
+    )
+
+
+@contextmanager
+def out_of_space_named(target: Path, staging: Path, expected: int | None = None) -> Iterator[None]:
+    """Turn a full disk during the block (which writes ``staging`` for ``target``) into one
+    ``DiskFullError`` line; the caller removes ``staging``."""
+    try:
+        yield
+    except Exception as error:
+        if not is_out_of_space(error):
+            raise
+        written = size_of(staging)
+        raise DiskFullError(out_of_space_message(Path(target), written, expected)) from error
+
+
+def unwritable_problem(folder: str | Path, flag: str) -> str | None:
+    """Why outputs cannot go to ``folder`` (named by ``flag``), or None: tried by creating and
+    removing a file in it, or in its nearest existing parent if it does not exist yet, so that a
+    read-only mount or a folder of another user is refused before a model loads."""
+    folder = Path(folder).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{flag} {folder}: {existing} is a file, not a folder"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".lit-dpo-write-check-", dir=existing)
+    except OSError as error:
+        return f"{flag} {folder} is not writable ({error.strerror}); pick a folder you can write"
+    os.close(handle)
+    os.unlink(probe)
+    return None

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -38,18 +39,15 @@ def test_recover_folder_puts_back_a_folder_moved_aside_by_a_crash(tmp_path):
     assert not recover_folder(tmp_path / "adapter"), "a folder in place is left alone"
 
 
-def test_a_checkpoint_is_written_beside_its_name_even_with_another_temporary_folder(tmp_path):
+def test_a_checkpoint_is_written_beside_its_name_even_with_another_temporary_folder(
+    tmp_path, monkeypatch
+):
     """Lightning's own IO writes to the system's temporary folder and moves the file; ours
     writes in the checkpoint's folder, so a move across file systems never copies into the
-    final name. Here TMPDIR does not exist: any use of it would fail."""
-    code = (
-        "import sys, tempfile, torch\n"
-        "from lit_dpo.callbacks.atomic_checkpoint import AtomicCheckpointIO\n"
-        "AtomicCheckpointIO().save_checkpoint({'w': torch.arange(4)}, sys.argv[1])\n"
-    )
+    final name. Here the temporary folder does not exist: any use of it would fail."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
     path = tmp_path / "last.ckpt"
-    env = {**os.environ, "TMPDIR": str(tmp_path / "missing"), "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True, cwd=REPO)
+    AtomicCheckpointIO().save_checkpoint({"w": torch.arange(4)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(4))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
     AtomicCheckpointIO().save_checkpoint({"w": torch.ones(2)}, path)

@@ -163,3 +163,21 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
     differences = {s: abs(v - straight_losses[s]) for s, v in resumed.items()}
     assert max(differences.values()) < 1e-6, differences
     assert torch.load(last, weights_only=True)["global_step"] == STEPS
+
+
+def test_sigkill_during_export_leaves_no_merged_folder_under_the_target_name(
+    tiny_model_dir, tmp_path
+):
+    from conftest import make_adapter
+
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter")
+    merged = tmp_path / "merged"
+    args = ["export", "--adapter", str(adapter), "--out", str(merged)]
+    # killed with the merged model written in full, just before it takes the target's name
+    assert _run_killed(args, _environment(tmp_path / "cache", "merged")) == -signal.SIGKILL
+    assert not merged.exists()
+    (staging,) = [p for p in tmp_path.iterdir() if p.name.startswith(".merged-")]
+    assert (staging / "config.json").exists()
+    # a second export, not killed, writes the whole folder there
+    assert _run_killed(args, _environment(tmp_path / "cache")) == 0
+    assert load_file(merged / "model.safetensors")

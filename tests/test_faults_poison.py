@@ -73,6 +73,44 @@ def _check_identical(model: Path, steps: int) -> None:
         assert not differences, f"poison {poison:#x}, {mode}: {differences[:10]}"
 
 
+BNB_PROBE = """
+import hashlib, json, torch, bitsandbytes as bnb, bitsandbytes.functional as F
+torch.manual_seed(0)
+digests = []
+for shape in [(576, 576), (1536, 576), (192, 576), (768, 576)]:
+    junk = torch.randn(2 * shape[0], shape[1]); del junk  # freed memory for the next blocks
+    weight = torch.randn(shape)
+    packed, state = F.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+    x = torch.randn(3, 7, shape[1], requires_grad=True)
+    y = bnb.matmul_4bit(x, packed.t(), quant_state=state)
+    y.sum().backward()
+    for t in (packed, state.absmax, F.dequantize_4bit(packed, state), y, x.grad):
+        data = t.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+        digests.append(hashlib.sha1(data).hexdigest())
+print(json.dumps([torch.empty(1 << 20, dtype=torch.uint8)[-1].item(), digests]))
+"""
+
+
+@pytest.mark.slow
+def test_bitsandbytes_4bit_cpu_kernels_do_not_read_unwritten_memory():
+    """bitsandbytes' CPU nf4 path at SmolLM2's layer shapes: quantize (double quantization),
+    dequantize (a C kernel filling a ``torch.empty``) and ``matmul_4bit`` forward and backward
+    give the same bytes whatever the poison, with the mmap threshold at 1 GB so that every block
+    comes from the poisoned heap."""
+    pytest.importorskip("bitsandbytes")
+    results = []
+    for poison in (0x11, 0xEE):
+        env = {**os.environ, "MALLOC_PERTURB_": str(poison), "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+               "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", BNB_PROBE], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        unwritten, digests = json.loads(done.stdout.splitlines()[-1])
+        assert unwritten == poison ^ 0xFF
+        results.append(digests)
+    assert results[0] == results[1]
+
+
 @pytest.mark.slow
 def test_tiny_model_steps_validation_and_generation_do_not_read_unwritten_memory(tiny_model_dir):
     _check_identical(tiny_model_dir, steps=3)

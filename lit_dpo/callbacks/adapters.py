@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from lightning import Callback, LightningModule, Trainer
@@ -27,7 +26,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lit_dpo.callbacks.history import MetricHistory
 from lit_dpo.compat import check_model_checkpoint_hooks
 from lit_dpo.errors import NonFiniteError
-from lit_dpo.files import replace_folder
+from lit_dpo.files import staged_folder
 from lit_dpo.models.reference import POLICY_ADAPTER, write_reference_record
 from lit_dpo.reporting.model_card import adapter_card
 from lit_dpo.reporting.run_facts import run_facts, write_facts
@@ -59,9 +58,8 @@ def save_adapter(
             f"refusing to write the adapter {path}: the weight {bad[0]} holds {bad[1]} values "
             f"({kept}). Try: {advice(str(getattr(trainer, 'precision', '')), 'weights')}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    # written beside ``path`` and swapped in whole: a crash or a full disk keeps the old adapter
+    with staged_folder(path) as staging:
         pl_module.policy.save_pretrained(
             staging, state_dict=state_dict, selected_adapters=[POLICY_ADAPTER]
         )
@@ -73,10 +71,6 @@ def save_adapter(
         facts = run_facts(trainer, pl_module, MetricHistory.of(trainer).validations())
         write_facts(staging, facts)
         (staging / "README.md").write_text(adapter_card(facts, path), encoding="utf-8")
-        # the folder's name holds the previous adapter or this one at every moment
-        replace_folder(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 

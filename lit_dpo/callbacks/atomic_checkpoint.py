@@ -19,7 +19,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_dpo.files import save_atomically
+from lit_dpo.files import save_atomically, unwritable_problem
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -45,3 +45,24 @@ def use_atomic_checkpoints(trainer: Trainer) -> bool:
         return False
     strategy.checkpoint_io = AtomicCheckpointIO()
     return True
+
+
+def unwritable_outputs(trainer: Trainer) -> list[str]:
+    """Each output folder of a fit that cannot be written (the root, the logger's folder, each
+    checkpoint folder), as one problem line each; checked before the model loads."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    folders = {"--trainer.default_root_dir": trainer.default_root_dir}
+    for logger in trainer.loggers:
+        if getattr(logger, "save_dir", None):
+            folders["--trainer.logger.save_dir"] = logger.save_dir
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            folders["checkpoint dirpath"] = callback.dirpath
+    problems = []
+    for flag, folder in folders.items():
+        if "://" not in str(folder):
+            problem = unwritable_problem(folder, flag)
+            if problem and problem not in problems:
+                problems.append(problem)
+    return problems

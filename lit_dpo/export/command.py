@@ -19,8 +19,6 @@ the adapter's run; the GGUF file holds the same tokenizer and template in its me
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +28,7 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.export.gguf_files import write_gguf, write_gguf_lora
 from lit_dpo.export.gguf_writer import GGUF_TYPES, GGUFType
 from lit_dpo.export.summary import adapter_facts
+from lit_dpo.files import staged_folder, unwritable_problem
 from lit_dpo.models.adapters import check_adapter
 from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_for_inference
 from lit_dpo.reporting.model_card import merged_card
@@ -91,6 +90,9 @@ def export(
             problems.append(f"--out {target}: a GGUF export is one file; name it FILE.gguf")
         elif target.exists():
             problems.append(f"--out {target} already exists; pick a new file name")
+    unwritable = unwritable_problem(target.parent, "--out")
+    if unwritable:
+        problems.append(unwritable)
     if problems:
         raise ConfigError("export: " + "; ".join(problems))
     base = adapter_base_model(adapter, model)
@@ -110,21 +112,16 @@ def export(
     # Training loads switch the cache off; a model for inference wants it on.
     merged.config.use_cache = True
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a crash never leaves half a model at ``out``.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    # Written beside the target and renamed, so a crash or a full disk never leaves half a model
+    # at ``out`` (an empty ``out`` folder given by the user is replaced)
+    weight_bytes = sum(p.numel() * p.element_size() for p in merged.state_dict().values())
+    with staged_folder(target, expected=weight_bytes) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         facts = adapter_facts(adapter, base)
         write_facts(staging, facts)
         card = merged_card(facts, target, str(adapter), dtype)
         (staging / "README.md").write_text(card, encoding="utf-8")
-        if target.exists():
-            target.rmdir()
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("merged %s into %s: %s (%s)", adapter, base, target, dtype)
     print(f"merged model written to {target} ({dtype})", flush=True)
     return target

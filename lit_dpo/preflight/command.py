@@ -23,6 +23,7 @@ from lit_dpo.errors import ConfigError, LitDPOError
 from lit_dpo.host_memory import DEFAULT_FREED_MEMORY, freed_memory_mode
 from lit_dpo.models.adapters import ADAPTER_CONFIG, check_adapter, lora_weight_shapes
 from lit_dpo.models.reference import describe_reference
+from lit_dpo.preflight.disk import disk_lines, fit_writes
 from lit_dpo.preflight.measure import format_duration, measure_steps, run_plan, run_seconds
 from lit_dpo.preflight.memory import (
     PROJECTIONS,
@@ -32,9 +33,11 @@ from lit_dpo.preflight.memory import (
     ModelShape,
     StepPlan,
     estimate_step_memory,
+    lora_parameters,
     row_lengths,
     suggest_fixes,
 )
+from lit_dpo.sources import cache_dir
 
 if TYPE_CHECKING:
     from lit_dpo.cli import FitConfig
@@ -75,6 +78,7 @@ class Findings:
     fixes: list[Fix]
     problems: list[str]
     reference: str = describe_reference(None)
+    disk: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -174,7 +178,29 @@ def check(
         fixes=fixes,
         problems=precision_problems(precision, hp.compute_dtype, target),
         reference=describe_reference(reference_adapter),
+        disk=tuple(disk_lines(fit_writes(
+            lora_parameters(shape, plan.lora_r, plan.lora_targets),
+            plan.optimizer_state_bytes,
+            root=Path(trainer.get("default_root_dir") or "."),
+            cache=cache_dir(),
+            checkpoints=_checkpoints_kept(trainer),
+        ))),
     )
+
+
+def _checkpoints_kept(trainer: Any) -> int:
+    """Checkpoints a fit keeps on disk at once: each checkpoint callback's ``save_top_k`` (1 by
+    default; all of them, -1, counted as 10) plus its ``last``; Lightning's own one if none."""
+    kept = 0
+    for callback in trainer.get("callbacks") or []:
+        if not str(getattr(callback, "class_path", "")).endswith("Checkpoint"):
+            continue
+        settings = getattr(callback, "init_args", None) or {}
+        top_k = settings.get("save_top_k", 1)
+        kept += (10 if top_k == -1 else top_k) + (1 if settings.get("save_last") else 0)
+    if not kept and trainer.get("enable_checkpointing", True) is not False:
+        kept = 1
+    return kept
 
 
 def format_report(f: Findings) -> str:
@@ -223,6 +249,7 @@ def format_report(f: Findings) -> str:
                 lines.append(f"  {changes}  -> {fix.peak / GIB:.2f} GiB")
         else:
             lines.append("no change of batch size, max_length or checkpointing fits this device")
+    lines += ["", *f.disk] if f.disk else []
     lines.append("")
     if f.problems:
         lines += [f"precision: REFUSED: {problem}" for problem in f.problems]
