@@ -218,3 +218,14 @@ def test_summary_prints_each_accuracy_with_its_interval():
     text = quality.summary(line)
     assert "40 held-out pairs" in text
     assert "implicit-reward accuracy" in text and "0.750 [0.600, 0.875]" in text
+
+
+def test_bad_flags_fail_in_one_line_before_training(tmp_path):
+    results = str(tmp_path / "none.jsonl")
+    done = quality_cli("--measure_budget", "--results", results)
+    assert done.returncode == 2
+    assert "--measure_budget measures TRL's epoch: add --trl" in done.stderr
+    done = quality_cli("--folds", "5", "--only_folds", "0", "7", "--results", results)
+    assert done.returncode == 2 and "--only_folds [7] are not folds of --folds 5" in done.stderr
+    done = quality_cli("--folds", "1", "--results", results)
+    assert done.returncode == 2 and "--folds needs at least 2 parts, got 1" in done.stderr

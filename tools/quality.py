@@ -153,9 +153,10 @@ def main() -> None:
         return
     if args.folds < 2:
         parser.error(f"--folds needs at least 2 parts, got {args.folds}")
+    outside = [k for k in args.only_folds or [] if not 0 <= k < args.folds]
+    if outside:
+        parser.error(f"--only_folds {outside} are not folds of --folds {args.folds} (0-based)")
     for fold in args.only_folds or range(args.folds):
-        if not 0 <= fold < args.folds:
-            parser.error(f"--only_folds {fold} is not a fold of --folds {args.folds} (0-based)")
         data = prepare_folds(args.data, args.folds, fold, args.out / "data")
         run_one(args, "cv", data, budget, {"folds": args.folds, "fold": fold})
     results = records.load(args.results)
