@@ -43,6 +43,7 @@ from lit_dpo.files import is_out_of_space, write_text_atomically
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
+from lit_dpo.train.run_checks import kl_batch_problem
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,10 @@ class DPOCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._before_run()
+        # KTO's KL baseline needs other rows in the batch: refused before anything loads
+        problem = kl_batch_problem(self.model.objective, self.datamodule.hparams.batch_size)
+        if problem:
+            raise ConfigError(problem)
 
     def before_validate(self) -> None:
         self._before_run()
@@ -193,7 +198,14 @@ class DPOCLI(LightningCLI):
             f"{'':34}{'reference':>10}{'policy':>8}",
         ]
         for label, reference_key, policy_key in LOGPS_ROWS:
+            if reference_key not in metrics:  # unpaired held-out rows (KTO) have no pairs
+                continue
             lines.append(f"{label:34}{metrics[reference_key]:10.3f}{metrics[policy_key]:8.3f}")
+        if "val/rewards/auc" in metrics:  # unpaired held-out rows: desirable vs undesirable
+            lines.append(
+                f"{'reward AUC, desirable vs undesirable':34}{0.5:10.3f}"
+                f"{metrics['val/rewards/auc']:8.3f}"
+            )
         if "val/rewards/accuracies" in metrics:  # objectives that define a reward
             lines.append(
                 f"{'implicit-reward accuracy / margin':34}{'':10}"

@@ -190,3 +190,26 @@ def test_trl_departs_from_the_paper_on_equal_counts():
     desirable_weight 2 (a weighted ratio of 2) go unwarned there, and here, as TRL."""
     assert weight_warning(500, 500, 2.0, 1.0) is None
     assert weight_warning(500, 501, 2.0, 1.0) is not None
+
+
+def test_the_docs_show_the_warning_as_printed():
+    from pathlib import Path
+
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert weight_warning(100, 1000, 1.0, 1.0) in docs
+
+
+@pytest.mark.parametrize("loss_type", ["kto", "apo_zero_unpaired"])
+def test_starts_well_inside_the_health_range(loss_type):
+    """Policy = reference: every reward 0 and the KL baseline 0, so each reply's loss is
+    1 - sigmoid(0) = 1/2 of its weight; the alarm's range is 0 to 0.8 of the larger weight."""
+    from lit_dpo.callbacks.health import default_loss_range
+
+    low, high = default_loss_range({"loss_type": loss_type, "desirable_weight": 2.0})
+    assert (low, high) == (0.0, 1.6)
+    logps = torch.tensor([-3.0, -7.0, -5.0], dtype=torch.float64)
+    labels = torch.tensor([True, False, True])
+    function = {"kto": kto, "apo_zero_unpaired": apo_zero_unpaired}[loss_type]
+    losses, _ = function(logps, logps, labels, kl_baseline(logps, logps), 0.1, 2.0, 1.0)
+    assert losses.tolist() == [1.0, 0.5, 1.0]
+    assert losses.mean().item() <= high - 0.1 * high

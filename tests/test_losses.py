@@ -271,7 +271,7 @@ def test_running_mean():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"loss_types": ("kto",)}, "unknown loss_type"),
+        ({"loss_types": ("not_a_loss",)}, "unknown loss_type"),
         ({"loss_types": ("sigmoid", "sft"), "loss_weights": (1.0,)}, "1 weights for 2"),
         ({"beta": 0.0}, "beta must be positive"),
         ({"label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),

@@ -248,3 +248,43 @@ def step_statistics(
     )
     stats.update(result.extras)
     return stats
+
+
+# what an unpaired objective (KTO) logs, under TRL's KTOTrainer names: "chosen" are the desirable
+# replies, "rejected" the undesirable ones; the reference's log-probs feed the displacement alarm
+UNPAIRED_MEAN_KEYS = (
+    "loss",
+    "kl",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "reference_logps/chosen",
+    "reference_logps/rejected",
+)
+# replies of each kind per step, summed over ranks
+UNPAIRED_COUNT_KEYS = ("count/desirable", "count/undesirable")
+
+
+def unpaired_metrics(stage: str, dist_sync_on_step: bool = False) -> torch.nn.ModuleDict:
+    """The metrics of an unpaired objective on unpaired rows: means, per-step counts and, in
+    validation, the AUC of the reward separating desirable from undesirable replies
+    (``rewards/auc``: the chance that a random desirable reply out-rewards a random undesirable
+    one; 0.5 while policy = reference)."""
+    from torchmetrics import SumMetric
+    from torchmetrics.classification import BinaryAUROC
+
+    sync = {"dist_sync_on_step": dist_sync_on_step}
+    metrics: dict[str, Metric] = {key: MeanMetric(**sync) for key in UNPAIRED_MEAN_KEYS}
+    metrics.update({key: SumMetric(**sync) for key in UNPAIRED_COUNT_KEYS})
+    if stage != "train":
+        metrics["rewards/auc"] = BinaryAUROC(**sync)
+    return torch.nn.ModuleDict({key.replace("/", ":"): metric for key, metric in metrics.items()})
+
+
+def unpaired_metric_inputs(key: str, stats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """What the unpaired metric logged as ``key`` is updated with, from a step's statistics."""
+    if key == "rewards/auc":
+        return stats["rewards"], stats["labels"].long()
+    return (stats["losses"] if key == "loss" else stats[key],)

@@ -49,12 +49,21 @@ from lit_dpo.train.forward import (
     check_hidden_state_scoring,
 )
 from lit_dpo.train.losses import FDivergence, LossType, Objective
-from lit_dpo.train.metrics import logged_keys, metric_inputs, preference_metrics, update_metrics
+from lit_dpo.train.losses.kto import weight_warning
+from lit_dpo.train.metrics import (
+    logged_keys,
+    metric_inputs,
+    preference_metrics,
+    unpaired_metric_inputs,
+    unpaired_metrics,
+    update_metrics,
+)
 from lit_dpo.train.nonfinite import OnNonFinite
 from lit_dpo.train.pairs import num_pairs
 from lit_dpo.train.reference_table import ReferenceTables, lookup
-from lit_dpo.train.run_checks import check_run, setting_problems
+from lit_dpo.train.run_checks import check_run, setting_problems, unpaired_data_problem
 from lit_dpo.train.step import BCOShiftState, objective_step
+from lit_dpo.train.unpaired_step import paired_step, unpaired_step
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +117,11 @@ class DPOModule(LightningModule):
         cpo_alpha: weight of CPO's NLL term on the chosen replies.
         sft_weight: weight of an SFT term, the NLL per token of the chosen replies, added to any
             objective (logged as ``sft_loss``); 0.1 to 1 counters falling chosen log-probs.
+        desirable_weight: ``kto`` and ``apo_zero_unpaired``: the weight of desirable replies'
+            losses (KTO's lambda_D); raise it when desirable rows are fewer, so that
+            desirable_weight x desirable rows / (undesirable_weight x undesirable rows) is in
+            [1, 4/3] (a warning says when it is not).
+        undesirable_weight: the weight of undesirable replies' losses (lambda_U).
         optimizer: optimizer over the LoRA weights, e.g. ``torch.optim.AdamW`` or
             ``bitsandbytes.optim.PagedAdamW8bit`` with its ``lr``.
         lr_schedule: ``cosine``, ``linear`` or ``constant`` after warmup (transformers' schedules).
@@ -174,6 +188,8 @@ class DPOModule(LightningModule):
         simpo_gamma: float = 0.5,
         cpo_alpha: float = 1.0,
         sft_weight: float = 0.0,
+        desirable_weight: float = 1.0,
+        undesirable_weight: float = 1.0,
         optimizer: OptimizerCallable = default_optimizer,
         lr_schedule: Literal["cosine", "linear", "constant"] = "cosine",
         warmup_ratio: float = 0.1,
@@ -203,6 +219,13 @@ class DPOModule(LightningModule):
             *logged_keys(self.objective, "train"), dist_sync_on_step=True
         )
         self.val_metrics = preference_metrics(*logged_keys(self.objective, "val"))
+        if self.objective.unpaired:
+            # KTO trains on unpaired rows; it validates on pairs (val_metrics, DPO's keys) or on
+            # unpaired rows (these, with the reward AUC), whichever the validation split holds
+            self.train_metrics = unpaired_metrics("train", dist_sync_on_step=True)
+            self.val_unpaired_metrics = unpaired_metrics("val")
+        # the KL baseline of the last training step: KTO's reference point on held-out pairs
+        self.last_kl = 0.0
         # Checkpoints hold only the trainable LoRA weights (see on_save_checkpoint).
         self.strict_loading = False
         # reference log-probs by stage and pair_index, when precompute_reference is on
@@ -259,6 +282,25 @@ class DPOModule(LightningModule):
             check_run(self.hparams, trainer)
             self._checked_trainer = id(trainer)
 
+    def setup(self, stage: str) -> None:
+        # the data module has prepared its splits: whether they are pairs or unpaired rows and
+        # how many of each label is known now, before the model loads
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
+        unpaired = getattr(datamodule, "unpaired", None)
+        if stage != "fit" or not unpaired or "train" not in unpaired:
+            return
+        problem = unpaired_data_problem(self.objective, unpaired["train"])
+        if problem:
+            raise ConfigError(problem)
+        report = datamodule.report.get("train", {})
+        if self.objective.unpaired and "desirable" in report:
+            warning = weight_warning(
+                report["desirable"], report["undesirable"], self.objective.desirable_weight,
+                self.objective.undesirable_weight,
+            )
+            if warning:
+                log.warning(warning)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         stats = self.step_statistics(batch, "train")
         # one flag reduced over ranks, so that all stop or skip together
@@ -269,7 +311,7 @@ class DPOModule(LightningModule):
         for name, metric in self.train_metrics.items():
             key = name.replace(":", "/")
             # forward (not update) so Lightning can log this step's value
-            metric(*metric_inputs(key, stats))
+            metric(*self._metric_inputs(key, stats))
             self.log(
                 f"train/{key}",
                 metric,
@@ -290,9 +332,15 @@ class DPOModule(LightningModule):
         # test logs under val/ too: the same metrics, on whichever split the loader holds
         stats = self.step_statistics(batch, stage)
         pairs = num_pairs(batch)
-        # the same update as compare's held-out evaluation
-        update_metrics(self.val_metrics, stats)
-        for name, metric in self.val_metrics.items():
+        if "label" in batch:
+            metrics = self.val_unpaired_metrics
+            for name, metric in metrics.items():
+                metric.update(*self._metric_inputs(name.replace(":", "/"), stats))
+        else:
+            metrics = self.val_metrics
+            # the same update as compare's held-out evaluation
+            update_metrics(metrics, stats)
+        for name, metric in metrics.items():
             key = name.replace(":", "/")
             self.log(f"val/{key}", metric, on_step=False, on_epoch=True, batch_size=pairs)
 
@@ -422,6 +470,8 @@ class DPOModule(LightningModule):
         training = stage == "train"
         trainer = attached_trainer(self)
         several = trainer is not None and trainer.world_size > 1
+        if self.objective.unpaired:
+            return self._unpaired_statistics(batch, policy, stage, scoring, several)
         result = objective_step(
             self.objective,
             policy,
@@ -434,6 +484,31 @@ class DPOModule(LightningModule):
         )
         self.bco_shift.shift = result.bco_shift
         return result.statistics
+
+    def _unpaired_statistics(
+        self, batch: dict[str, torch.Tensor], policy, stage: str, scoring: ScoringPath,
+        several: bool,
+    ) -> dict[str, torch.Tensor]:
+        """KTO's step: a batch of unpaired rows (completions and their KL rows, scored in one
+        pass, the KL rows' log-probs detached by the baseline as TRL's no-grad pass), or, in
+        validation, a batch of pairs scored against the last training KL baseline."""
+        reference = self._reference_side(batch, stage, scoring)
+        if "label" not in batch:
+            if stage == "train":
+                raise ConfigError(unpaired_data_problem(self.objective, False))
+            return paired_step(self.objective, policy, reference, self.last_kl)
+        stats = unpaired_step(
+            self.objective, policy, reference, batch["label"],
+            gather=self.all_gather if several else None,
+        )
+        if stage == "train":
+            self.last_kl = float(stats["kl"])
+        return stats
+
+    def _metric_inputs(self, key: str, stats: dict[str, torch.Tensor]) -> tuple:
+        if "labels" in stats:
+            return unpaired_metric_inputs(key, stats)
+        return metric_inputs(key, stats)
 
     def _reference_side(
         self, batch: dict[str, torch.Tensor], stage: str, scoring: ScoringPath

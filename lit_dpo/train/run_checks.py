@@ -73,6 +73,37 @@ def setting_problems(settings: Mapping) -> list[str]:
     return problems
 
 
+def unpaired_data_problem(objective: Objective, unpaired_train: bool) -> str | None:
+    """An objective that cannot learn from the train split's kind of rows, with the fix: KTO
+    needs unpaired (prompt, completion, label) rows, every other objective pairs."""
+    names = list(objective.loss_types)
+    if objective.unpaired and not unpaired_train:
+        return (
+            f"model.loss_type {names[0]} learns from unpaired (prompt, completion, label) rows and "
+            "the train data is pairs: set data.unpair true to train on each pair as a desirable "
+            "and an undesirable row"
+        )
+    if unpaired_train and not objective.unpaired:
+        return (
+            f"the train data is unpaired (prompt, completion, label) rows and model.loss_type "
+            f"{names if len(names) > 1 else names[0]} needs pairs: use model.loss_type kto (or "
+            "apo_zero_unpaired)"
+        )
+    return None
+
+
+def kl_batch_problem(objective: Objective, batch_size: int) -> str | None:
+    """KTO estimates its KL baseline from the other rows of a batch: one row is too few (TRL
+    refuses a per-device batch of 1 for the same reason)."""
+    if objective.needs_kl and batch_size < 2:
+        return (
+            f"model.loss_type kto estimates its KL baseline from the rows of a batch; "
+            f"data.batch_size {batch_size} is too small: set data.batch_size 2 or more (8 or more "
+            "gives a steadier baseline; lower max_length or use gradient accumulation to fit it)"
+        )
+    return None
+
+
 def strategy_problems(hparams, fsdp: bool) -> list[str]:
     """Settings the trainer's strategy cannot run (FSDP shards what they need whole)."""
     if not fsdp:

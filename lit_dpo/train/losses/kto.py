@@ -27,6 +27,7 @@ TRL 1.16 computes both inside ``KTOTrainer._compute_loss`` (trl/trainer/kto_trai
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,23 @@ import torch.nn.functional as F
 # TRL's recommended band for lambda_D * n_D / (lambda_U * n_U): the paper's Eq. (8) says [1, 4/3];
 # TRL writes 4/3 as 1.33 and rounds the bounds to 2 decimals (kto_trainer.py lines 1163-1173)
 TRL_RATIO_UPPER = 1.33
+
+
+@dataclass
+class UnpairedTerms:
+    """What an unpaired loss reads, for a batch of B completions, each with its KL row.
+
+    Attributes:
+        policy_logps: (B,) summed completion log-probs under the policy.
+        reference_logps: (B,) the same under the reference.
+        labels: (B,) bool, true for a desirable completion.
+        kl: the KL baseline ``z0`` (``kl_baseline``), () and detached.
+    """
+
+    policy_logps: torch.Tensor
+    reference_logps: torch.Tensor
+    labels: torch.Tensor
+    kl: torch.Tensor
 
 
 def kl_baseline(
@@ -109,7 +127,19 @@ def apo_zero_unpaired(
     return torch.where(labels, desirable, undesirable), beta * logratios.detach()
 
 
-UNPAIRED_LOSSES = {"kto": kto, "apo_zero_unpaired": apo_zero_unpaired}
+def unpaired_loss(objective, terms: UnpairedTerms, function) -> torch.Tensor:
+    """(B,) ``function``'s weighted losses with an ``Objective``'s beta and weights (the
+    registry's ``loss`` of an unpaired record)."""
+    losses, _ = function(
+        terms.policy_logps,
+        terms.reference_logps,
+        terms.labels,
+        terms.kl,
+        objective.beta,
+        objective.desirable_weight,
+        objective.undesirable_weight,
+    )
+    return losses
 
 
 def weight_warning(

@@ -58,6 +58,8 @@ class Objective:
         simpo_gamma: SimPO's target reward margin.
         cpo_alpha: weight of CPO's NLL term.
         sft_weight: weight of an NLL term on the chosen replies, added to any objective.
+        desirable_weight: KTO's lambda_D, the weight of desirable replies' losses.
+        undesirable_weight: KTO's lambda_U, the weight of undesirable replies' losses.
     """
 
     loss_types: tuple[str, ...] = ("sigmoid",)
@@ -72,6 +74,8 @@ class Objective:
     simpo_gamma: float = 0.5
     cpo_alpha: float = 1.0
     sft_weight: float = 0.0
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> Objective:
@@ -90,6 +94,16 @@ class Objective:
     def records(self) -> tuple:
         """The registry's record of each known loss type, in order."""
         return tuple(LOSSES[name] for name in self.loss_types if name in LOSSES)
+
+    @property
+    def unpaired(self) -> bool:
+        """Whether it learns from unpaired replies with labels (KTO) rather than pairs."""
+        return any(not record.paired for record in self.records)
+
+    @property
+    def needs_kl(self) -> bool:
+        """Whether it estimates KTO's KL baseline from the batch (needs 2 or more rows)."""
+        return "kto" in self.loss_types
 
     @property
     def needs_reference(self) -> bool:
@@ -169,8 +183,33 @@ class Objective:
         for name in ("sft_weight", "cpo_alpha"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be at least 0, got {getattr(self, name)}")
+        problems += self._unpaired_problems()
         if self.discopop_tau <= 0:
             problems.append(f"discopop_tau must be positive, got {self.discopop_tau}")
+        return problems
+
+
+    def _unpaired_problems(self) -> list[str]:
+        problems = []
+        unpaired = [r.name for r in self.records if not r.paired]
+        if unpaired and (len(self.loss_types) > 1 or self.sft_weight):
+            problems.append(
+                f"{unpaired[0]} learns from unpaired replies and cannot be combined with other "
+                "loss types or sft_weight; give it alone"
+            )
+        if unpaired and (self.ld_alpha is not None or self.use_weighting):
+            problems.append(
+                f"ld_alpha and use_weighting compare the two replies of a pair; {unpaired[0]} "
+                "has one reply per row, so leave them unset"
+            )
+        for name in ("desirable_weight", "undesirable_weight"):
+            value = getattr(self, name)
+            if value <= 0:
+                problems.append(f"{name} must be positive, got {value}")
+            elif value != 1.0 and not unpaired:
+                problems.append(
+                    f"{name} applies to loss types {list(_taking(name))} only; leave it 1"
+                )
         return problems
 
 

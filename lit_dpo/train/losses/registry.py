@@ -26,6 +26,7 @@ from lit_dpo.train.losses.anchored import (
     nca_pair_loss,
     sppo_hard_loss,
 )
+from lit_dpo.train.losses.kto import apo_zero_unpaired, kto, unpaired_loss
 from lit_dpo.train.losses.margin import (
     aot_loss,
     aot_unpaired_loss,
@@ -358,6 +359,33 @@ RECORDS: tuple[LossRecord, ...] = (
         what="ORPO: NLL of chosen plus beta times the log-odds-ratio term",
         paper="[Hong 2024](https://arxiv.org/abs/2403.07691)",
         when="SFT and preference in one stage, no reference",
+    ),
+    LossRecord(
+        name="kto",
+        loss=lambda o, t: unpaired_loss(o, t, kto),
+        needs_reference=True,
+        settings=("desirable_weight", "undesirable_weight"),
+        # starts at lambda / 2 for each reply (policy = reference, KL 0); past 0.8 lambda most
+        # replies sit on the wrong side of the KL baseline
+        start_range=lambda o: (0.0, 0.8 * max(o.desirable_weight, o.undesirable_weight)),
+        paired=False,
+        title="KTO (Kahneman-Tversky optimisation, unpaired feedback)",
+        what="KTO: each reply's log-ratio against a KL baseline from mismatched replies, "
+        "desirable up, undesirable down (`desirable_weight`, `undesirable_weight`)",
+        paper="[Ethayarajh 2024](https://arxiv.org/abs/2402.01306)",
+        when="thumbs-up/down feedback, not pairs (or `data.unpair`); imbalanced counts",
+    ),
+    LossRecord(
+        name="apo_zero_unpaired",
+        loss=lambda o, t: unpaired_loss(o, t, apo_zero_unpaired),
+        needs_reference=True,
+        settings=("desirable_weight", "undesirable_weight"),
+        start_range=lambda o: (0.0, 0.8 * max(o.desirable_weight, o.undesirable_weight)),
+        paired=False,
+        title="APO-zero, unpaired (anchored preference optimisation)",
+        what="APO-zero on unpaired replies: desirable up, undesirable down, from zero",
+        paper=_APO,
+        when="unpaired feedback whose desirable replies beat the model's own",
     ),
 )
 
