@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # llama.cpp (llama-cpp-python, the `gguf` extra) compiled from its PyPI source for a portable CPU
-# (no -march=native, so a cached wheel runs on any x86-64 runner): ~N min on 2 cores, once; pip
-# keeps the wheel. With it, `make test` also runs exported GGUF files in llama.cpp.
+# (no -march=native, so a cached wheel runs on any x86-64 runner): 67 min on 2 busy cores (load
+# ~14), once; pip keeps the wheel. With it, `make test` also runs exported GGUF files in llama.cpp.
 GGUF_STAMP := $(VENV)/.gguf-installed
 gguf-setup: $(GGUF_STAMP)
 
