@@ -137,7 +137,7 @@ def export_all(folder: Path) -> dict:
 
     from lit_dpo.export import export
     from lit_dpo.export.gguf_writer import write_model_gguf
-    from lit_dpo.models.inference import load_full_precision
+    from lit_dpo.models.inference import load_for_inference
     from lit_dpo.sources import DEFAULT_MODEL, resolve_model
 
     base_dir = Path(resolve_model(DEFAULT_MODEL))
@@ -150,7 +150,8 @@ def export_all(folder: Path) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     files["base"] = write_model_gguf(folder / "base-f32.gguf", base.state_dict(), base.config,
                                      tokenizer, "f32", name="base")
-    merged = load_full_precision(adapter, DEFAULT_MODEL).merge_and_unload().eval()
+    loaded = load_for_inference(adapter, DEFAULT_MODEL, quantization="none")
+    merged = loaded.model.merge_and_unload().eval()
     prompts = rendered_prompts(tokenizer)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     expected = [hf_logits_and_answer(merged, ids, eos) for ids in prompts]
