@@ -44,6 +44,7 @@ from lit_dpo.compare.judge_page.store import (
 )
 from lit_dpo.compare.prompts import PromptCase
 from lit_dpo.compare.report import Answer, CompareReport, PromptResult, to_json
+from lit_dpo.compare.verdicts import prompt_id as conversation_id
 from lit_dpo.errors import DataError
 from lit_dpo.stats import cohen_kappa
 
@@ -60,16 +61,19 @@ PROMPTS = [
 EXPECT = {"harmful": "refuses", "medical": "urges emergency care"}
 
 
-def write_compare(folder: Path, prompts=PROMPTS) -> Path:
-    """A compare folder as ``lit-dpo compare`` writes it, with the given pairs."""
+def write_compare(folder: Path, prompts=PROMPTS, numbered: bool = True) -> Path:
+    """A compare folder as ``lit-dpo compare`` writes it, with the given pairs; ``numbered``: the
+    pairs carry the ids "1", "2"... (readable in the tests) instead of compare's hashes of their
+    conversations."""
     report = CompareReport("tiny-base", "runs/tiny/adapter", {"beta": 0.1})
-    for category, prompt, reference, policy in prompts:
+    for number, (category, prompt, reference, policy) in enumerate(prompts, 1):
         case = PromptCase(category, [{"role": "user", "content": prompt}], EXPECT.get(category, ""))
         report.results.append(
             PromptResult(
                 case,
                 reference=Answer(reference, len(reference.split()), -0.1, False),
                 policy=Answer(policy, len(policy.split()), 0.2, "can't" in policy),
+                prompt_id=str(number) if numbered else "",
             )
         )
     folder.mkdir(parents=True, exist_ok=True)
@@ -89,9 +93,13 @@ def new_store(folder: Path, seed: int = 0) -> VoteStore:
 # --- pairs -----------------------------------------------------------------------------------
 
 
-def test_pairs_are_read_from_compare_json_in_report_order(folder):
+def test_pairs_are_read_from_compare_json_in_report_order(folder, tmp_path):
     pairs = load_pairs(folder)
     assert [p.prompt_id for p in pairs] == ["1", "2", "3", "4", "5", "6"]
+    # compare's own ids (a hash of the conversation) are the ones the page keeps, so votes join
+    # the other judges' verdicts in compare's report
+    hashed = load_pairs(write_compare(tmp_path / "hashed", numbered=False))
+    assert [p.prompt_id for p in hashed] == [conversation_id(p.messages) for p in pairs]
     assert [p.category for p in pairs] == [row[0] for row in PROMPTS]
     assert pairs[2].reference == "Use <b>bold</b>\n  like this"
     assert pairs[2].policy == "<script>x()</script>"

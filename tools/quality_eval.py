@@ -29,7 +29,11 @@ def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, o
 
     from lit_dpo.compare.command import _heldout_loader
     from lit_dpo.compare.scoring import preference_summary, reply_logps
-    from lit_dpo.models.inference import adapter_base_model, load_quantized, reference_adapter_for
+    from lit_dpo.models.inference import (
+        adapter_base_model,
+        load_for_inference,
+        reference_adapter_for,
+    )
     from lit_dpo.stats import interval_summary, preference_outcomes
 
     base = adapter_base_model(adapter, None)
@@ -40,7 +44,7 @@ def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, o
     split = loader.dataset
     plain = split.with_format(None)
     ids = [pair_id(plain[int(i)]) for i in loader.sampler]
-    policy = load_quantized(adapter, base, "nf4", "float32", "cpu", False, reference_adapter)
+    policy = load_for_inference(adapter, base, reference_adapter=reference_adapter).model
     names = ("policy", "reference", "counts")
     parts: dict[str, list[torch.Tensor]] = {f"{n}/{s}": [] for n in names for s in ("c", "r")}
     for batch in loader:

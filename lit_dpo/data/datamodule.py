@@ -592,7 +592,7 @@ def _merge_reports(reports: list[dict], pairs: int) -> dict:
 # what it writes (``pairs.extract_pair``, ``batches.encode_pair``, the columns of ``_encode_row``).
 # The cache is keyed on it rather than on that code's text, so a comment or a refactor keeps the
 # cache; tests/test_data_cache.py fails when the encoding of its fixed pairs changes without a bump.
-TOKENIZATION_VERSION = 2  # 2: unpaired rows (KTO) encode their own columns
+TOKENIZATION_VERSION = 1
 
 
 def tokenization_fingerprint(
