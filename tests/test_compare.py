@@ -168,6 +168,23 @@ def test_heldout_metrics_match_lit_dpo_validate(
     assert 1 < heldout["perplexity_chosen/reference"] < 10 * 200  # random model, ~70-word vocab
 
 
+def test_heldout_accuracies_come_with_their_bootstrap_intervals(run):
+    """Each held-out accuracy has a seeded 95% interval over pairs that holds it, in the JSON and
+    on the terminal; on 2 pairs an accuracy is 0, 0.5 or 1 and so is each interval bound."""
+    heldout, intervals = run["report"]["heldout"], run["report"]["heldout_intervals"]
+    accuracies = [key for key in heldout if "accuracy" in key or key == "rewards/accuracies"]
+    assert len(accuracies) == 5
+    assert set(intervals) == {f"{key}/ci_{side}" for key in accuracies for side in ("low", "high")}
+    for key in accuracies:
+        low, high = intervals[f"{key}/ci_low"], intervals[f"{key}/ci_high"]
+        assert low <= heldout[key] <= high, key
+        assert {low, high} <= {0.0, 0.5, 1.0}, key
+    key = "rewards/accuracies"
+    low, high = intervals[key + "/ci_low"], intervals[key + "/ci_high"]
+    printed = f"{heldout[key]:.3f} [{low:.3f}, {high:.3f}]"
+    assert printed in run["stdout"]
+
+
 def test_judge_scores_and_win_rate(run, tiny_judge):
     report = run["report"]
     model, tokenizer = load_judge(str(tiny_judge))

@@ -51,7 +51,7 @@ from lit_dpo.compare.report import (
     summary_table,
 )
 from lit_dpo.compare.report_files import write_report
-from lit_dpo.compare.scoring import answer_rewards, heldout_metrics
+from lit_dpo.compare.scoring import answer_rewards, heldout_evaluation
 from lit_dpo.compare.verdicts import from_scores
 from lit_dpo.data.batches import encode_pair
 from lit_dpo.data.datamodule import PreferenceDataModule
@@ -210,7 +210,7 @@ def compare(
             _answer_both(policy, tokenizer, case, generation, beta, max_length, prompt_budget)
         )
     if heldout is not None:
-        report.heldout = heldout_metrics(policy, heldout, beta)
+        report.heldout, report.heldout_intervals = heldout_evaluation(policy, heldout, beta)
     # the judge may be large: free the policy first
     del policy
     gc.collect()

@@ -93,6 +93,8 @@ class CompareReport:
         results: one entry per prompt, user prompts first.
         heldout: :func:`lit_dpo.compare.scoring.preference_summary` of the held-out split, if
             evaluated.
+        heldout_intervals: the 95% bootstrap interval over pairs of each held-out accuracy
+            (``<metric>/ci_low``, ``<metric>/ci_high``), if evaluated.
         judge: :func:`lit_dpo.compare.judge.win_rate` of policy over reference, if a reward
             model judged.
         reference_adapter: the reference's adapter folder; None when the reference is the base.
@@ -107,6 +109,7 @@ class CompareReport:
     results: list[PromptResult] = field(default_factory=list)
     heldout: dict[str, float] | None = None
     judge: dict[str, float] | None = None
+    heldout_intervals: dict[str, float] | None = None
     reference_adapter: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     ai_judge: dict[str, object] | None = None
@@ -145,22 +148,35 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
     """(label, reference, policy) lines of the headline table, as formatted strings."""
     rows = []
     heldout = report.heldout
+    intervals = report.heldout_intervals or {}
+
+    def accuracy(key: str) -> str:
+        # an accuracy on a few hundred pairs is a sample: its 95% interval beside it
+        low, high = intervals.get(f"{key}/ci_low"), intervals.get(f"{key}/ci_high")
+        interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        return f"{heldout[key]:.3f}{interval}"
+
     if heldout:
         pairs = f"{heldout['pairs']:.0f}"
         rows.append(("held-out pairs", pairs, pairs))
         for label, key in (
             ("log-prob accuracy, summed", "logps_accuracy"),
             ("log-prob accuracy, per token", "logps_accuracy_per_token"),
-            ("perplexity on chosen replies", "perplexity_chosen"),
         ):
-            rows.append(
-                (label, f"{heldout[key + '/reference']:.3f}", f"{heldout[key + '/policy']:.3f}")
+            rows.append((label, accuracy(key + "/reference"), accuracy(key + "/policy")))
+        key = "perplexity_chosen"
+        rows.append(
+            (
+                "perplexity on chosen replies",
+                f"{heldout[key + '/reference']:.3f}",
+                f"{heldout[key + '/policy']:.3f}",
             )
+        )
         rows.append(
             (
                 "implicit-reward accuracy / margin",
                 "",
-                f"{heldout['rewards/accuracies']:.3f} / {heldout['rewards/margins']:.3f}",
+                f"{accuracy('rewards/accuracies')} / {heldout['rewards/margins']:.3f}",
             )
         )
     if report.results:

@@ -94,6 +94,7 @@ def load_report(path: str | Path) -> CompareReport:
             results=results,
             heldout=data["heldout"],
             judge=data["judge"],
+            heldout_intervals=data.get("heldout_intervals"),
             reference_adapter=data["reference_adapter"],
             verdicts=[Verdict(**v) for v in data.get("verdicts", [])],
             ai_judge=data.get("ai_judge"),
