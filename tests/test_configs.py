@@ -105,7 +105,7 @@ BAD_SETTINGS = [
     (
         "--model.loss_type=kto",
         SystemExit,
-        "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'exo_pair'",
+        "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'sigmoid_norm'",
     ),
 ]
 

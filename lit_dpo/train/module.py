@@ -371,7 +371,10 @@ class DPOModule(LightningModule):
             for n, p in self.policy.named_parameters()
             if p.requires_grad
         }
-        kept = ("metrics", "bco_shift.")
+        # metric states, and BCO's reward shift where the objective has one
+        kept = ("metrics",)
+        if "bco_pair" in self.objective.loss_types:
+            kept += ("bco_shift.",)
         checkpoint["state_dict"] = {
             k: v
             for k, v in checkpoint["state_dict"].items()
