@@ -103,7 +103,7 @@ BAD_SETTINGS = [
     # a choice outside the Literal stops in jsonargparse, which exits 2 with its usage message
     # listing the choices (a name or a list of names)
     (
-        "--model.loss_type=kto",
+        "--model.loss_type=not_a_loss",
         SystemExit,
         "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'sigmoid_norm'",
     ),

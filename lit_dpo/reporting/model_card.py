@@ -47,6 +47,8 @@ OBJECTIVE_EXTRAS = (
     "discopop_tau",
     "simpo_gamma",
     "cpo_alpha",
+    "desirable_weight",
+    "undesirable_weight",
 )
 
 
@@ -262,6 +264,12 @@ def _data_section(data: dict[str, Any]) -> str:
         text += "\n\n" + _table(
             ("split", "source split", "rows", "pairs", "dropped", "truncated"), rows
         )
+    for stage, split in data.get("splits", {}).items():
+        if split.get("desirable") is not None:  # unpaired rows (KTO): "pairs" counts rows
+            text += (
+                f"\n\n{stage}: unpaired feedback, {split['desirable']} desirable and "
+                f"{split['undesirable']} undesirable rows"
+            )
     return text
 
 

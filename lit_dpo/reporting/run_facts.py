@@ -197,6 +197,8 @@ def _data_facts(datamodule) -> dict[str, Any]:
             "split": getattr(datamodule, "split_names", {}).get(stage),
             **{key: report.get(key) for key in ("rows", "pairs", "truncated", "dropped")},
         }
+        if report.get("unpaired"):
+            splits[stage].update(desirable=report["desirable"], undesirable=report["undesirable"])
     return {
         "datasets": parts,
         "splits": splits,

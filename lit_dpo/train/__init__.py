@@ -1,8 +1,9 @@
 """A DPO step and what it needs: the batch layout (``pairs``), log-probs (``logps``, ``forward``),
 prefix packing (``packing``), objectives (``losses``, one record per loss type in
-``losses.registry``), a step's objective and statistics (``step``), metrics (``metrics``), the
-reference log-prob table (``reference_table``), the non-finite guard (``nonfinite``), the checks
-of the settings (``run_checks``) and the LightningModule (``module``).
+``losses.registry``), a step's objective and statistics (``step``; ``unpaired_step`` for KTO's
+unpaired rows), metrics (``metrics``), the reference log-prob table (``reference_table``), the
+non-finite guard (``nonfinite``), the checks of the settings (``run_checks``) and the
+LightningModule (``module``).
 
 ``DPOModule`` is imported on first use, so ``import lit_dpo.train.losses`` (pure maths) does not
 load Lightning, transformers or peft.
