@@ -43,6 +43,8 @@ import httpx
 HOST = "127.0.0.1"  # loopback only: the soak never opens a port to the network
 GENERATES = frozenset({200, 503})  # 503: the queue is full, or the server is shutting down
 PROMPTS = ["What is the capital of France?", "Who wrote Hamlet?", "Name a primary colour."]
+# asks for a reply longer than any --max_tokens_limit here, so greedy replies run to the limit
+LONG_PROMPT = "Write a long, detailed essay about the history of the Roman Empire."
 WORDS = "What is the capital of France ? Paris".split()
 
 
@@ -299,7 +301,7 @@ def cancel_check(url: str, limit: int, timeout: float) -> dict[str, float]:
 
     The generation is greedy, so the dropped stream would take as long as the full one.
     """
-    long_body = chat(PROMPTS[0], max_tokens=limit, temperature=0)
+    long_body = chat(LONG_PROMPT, max_tokens=limit, temperature=0)
     with httpx.Client(timeout=timeout) as client:
         start = time.perf_counter()
         full = client.post(f"{url}/v1/chat/completions", json=long_body).json()
@@ -413,6 +415,10 @@ def summarize(report: Report, results: list[Result], seconds: float, exit_code: 
     for r in unexpected[:10]:
         report.problems.append(
             f"{r.kind}: status {r.status} stream {r.stream_end or '-'} {r.error}".strip())
+    if cancel["long_tokens"] < args.max_tokens_limit // 2:
+        report.problems.append(
+            f"cancel check: the full greedy reply ended after {cancel['long_tokens']} tokens, "
+            f"too short to tell a cancelled generation from a finished one")
     report.passed = all(report.checks.values())
 
 
@@ -476,7 +482,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="most the server's resident memory may grow, start to end (MiB)")
     parser.add_argument("--max_requests", type=int, default=100_000,
                         help="most requests one client sends")
-    parser.add_argument("--request_timeout", type=float, default=300.0,
+    parser.add_argument("--request_timeout", type=float, default=600.0,
                         help="seconds a client waits for one answer")
     parser.add_argument("--startup_timeout", type=float, default=300.0,
                         help="seconds to wait for the server to load")
