@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+import uvicorn
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import check_adapter, pair_problems
@@ -70,8 +72,6 @@ def serve(
     Raises:
         ConfigError: every problem with the options, before any model loads.
     """
-    import uvicorn
-
     # No default in the signature: --help and --print_config must never show a key from the
     # environment.
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
@@ -116,14 +116,44 @@ def serve(
     )
     worker = Worker(served, queue_size)
     app = create_app(served, worker, max_tokens_limit, api_key)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # RequestLog writes one line per request, with token counts
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl+C after shutting down
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            access_log=False,  # RequestLog writes one line per request, with token counts
-            timeout_graceful_shutdown=shutdown_timeout,
-        )
+        _DrainingServer(config, worker).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, ending generation just before its graceful shutdown runs out.
+
+    When ``timeout_graceful_shutdown`` passes, uvicorn cancels the requests still running, and a
+    cancelled request is answered 500 with no body. A little before that, the worker's jobs are
+    cancelled instead: the waiting ones are answered the documented 503 ``shutting_down`` and the
+    generating one completes with the text it has.
+    """
+
+    def __init__(self, config: uvicorn.Config, worker: Worker) -> None:
+        super().__init__(config)
+        self.worker = worker
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        timeout = self.config.timeout_graceful_shutdown or 0
+        # a quarter of the time, at most 1 s, for the cancelled requests to be answered
+        cancel_at = timeout - min(1.0, timeout / 4)
+        timer = asyncio.get_running_loop().call_later(cancel_at, self._cancel_generation)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
+
+    def _cancel_generation(self) -> None:
+        cancelled = self.worker.cancel_all()
+        if cancelled:
+            log.warning("shutdown timeout near: %d request(s) in flight cancelled", cancelled)
 
 
 def _problems(

@@ -220,6 +220,14 @@ class Worker:
 
     def close(self, timeout: float = 10.0) -> int:
         """Cancel the running job and every waiting one, stop the thread; returns jobs cancelled."""
+        cancelled = self.cancel_all()
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        return cancelled
+
+    def cancel_all(self) -> int:
+        """Refuse new jobs, fail the waiting ones with :class:`Cancelled` and stop the running one
+        (it completes with the text so far), without waiting; returns jobs cancelled."""
         self._closed = True
         cancelled = 0
         with contextlib.suppress(queue.Empty):
@@ -233,8 +241,6 @@ class Worker:
         if running is not None:
             running.cancelled.set()
             cancelled += 1
-        self._jobs.put(None)
-        self._thread.join(timeout)
         return cancelled
 
     def _loop(self) -> None:
