@@ -9,8 +9,8 @@ difference's spread is much smaller than either accuracy's when the runs agree o
 - :func:`paired_difference`: the same over per-pair differences of two runs on the same pairs.
 - :func:`wilson_interval`: Wilson score interval of a proportion, for counts without per-pair
   results (e.g. a judge's wins).
-- :func:`preference_outcomes` and :func:`interval_summary`: per-pair correctness of held-out
-  preference metrics and their intervals, under the keys ``lit-dpo compare`` reports.
+- :func:`interval_summary`: the intervals of per-pair correctness of held-out preference metrics
+  (``lit_dpo.train.metrics.pair_outcomes``), under the keys ``lit-dpo compare`` reports.
 - :func:`cohen_kappa`: agreement of two judges beyond chance (Cohen 1960).
 - :func:`length_logistic_fit`: the verdict regressed on the answers' length difference, the core
   of AlpacaEval's length-controlled win rate (Dubois et al. 2024, https://arxiv.org/abs/2404.04475).
@@ -135,55 +135,13 @@ OUTCOME_KEYS = (
 )
 
 
-def preference_outcomes(
-    policy_chosen: torch.Tensor,
-    policy_rejected: torch.Tensor,
-    reference_chosen: torch.Tensor,
-    reference_rejected: torch.Tensor,
-    chosen_counts: torch.Tensor,
-    rejected_counts: torch.Tensor,
-    beta: float,
-) -> dict[str, list[int]]:
-    """Per pair, 1 where a held-out metric ranks the chosen reply above the rejected, else 0.
-
-    The same comparisons as ``lit_dpo.compare.scoring.preference_summary`` (ties count as
-    wrong), so the mean of each list is that accuracy. All tensors are (P,), summed log-probs and
-    reply token counts.
-
-    Returns:
-        One list of P zeros and ones under each of :data:`OUTCOME_KEYS`.
-
-    Raises:
-        ValueError: the inputs differ in shape.
-    """
-    tensors = (policy_chosen, policy_rejected, reference_chosen, reference_rejected)
-    shapes = {tuple(t.shape) for t in (*tensors, chosen_counts, rejected_counts)}
-    if len(shapes) != 1:
-        raise ValueError(f"per-pair tensors must share one shape (P,), got {sorted(shapes)}")
-    chosen_tokens, rejected_tokens = chosen_counts.clamp(min=1), rejected_counts.clamp(min=1)
-    chosen_rewards = beta * (policy_chosen - reference_chosen)
-    rejected_rewards = beta * (policy_rejected - reference_rejected)
-    outcomes = {
-        "logps_accuracy/reference": reference_chosen > reference_rejected,
-        "logps_accuracy/policy": policy_chosen > policy_rejected,
-        "logps_accuracy_per_token/reference": (
-            reference_chosen / chosen_tokens > reference_rejected / rejected_tokens
-        ),
-        "logps_accuracy_per_token/policy": (
-            policy_chosen / chosen_tokens > policy_rejected / rejected_tokens
-        ),
-        "rewards/accuracies": chosen_rewards > rejected_rewards,
-    }
-    return {key: [int(v) for v in value.tolist()] for key, value in outcomes.items()}
-
-
 def interval_summary(
     outcomes: Mapping[str, Sequence[float]], seed: int = SEED
 ) -> dict[str, float]:
     """95% bootstrap interval of each per-pair metric, as flat keys beside compare's metrics.
 
     Args:
-        outcomes: per-pair values under metric names (:func:`preference_outcomes`).
+        outcomes: per-pair values under metric names (``lit_dpo.train.metrics.pair_outcomes``).
         seed: seed of the draws (the same for every metric).
 
     Returns:

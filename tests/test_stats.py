@@ -11,7 +11,6 @@ from lit_dpo.stats import (
     bootstrap_interval,
     interval_summary,
     paired_difference,
-    preference_outcomes,
     wilson_interval,
 )
 
@@ -96,7 +95,7 @@ def test_wilson_hand_worked():
     assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
 
 
-def test_preference_outcomes_per_pair():
+def test_pair_outcomes_per_pair():
     """Three pairs (summed log-probs; chosen tokens 2, rejected tokens 4):
     pair 0: policy -2 vs -6 (right), reference -3 vs -5 (right); per token policy -1 vs -1.5
       (right), reference -1.5 vs -1.25 (wrong); rewards 0.1 * 1 = 0.1 vs 0.1 * -1 = -0.1 (right).
@@ -104,15 +103,14 @@ def test_preference_outcomes_per_pair():
       (wrong), -2 vs -1 (wrong); rewards -0.1 vs 0 (wrong).
     pair 2: policy -1 vs -9 (right), reference -2 vs -1 (wrong); per token -0.5 vs -2.25
       (right), -1 vs -0.25 (wrong); rewards 0.1 vs -0.8 (right)."""
-    outcomes = preference_outcomes(
-        policy_chosen=torch.tensor([-2.0, -5.0, -1.0]),
-        policy_rejected=torch.tensor([-6.0, -4.0, -9.0]),
-        reference_chosen=torch.tensor([-3.0, -4.0, -2.0]),
-        reference_rejected=torch.tensor([-5.0, -4.0, -1.0]),
-        chosen_counts=torch.tensor([2, 2, 2]),
-        rejected_counts=torch.tensor([4, 4, 4]),
-        beta=0.1,
-    )
+    from lit_dpo.train.metrics import PAIR_SCORES, pair_outcomes, pair_statistics
+
+    policy = torch.tensor([-2.0, -5.0, -1.0, -6.0, -4.0, -9.0])  # chosen rows, then rejected
+    reference = torch.tensor([-3.0, -4.0, -2.0, -5.0, -4.0, -1.0])
+    counts = torch.tensor([2, 2, 2, 4, 4, 4])
+    rewards = 0.1 * (policy - reference)
+    stats = pair_statistics(policy, reference, counts, rewards[:3], rewards[3:])
+    outcomes = {key: value.tolist() for key, value in pair_outcomes(stats).items()}
     assert outcomes == {
         "logps_accuracy/reference": [1, 0, 0],
         "logps_accuracy/policy": [1, 0, 1],
@@ -120,9 +118,8 @@ def test_preference_outcomes_per_pair():
         "logps_accuracy_per_token/policy": [1, 0, 1],
         "rewards/accuracies": [1, 0, 1],
     }
-    assert tuple(outcomes) == OUTCOME_KEYS
-    with pytest.raises(ValueError, match="one shape"):
-        preference_outcomes(*(torch.zeros(3),) * 5, torch.zeros(2), beta=0.1)
+    # the records of tools/quality.py keep one string of outcomes per accuracy of validation
+    assert set(OUTCOME_KEYS) == set(PAIR_SCORES) == set(outcomes)
 
 
 def test_interval_summary_keys():

@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Held-out preference metrics of one adapter, pair by pair (run by quality.py as a child).
 
-The same tokenization, scoring and summary as ``lit-dpo compare``'s held-out evaluation
-(``compare.command._heldout_loader``, ``scoring.reply_logps``, ``scoring.preference_summary``),
-plus what compare does not keep: each pair's outcome under every accuracy
-(:func:`lit_dpo.stats.preference_outcomes`) and an id of the pair, so that two runs can be compared
-pair by pair later (``quality.py --diff``).
+``lit-dpo compare``'s held-out evaluation itself (``compare.command._heldout_loader``,
+``scoring.heldout_evaluation``), plus what compare does not keep: each pair's outcome under every
+accuracy (``lit_dpo.train.metrics.pair_outcomes``) and an id of the pair, so that two runs can be
+compared pair by pair later (``quality.py --diff``).
 
     python tools/quality_eval.py ADAPTER DATA_DIR VAL_SIZE BETA MAX_LENGTH OUT.json
 """
@@ -25,16 +24,15 @@ def pair_id(row: dict) -> str:
 
 
 def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, out: str) -> None:
-    import torch
 
     from lit_dpo.compare.command import _heldout_loader
-    from lit_dpo.compare.scoring import preference_summary, reply_logps
+    from lit_dpo.compare.scoring import heldout_evaluation
     from lit_dpo.models.inference import (
         adapter_base_model,
         load_for_inference,
         reference_adapter_for,
     )
-    from lit_dpo.stats import interval_summary, preference_outcomes
+    from lit_dpo.stats import interval_summary
 
     base = adapter_base_model(adapter, None)
     reference_adapter, problems = reference_adapter_for(adapter, None, False)
@@ -45,22 +43,8 @@ def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, o
     plain = split.with_format(None)
     ids = [pair_id(plain[int(i)]) for i in loader.sampler]
     policy = load_for_inference(adapter, base, reference_adapter=reference_adapter).model
-    names = ("policy", "reference", "counts")
-    parts: dict[str, list[torch.Tensor]] = {f"{n}/{s}": [] for n in names for s in ("c", "r")}
-    for batch in loader:
-        scored = reply_logps(policy, batch)
-        pairs = scored[0].shape[0] // 2
-        for name, values in zip(names, scored, strict=True):
-            parts[f"{name}/c"].append(values[:pairs])
-            parts[f"{name}/r"].append(values[pairs:])
-    t = {key: torch.cat(values) for key, values in parts.items()}
-    tensors = dict(
-        policy_chosen=t["policy/c"], policy_rejected=t["policy/r"],
-        reference_chosen=t["reference/c"], reference_rejected=t["reference/r"],
-        chosen_counts=t["counts/c"], rejected_counts=t["counts/r"], beta=beta,
-    )
-    outcomes = preference_outcomes(**tensors)
-    held_out = {**preference_summary(**tensors), **interval_summary(outcomes)}
+    summary, outcomes = heldout_evaluation(policy, loader, beta)
+    held_out = {**summary, **interval_summary(outcomes)}
     per_pair = {"ids": ids, **{key: "".join(map(str, v)) for key, v in outcomes.items()}}
     Path(out).write_text(json.dumps({"held_out": held_out, "per_pair": per_pair}))
 

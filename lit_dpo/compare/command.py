@@ -72,6 +72,7 @@ from lit_dpo.models.inference import (
 from lit_dpo.models.policy import DType, Quantization
 from lit_dpo.progress import track
 from lit_dpo.sources import DEFAULT_DATASET, resolve_model
+from lit_dpo.stats import interval_summary
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,8 @@ def compare(
             _answer_both(policy, tokenizer, case, generation, beta, max_length, prompt_budget)
         )
     if heldout is not None:
-        report.heldout, report.heldout_intervals = heldout_evaluation(policy, heldout, beta)
+        report.heldout, outcomes = heldout_evaluation(policy, heldout, beta)
+        report.heldout_intervals = interval_summary(outcomes)
     # the judge may be large: free the policy first
     del policy
     gc.collect()

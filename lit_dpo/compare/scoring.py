@@ -27,7 +27,6 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.models.reference import as_reference
 from lit_dpo.progress import track
 from lit_dpo.sources import pad_token_id
-from lit_dpo.stats import interval_summary, preference_outcomes
 from lit_dpo.train.forward import (
     DEFAULT_CHUNK_SIZE,
     batch_token_logps,
@@ -36,6 +35,7 @@ from lit_dpo.train.forward import (
 from lit_dpo.train.metrics import (
     computed,
     heldout_metric_set,
+    pair_outcomes,
     pair_statistics,
     update_metrics,
 )
@@ -164,33 +164,18 @@ def heldout_metrics(
 
 def heldout_evaluation(
     model: PeftModel, batches: Iterable[dict[str, torch.Tensor]], beta: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """:func:`heldout_metrics` and the seeded 95% bootstrap interval over pairs of each held-out
-    accuracy (``lit_dpo.stats.interval_summary``: ``<metric>/ci_low``, ``<metric>/ci_high``)."""
+) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """:func:`heldout_metrics`, and per pair (in batch order) what each accuracy averages
+    (``train.metrics.pair_outcomes``: 1 right, 0 wrong), for intervals over pairs
+    (``lit_dpo.stats.interval_summary``) and paired comparisons of two runs."""
     metrics = heldout_metric_set()
     pairs = 0
-    # per pair, for the intervals: each scored batch's chosen and rejected halves
-    per_pair: dict[str, list[torch.Tensor]] = {}
+    outcomes: dict[str, list[int]] = {}
     for batch in track(batches, "scoring held-out pairs", unit="batches"):
         policy, reference, counts = reply_logps(model, batch)
-        update_metrics(metrics, dpo_pair_statistics(policy, reference, counts, beta))
+        statistics = dpo_pair_statistics(policy, reference, counts, beta)
+        update_metrics(metrics, statistics)
         pairs += num_pairs(policy)
-        scored = {"policy": policy, "reference": reference, "counts": counts}
-        for name, values in scored.items():
-            chosen, rejected = split_pairs(values)
-            per_pair.setdefault(f"{name}_chosen", []).append(chosen)
-            per_pair.setdefault(f"{name}_rejected", []).append(rejected)
-    summary = {"pairs": float(pairs), **computed(metrics)}
-    if not pairs:
-        return summary, {}
-    joined = {name: torch.cat(values) for name, values in per_pair.items()}
-    outcomes = preference_outcomes(
-        policy_chosen=joined["policy_chosen"],
-        policy_rejected=joined["policy_rejected"],
-        reference_chosen=joined["reference_chosen"],
-        reference_rejected=joined["reference_rejected"],
-        chosen_counts=joined["counts_chosen"],
-        rejected_counts=joined["counts_rejected"],
-        beta=beta,
-    )
-    return summary, interval_summary(outcomes)
+        for key, correct in pair_outcomes(statistics).items():
+            outcomes.setdefault(key, []).extend(correct.tolist())
+    return {"pairs": float(pairs), **computed(metrics)}, outcomes

@@ -42,7 +42,7 @@ class PreferenceAccuracy(Metric):
                 f"score shapes differ: {tuple(chosen_scores.shape)} vs "
                 f"{tuple(rejected_scores.shape)}"
             )
-        self.correct += (chosen_scores > rejected_scores).sum()
+        self.correct += pair_correct(chosen_scores, rejected_scores).sum()
         self.total += chosen_scores.numel()
 
     def compute(self) -> torch.Tensor:
@@ -138,6 +138,22 @@ PAIR_SCORES = {
         "reference_logps_per_token/rejected",
     ),
 }
+
+
+def pair_correct(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """(B,) 1 where a pair's chosen score is strictly above its rejected score, else 0."""
+    return (chosen_scores > rejected_scores).long()
+
+
+def pair_outcomes(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per pair, what each preference accuracy of :data:`PAIR_SCORES` averages (1 right, 0 wrong),
+    from a batch's statistics (:func:`pair_statistics`); accuracies whose scores are missing are
+    left out. The bootstrap intervals of ``compare`` and ``tools/quality.py`` resample these."""
+    return {
+        key: pair_correct(stats[chosen], stats[rejected])
+        for key, (chosen, rejected) in PAIR_SCORES.items()
+        if chosen in stats and rejected in stats
+    }
 
 
 # perplexity key -> the (log-probs, token counts) of the chosen replies it reads
