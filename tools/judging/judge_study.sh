@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The first measured win rates (docs/quality.md, "Judged answers"): an adapter's answers against
-# the reference's on 50 held-out HH-harmless prompts of the development data (hh_dev_prompts.json:
-# the first human turn of the first 50 pairs of the quality study's dev split, each labelled by
-# hand as harmful, benign or ambiguous) and on the built-in edge cases, judged by an AI judge:
+# Win rates of an adapter's answers against the reference's (issue 26, item 5; not yet run to
+# the end: on 2026-12-06 the shared machine generated 2 of 59 answers a minute) on 50 held-out
+# HH-harmless prompts of the development data and the built-in edge cases. hh_dev_prompts.json:
+# the first human turn of the first 50 pairs of tools/quality.py's dev split (Anthropic HH-RLHF,
+# harmless-base, MIT licence), each labelled by hand harmful (27), benign (18) or ambiguous (5).
+# The AI judge is
 # lit-dpo serve's `reference` model (the embedded SmolLM2-135M-Instruct, full precision, adapters
 # off), the strongest chat model this machine can run without a hub.
 #   tools/judging/judge_study.sh runs/cpu/adapter runs/judge-study
