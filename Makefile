@@ -28,7 +28,8 @@ GGUF_STAMP := $(VENV)/.gguf-installed
 gguf-setup: $(GGUF_STAMP)
 
 $(GGUF_STAMP): $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet -e ".[gguf]"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	    CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet -e ".[gguf]"
 	touch $(GGUF_STAMP)
 
 # only the GGUF export tests, llama.cpp included: what `lit-dpo export --format gguf` promises
