@@ -57,7 +57,7 @@ def run(model_dir: str, freed_memory: str, steps: int) -> dict:
     module.train()
     for step in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        stats = module._dpo_step(batches[step % 2], "train")
+        stats = module.step_statistics(batches[step % 2], "train")
         stats["loss"].backward()
         grads = {
             name: bits(p.grad)
@@ -74,7 +74,7 @@ def run(model_dir: str, freed_memory: str, steps: int) -> dict:
         module.on_train_batch_end(None, None, step)  # the trim between steps, as in a fit
     module.eval()
     with torch.no_grad():
-        stats = module._dpo_step(collate_pairs(features[4:], pad), "val")
+        stats = module.step_statistics(collate_pairs(features[4:], pad), "val")
     record["val"] = {k: bits(v) for k, v in stats.items()} | {"loss": stats["loss"].item()}
     prompts = [f["prompt_ids"] for f in features[:3]]
     answers = generate_batch_ids(module.policy, tokenizer, prompts, {"max_new_tokens": 6,
