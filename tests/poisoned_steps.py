@@ -13,15 +13,10 @@ import json
 import sys
 
 import torch
+from conftest import ROWS as FIXTURE_ROWS
 
-ROWS = [
-    ("What is the capital of France?", "The capital of France is Paris.", "It is Lyon."),
-    ("What is 2 + 2?", "2 + 2 = 4.", "I am not able to help with maths."),
-    ("Name a primary colour.", "Red is a primary colour.", "Colours are hard to define, really."),
-    ("How many legs has a spider?", "A spider has eight legs.", "Spiders have six legs."),
-    ("What freezes at 0 C?", "Water freezes at 0 degrees Celsius.", "Nothing freezes at 0 C."),
-    ("Who wrote Hamlet?", "William Shakespeare wrote Hamlet.", "Charles Dickens wrote it."),
-]
+# the tiny model's own pairs (run as a script, this file's folder is on sys.path); six of them
+ROWS = FIXTURE_ROWS[:6]
 
 
 def bits(tensor: torch.Tensor) -> str:
