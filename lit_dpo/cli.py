@@ -41,6 +41,7 @@ from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import ConfigError, LitDPOError
 from lit_dpo.files import is_out_of_space, write_text_atomically
 from lit_dpo.models.reference import describe_reference
+from lit_dpo.progress import is_terminal, quiet_library_bars
 from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
 from lit_dpo.train.run_checks import kl_batch_problem
@@ -317,6 +318,10 @@ def run_command(name: str, args: list[str]) -> Any:
     command = COMMANDS[name]
     function = getattr(importlib.import_module(command.module), command.function)
     prog = f"lit-dpo {name}"
+    if not is_terminal(sys.stderr):
+        # compare, serve and export load models too: a log file cannot hold the frames of
+        # transformers' "Loading weights" bar (fit decides this in ProgressLog.apply)
+        quiet_library_bars()
     if command.reads_fit_config:
         fit, own = parse_config(args, function, prog)
         return function(fit, **own)

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import run_printed
 
 from lit_dpo import compat
 
@@ -184,3 +185,24 @@ def test_the_dropped_log_lines_are_still_in_the_installed_libraries(logger, star
         for path in Path(folder).rglob("*.py")
     )
     assert found, f"{logger} no longer logs {start!r}; update lit_dpo/compat.py"
+
+
+def test_compare_into_a_log_file_draws_no_library_bar(printed_fit, tmp_path):
+    """compare, serve and export load the model outside fit's ProgressLog: into a file, the
+    "Loading weights" bar of transformers would leave a line of frames per load."""
+    adapter = next(printed_fit.root.rglob("adapter_config.json")).parent
+    printed = run_printed(
+        [
+            "compare",
+            f"--adapter={adapter}",
+            "--max_new_tokens=2",
+            "--max_length=64",
+            "--val_size=0",
+            f"--out={tmp_path / 'compare'}",
+        ],
+        tmp_path,
+        tmp_path / "cache",
+    )
+    assert (tmp_path / "compare" / "compare.json").is_file()  # the compare did its work
+    assert "Loading weights" not in printed.stderr
+    assert "\r" not in printed.stderr
