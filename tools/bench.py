@@ -484,7 +484,7 @@ def run_lit(spec: dict) -> dict:
         baseline = unpaired_step.kl_baseline
 
         def recorded_baseline(policy_kl, reference_kl, gather=None):
-            kl_means.append(float((policy_kl - reference_kl).mean()))
+            kl_means.append(float((policy_kl - reference_kl).detach().mean()))
             return baseline(policy_kl, reference_kl, gather)
 
         unpaired_step.kl_baseline = recorded_baseline
