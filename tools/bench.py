@@ -202,7 +202,8 @@ def main() -> None:
             spec = {**settings, "lit": lit, **plan_work({**settings, "lit": lit})}
             spec["trl_objective"] = trl_objectives.get(label, ("dpo", {"loss_type": ["sigmoid"]}))
             print(
-                f"{label}: {spec['pairs']} pairs in {len(spec['batches'])} batches "
+                f"{label}: {spec['pairs']} {'rows' if 'kl_ids' in spec else 'pairs'} in "
+                f"{len(spec['batches'])} batches "
                 f"({settings['warmup']} warm-up, {settings['steps']} timed), "
                 f"{spec['timed_tokens']} tokens timed",
                 flush=True,
