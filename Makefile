@@ -49,7 +49,7 @@ quality: setup
 	$(BIN)/python tools/quality.py $(QUALITY_ARGS)
 
 # lit-dpo vs TRL on identical work, CPU: DPO, and a row per objective family (DPO + SFT, SimPO,
-# ORPO); `python tools/bench.py --help` for options
+# ORPO, KTO); `python tools/bench.py --help` for options
 bench: setup
 	$(BIN)/python tools/bench.py --objectives
 

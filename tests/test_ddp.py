@@ -30,6 +30,10 @@ REPO = Path(__file__).parents[1]
 TRAIN_KEYS = ("train/loss", "train/rewards/margins", "train/rewards/accuracies")
 # equal pairs, equal maths: only the order of float sums differs between the two runs
 TOLERANCE = 1e-5
+KTO_KEYS = (
+    "train/loss", "train/kl", "train/rewards/chosen", "train/rewards/rejected",
+    "train/count/desirable", "train/count/undesirable",
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +99,12 @@ def _fit_ddp(model_dir: Path, data: Path, root: Path, *extra: str, env: dict | N
     return done.stdout
 
 
-def _train_steps(root: Path) -> dict[int, dict[str, float]]:
+def _train_steps(root: Path, keys: tuple[str, ...] = TRAIN_KEYS) -> dict[int, dict[str, float]]:
     """step -> the train metrics logged at that step, from the run's metrics.csv."""
     rows = csv.DictReader((root / "lightning_logs" / "version_0" / "metrics.csv").open())
     steps: dict[int, dict[str, float]] = {}
     for row in rows:
-        values = {key: float(row[key]) for key in TRAIN_KEYS if row.get(key)}
+        values = {key: float(row[key]) for key in keys if row.get(key)}
         if values:
             steps.setdefault(int(row["step"]), {}).update(values)
     return steps
@@ -200,6 +204,33 @@ def test_ddp_with_a_reference_adapter_matches_one_process(tiny_model_dir, data_d
     assert expected[2]["train/loss"] != pytest.approx(expected[0]["train/loss"], abs=1e-3)
     for step, values in expected.items():
         assert got[step] == pytest.approx(values, rel=TOLERANCE, abs=TOLERANCE), f"step {step}"
+    expected_adapter, got_adapter = _adapter(one), _adapter(tmp_path / "ddp")
+    assert got_adapter.keys() == expected_adapter.keys()
+    for name, value in expected_adapter.items():
+        torch.testing.assert_close(got_adapter[name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.slow
+def test_ddp_kto_averages_the_ranks_kl_baselines_and_matches_one_process(
+    tiny_model_dir, data_dir, tmp_path
+):
+    """KTO under DDP: each rank estimates the KL baseline from its own KL rows, and the ranks'
+    estimates are averaged before the clamp at 0, as TRL's ``gather_for_metrics(kl).mean()``;
+    over equal shares that is the estimate of the global batch. So 2 processes of 2 unpaired rows
+    train as one of 4: the same baselines, losses, rewards and adapter. The run starts from a
+    random adapter, so that policy and reference differ from the first step (a policy equal to
+    its reference has a baseline of 0 whatever is gathered): the baselines are 0.16, 0 (clamped)
+    and 0.11, and with each rank keeping its own baseline the losses of step 0 differ."""
+    start = make_adapter(tiny_model_dir, tmp_path / "start", r=16, std=0.5, seed=3)
+    kto = ("--model.loss_type=kto", "--data.unpair=true", f"--model.adapter={start}")
+    one = tmp_path / "one"
+    main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=4", *kto))
+    _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *kto, "--data.batch_size=2")
+    expected, got = _train_steps(one, KTO_KEYS), _train_steps(tmp_path / "ddp", KTO_KEYS)
+    assert sorted(got) == sorted(expected) == [0, 1, 2]
+    for step, values in expected.items():
+        assert got[step] == pytest.approx(values, rel=TOLERANCE, abs=TOLERANCE), f"step {step}"
+    assert any(values["train/kl"] > 1e-3 for values in expected.values()), "baselines all 0"
     expected_adapter, got_adapter = _adapter(one), _adapter(tmp_path / "ddp")
     assert got_adapter.keys() == expected_adapter.keys()
     for name, value in expected_adapter.items():

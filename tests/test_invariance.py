@@ -11,6 +11,7 @@ policy and reference differ and lora_A gets a gradient too.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -100,6 +101,110 @@ def test_one_batch_of_8_equals_8_accumulated_batches_of_1(tiny_model_dir, tiny_t
     assert min(grad.abs().max().item() for grad in batch_grads.values()) > 1e-4
     assert absolute < GRAD_ATOL
     assert max(relative.values()) < GRAD_RTOL, relative
+
+
+# --- unpaired objectives (KTO) ------------------------------------------------------------------
+
+
+def _unpaired_features(tokenizer) -> list[dict]:
+    """8 unpaired rows of the 8 prompts, desirable and undesirable in turn, each with its KL row
+    (its prompt with the completion of the row before it, as ``data.unpaired`` builds them)."""
+    rows = [(p.prompt, p.chosen if i % 2 else p.rejected, bool(i % 2)) for i, p in enumerate(PAIRS)]
+    encoded = [
+        encode_pair(PreferencePair(prompt, reply, reply), tokenizer, 64, 32)
+        for prompt, reply, _ in rows
+    ]
+    completions = [e["chosen_ids"] for e in encoded]
+    return [
+        {"prompt_ids": e["prompt_ids"], "chosen_ids": c, "rejected_ids": kl, "label": label}
+        for e, c, kl, (_, _, label) in zip(
+            encoded, completions, completions[-1:] + completions[:-1], rows, strict=True
+        )
+    ]
+
+
+def _accumulated(module, batches, pad) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The batches' losses (each divided by their number, back-propagated into the same
+    gradients), and the LoRA gradients they leave."""
+    module.policy.zero_grad(set_to_none=True)
+    losses = [
+        _step(module, collate_pairs(b, pad), scale=1 / len(batches))["losses"] for b in batches
+    ]
+    return torch.cat(losses), _lora_grads(module)
+
+
+def _assert_same_step(batch_losses, batch_grads, losses, grads) -> None:
+    assert (batch_losses - losses).abs().max().item() < LOSS_TOLERANCE
+    assert batch_grads and grads.keys() == batch_grads.keys()
+    # a zero gradient would make the tolerances vacuous (APO-zero's reach 7e-5: its desirable
+    # and undesirable rows pull against each other)
+    assert min(grad.abs().max().item() for grad in batch_grads.values()) > 1e-5
+    for name, grad in batch_grads.items():
+        assert (grads[name] - grad).abs().max().item() < GRAD_ATOL, name
+        assert ((grads[name] - grad).abs().max() / grad.abs().max()).item() < GRAD_RTOL, name
+
+
+@pytest.mark.parametrize("switches", PATHS.values(), ids=PATHS.keys())
+def test_apo_zero_unpaired_batch_of_8_equals_8_accumulated_batches_of_1(
+    tiny_model_dir, tiny_tokenizer, switches
+):
+    """Unpaired APO-zero has no KL baseline: a row's loss is its own, so batch invariance holds
+    as for pairs (the KL rows are scored, unused)."""
+    module = DPOModule(
+        model=str(tiny_model_dir), lora_dropout=0.0, loss_type="apo_zero_unpaired", **switches
+    )
+    module.configure_model()
+    _randomize_lora(module.policy)
+    features, pad = _unpaired_features(tiny_tokenizer), tiny_tokenizer.pad_token_id
+    module.policy.zero_grad(set_to_none=True)
+    batch = _step(module, collate_pairs(features, pad), scale=1.0)
+    batch_grads = _lora_grads(module)
+    # at policy = reference every row's loss is 1/2
+    assert (batch["losses"] - 0.5).abs().max() > 1e-2, "policy equals reference: vacuous"
+    losses, grads = _accumulated(module, [[f] for f in features], pad)
+    _assert_same_step(batch["losses"], batch_grads, losses, grads)
+
+
+@pytest.mark.parametrize("switches", PATHS.values(), ids=PATHS.keys())
+def test_kto_accumulated_batches_each_estimate_their_own_kl_baseline(
+    tiny_model_dir, tiny_tokenizer, switches
+):
+    """KTO's loss hangs on its batch through the KL baseline z0, the mean log-ratio of the
+    batch's KL rows. As in TRL, each micro-batch of an accumulated step estimates z0 from its own
+    rows, so 4 accumulated batches of 2 do NOT take the step of one batch of 8. Where the four
+    estimates are averaged, as DDP ranks average theirs (``all_gather``, here over the four
+    micro-batches), they give the batch of 8's z0, losses and gradients: padding, packing and the
+    chunked head change nothing (tests/test_ddp.py runs the real gather over 2 processes)."""
+    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, loss_type="kto", **switches)
+    module.configure_model()
+    _randomize_lora(module.policy)
+    features, pad = _unpaired_features(tiny_tokenizer), tiny_tokenizer.pad_token_id
+    module.policy.zero_grad(set_to_none=True)
+    batch = _step(module, collate_pairs(features, pad), scale=1.0)
+    batch_grads = _lora_grads(module)
+    # at policy = reference every row's loss is 1/2
+    assert (batch["losses"] - 0.5).abs().max() > 1e-2, "policy equals reference: vacuous"
+    micro_batches = [features[i : i + 2] for i in range(0, 8, 2)]
+
+    own, _ = _accumulated(module, micro_batches, pad)
+    difference = (own - batch["losses"]).abs().max().item()
+    assert difference > 1e-3, "the micro-batches' own baselines changed nothing: vacuous"
+
+    # each micro-batch's unclamped mean KL log-ratio, as each of 4 ranks would hold it
+    means = []
+    module.all_gather = lambda local: means.append(local) or torch.stack([local] * 4)
+    module._trainer = SimpleNamespace(world_size=4)
+    with torch.no_grad():
+        for micro_batch in micro_batches:
+            module.step_statistics(collate_pairs(micro_batch, pad), "train")
+    assert batch["kl"].item() > 0.01, "a baseline clamped at 0 tests nothing"
+    module.all_gather = lambda local: torch.stack(means)
+    shared, grads = _accumulated(module, micro_batches, pad)
+    print(
+        f"KTO: batch of 8 vs 4 x 2 accumulated, own baselines: {difference:.1e}; "
+        f"shared: {(shared - batch['losses']).abs().max().item():.1e}"
+    )
+    _assert_same_step(batch["losses"], batch_grads, shared, grads)
 
 
 def test_trainer_accumulating_8_batches_of_1_takes_the_step_of_one_batch_of_8(

@@ -453,6 +453,99 @@ def test_objective_terms_equal_across_paths(tiny_model_dir, tiny_tokenizer, obje
     assert abs(plain["loss"].item() - expected["loss"].item()) > 1e-4, "terms changed nothing"
 
 
+# --- KTO: a completion and its KL row share their prompt, as a pair's two replies do ------------
+
+
+def _unpaired_batch(tokenizer) -> dict[str, torch.Tensor]:
+    """4 unpaired rows of 4 prompts, desirable and undesirable in turn; each row's KL row is its
+    prompt with the completion of the row before it (the first takes the last's), as
+    ``data.unpaired.with_kl_completions`` builds them."""
+    rows = [
+        (pair.prompt, pair.chosen if i % 2 == 0 else pair.rejected, i % 2 == 0)
+        for i, pair in enumerate(PAIRS[:4])
+    ]
+    encoded = [
+        encode_pair(PreferencePair(prompt, reply, reply), tokenizer, 64, 32)
+        for prompt, reply, _ in rows
+    ]
+    completions = [e["chosen_ids"] for e in encoded]
+    kl_completions = completions[-1:] + completions[:-1]
+    features = [
+        {"prompt_ids": e["prompt_ids"], "chosen_ids": c, "rejected_ids": kl, "label": label}
+        for e, c, kl, (_, _, label) in zip(encoded, completions, kl_completions, rows, strict=True)
+    ]
+    return collate_pairs(features, pad_token_id=tokenizer.pad_token_id)
+
+
+UNPAIRED_KEYS = (
+    "loss", "losses", "kl", "rewards/chosen", "rewards/rejected", "logps/chosen",
+    "logps/rejected", "reference_logps/chosen", "reference_logps/rejected",
+)
+
+
+@pytest.mark.parametrize("loss_type", ["kto", "apo_zero_unpaired"])
+def test_unpaired_step_equals_plain_path(tiny_model_dir, tiny_tokenizer, loss_type):
+    """Every scoring technique applies to KTO: the chunked head, and packing a completion with its
+    KL row under their shared prompt (the KL row scored in the same forward, then detached by the
+    baseline). Loss, KL baseline, rewards, log-probs and LoRA gradients equal the plain path's."""
+    module = _module(tiny_model_dir, loss_type=loss_type, desirable_weight=1.5)
+    batch = _unpaired_batch(tiny_tokenizer)
+    expected, expected_grads = _step(module, batch, **PLAIN)
+    # at policy = reference every weighted reply's loss is weight / 2: 1.5 / 2 and 1 / 2
+    assert abs(expected["loss"].item() - 0.625) > 1e-2, "policy equals reference: vacuous"
+    if loss_type == "kto":
+        assert expected["kl"].item() > 0.1, "a baseline clamped at 0 tests nothing"
+    assert expected_grads
+    for switches in TECHNIQUES:
+        got, grads = _step(module, batch, **switches)
+        for key in UNPAIRED_KEYS:
+            assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), (switches, key)
+        assert set(grads) == set(expected_grads)
+        for name, grad in expected_grads.items():
+            assert grad.abs().sum() > 0, name
+            assert torch.allclose(grads[name], grad, rtol=1e-4, atol=1e-6), (switches, name)
+
+
+def test_precomputed_reference_gives_the_on_the_fly_kto_losses(
+    tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
+):
+    """The table holds each row's completion and its KL row, fixed when the split is prepared, so
+    it stays valid in the second epoch, whose order the sampler shuffles anew."""
+    monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
+    kto = {"loss_type": "kto", "data_settings": {"unpair": True, "train_size": 3}}
+    expected, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "a", **kto)
+    got, module = _fit_losses(
+        tiny_model_dir, tiny_data_dir, tmp_path / "b", precompute_reference=True, **kto
+    )
+    assert len(got) == len(expected) == 6  # 3 pairs unpaired into 6 rows, batches of 2, 2 epochs
+    # the policy starts as the reference (LoRA B zero): each reply's loss 1/2, then training moves
+    assert expected[0] == pytest.approx(0.5, abs=1e-6)
+    assert max(abs(loss - 0.5) for loss in expected) > 1e-3, "training moved nothing: vacuous"
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    # the train table: a completion and a KL row per unpaired row; validation's: its pairs
+    assert module.reference_tables.tables["train"].shape == (6, 2)
+
+
+def test_length_grouped_unpaired_batches_cut_the_sorted_rows(tiny_model_dir, tiny_data_dir):
+    """Length grouping reads a row's completion and KL row together (``num_tokens``), as a pair's
+    two replies: 6 pairs (the fixture's tie dropped) unpaired into 12 rows, cut longest first into
+    batches of 5, the short batch (the 2 shortest) last."""
+    data = tiny_datamodule(
+        tiny_model_dir, tiny_data_dir, batch_size=5, unpair=True, group_by_length=True
+    )
+    data.setup("fit")
+    lengths = data.splits["train"].with_format(None)["num_tokens"]
+    batches = [batch["pair_index"].tolist() for batch in data.train_dataloader()]
+    assert [len(batch) for batch in batches] == [5, 5, 2]
+    assert sorted(i for batch in batches for i in batch) == list(range(12))
+    longest_first = sorted(lengths, reverse=True)
+    by_batch = [sorted((lengths[i] for i in batch), reverse=True) for batch in batches]
+    assert by_batch[-1] == longest_first[10:]
+    full = sorted(by_batch[:-1], reverse=True)
+    assert [n for batch in full for n in batch] == longest_first[:10]
+    assert len(set(lengths)) > 3, "rows of a few lengths: grouping would test little"
+
+
 def test_share_prompt_needs_hidden_state_scoring():
     from lit_dpo.errors import ConfigError
 
@@ -473,7 +566,9 @@ def test_adapted_output_head_is_refused(tiny_model_dir):
 # --- precomputed reference --------------------------------------------------------------------
 
 
-def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[float]:
+def _fit_losses(
+    tiny_model_dir, tiny_data_dir, root, data_settings: dict | None = None, **module_kwargs
+) -> tuple[list[float], DPOModule]:
     from lightning import Callback, Trainer
 
     class Losses(Callback):
@@ -490,7 +585,7 @@ def _fit_losses(tiny_model_dir, tiny_data_dir, root, **module_kwargs) -> list[fl
         optimizer=lambda params: torch.optim.AdamW(params, lr=0.05),
         **module_kwargs,
     )
-    data = tiny_datamodule(tiny_model_dir, tiny_data_dir)
+    data = tiny_datamodule(tiny_model_dir, tiny_data_dir, **(data_settings or {}))
     losses = Losses()
     trainer = Trainer(
         accelerator="cpu",

@@ -20,8 +20,11 @@ Prints the settings, a table, and last a line
 FLOPs utilisation. ``--objectives`` adds a lit-dpo and a TRL row for each objective family beyond
 DPO: DPO + SFT (TRL: ``loss_type [sigmoid, sft]``), SimPO (TRL: CPOTrainer ``loss_type simpo``,
 ``cpo_alpha 0``) and ORPO (TRL: ORPOTrainer); CPOTrainer and ORPOTrainer tokenize the pairs their
-own way (not checked equal to lit-dpo's) and score full logits. Timings on a shared machine are
-noisy: compare ratios from one invocation.
+own way (not checked equal to lit-dpo's) and score full logits. It adds KTO too (TRL: KTOTrainer),
+on the same pairs unpaired (``data.unpair``): each of a row's two sequences, its completion and its
+KL row (its prompt with another row's completion), is counted as a pair's two are, so its "pairs/s"
+are unpaired rows per second; ``--only kto`` runs the KTO rows alone. Timings on a shared machine
+are noisy: compare ratios from one invocation.
 """
 
 from __future__ import annotations
@@ -110,6 +113,10 @@ OBJECTIVES = {
         ("cpo", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
     ),
     "ORPO": ({"model.loss_type": "orpo"}, ("orpo", {})),
+    # The same unpaired rows on both sides: lit-dpo's, in its batches (kto_rows). Not matched:
+    # TRL scores the KL rows in a separate no-grad forward and each of its 4 passes runs full
+    # sequences, where lit-dpo packs a completion with its KL row under their shared prompt.
+    "KTO": ({"model.loss_type": "kto", "data.unpair": True}, ("kto", {"loss_type": "kto"})),
 }
 
 
@@ -126,7 +133,11 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="lit-dpo setting, e.g. model.share_prompt=false or data.group_by_length=true",
     )
-    parser.add_argument("--only", choices=["lit", "trl"], help="run one side")
+    parser.add_argument(
+        "--only",
+        choices=["lit", "trl", "kto"],
+        help="run one side of the DPO row, or only the KTO rows (lit-dpo and TRL)",
+    )
     parser.add_argument(
         "--ablation", action="store_true", help="also run lit-dpo with each technique toggled"
     )
@@ -138,7 +149,7 @@ def main() -> None:
     parser.add_argument(
         "--objectives",
         action="store_true",
-        help="also run lit-dpo and TRL with DPO + SFT, SimPO and ORPO",
+        help="also run lit-dpo and TRL with DPO + SFT, SimPO, ORPO and KTO",
     )
     parser.add_argument("--peak-tflops", type=float, help="GPU bf16 peak, if not in the table")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
@@ -163,18 +174,19 @@ def main() -> None:
         settings["gradient_checkpointing"] = args.gradient_checkpointing == "on"
     settings["lit"] = dict(_parse_setting(item) for item in args.lit)
     runs = []  # (label, side, lit settings)
-    if args.only != "trl":
+    if args.only in (None, "lit"):
         runs.append(("lit-dpo", "lit", settings["lit"]))
-    if args.only != "lit":
+    if args.only in (None, "trl"):
         runs.append(("TRL", "trl", settings["lit"]))
     if args.ablation:
         runs += [(label, "lit", {**settings["lit"], **v}) for label, v in ABLATION.items()]
     trl_objectives = {}  # run label -> (TRL trainer, its settings), for --objectives
-    if args.objectives:
-        for family, (lit, trl) in OBJECTIVES.items():
-            runs.append((f"lit-dpo {family}", "lit", {**settings["lit"], **lit}))
-            runs.append((f"TRL {family}", "trl", {**settings["lit"], **lit}))
-            trl_objectives[f"TRL {family}"] = trl
+    families = ["KTO"] if args.only == "kto" else list(OBJECTIVES) if args.objectives else []
+    for family in families:
+        lit, trl = OBJECTIVES[family]
+        runs.append((f"lit-dpo {family}", "lit", {**settings["lit"], **lit}))
+        runs.append((f"TRL {family}", "trl", {**settings["lit"], **lit}))
+        trl_objectives[f"TRL {family}"] = trl
     with tempfile.TemporaryDirectory(prefix="lit-dpo-bench-") as scratch:
         scratch = Path(scratch)
         if args.gpu:
@@ -190,7 +202,8 @@ def main() -> None:
             spec = {**settings, "lit": lit, **plan_work({**settings, "lit": lit})}
             spec["trl_objective"] = trl_objectives.get(label, ("dpo", {"loss_type": ["sigmoid"]}))
             print(
-                f"{label}: {spec['pairs']} pairs in {len(spec['batches'])} batches "
+                f"{label}: {spec['pairs']} {'rows' if 'kl_ids' in spec else 'pairs'} in "
+                f"{len(spec['batches'])} batches "
                 f"({settings['warmup']} warm-up, {settings['steps']} timed), "
                 f"{spec['timed_tokens']} tokens timed",
                 flush=True,
@@ -245,6 +258,8 @@ def plan_work(settings: dict) -> dict:
         by_ids[_key(encoded)] = (pair, encoded["truncated"])
 
     order = [index for batch in batches for index in batch]
+    if data.unpaired["train"]:
+        return {"batches": batches, "pairs": len(order), **kto_rows(settings, split, order, by_ids)}
     ids, rows = [], []
     for index in order:
         pair_ids = {k: split[index][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
@@ -270,6 +285,51 @@ def plan_work(settings: dict) -> dict:
         # real tokens of the 2 sequences of each pair, padding excluded: the same for both sides
         "timed_tokens": sum(
             2 * len(p["prompt_ids"]) + len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in timed
+        ),
+    }
+
+
+def kto_rows(settings: dict, split, order: list[int], by_ids: dict) -> dict:
+    """lit-dpo's unpaired rows (``data.unpair``) in batch ``order``, as TRL's conversational
+    unpaired rows, with their token ids and each one's KL completion.
+
+    TRL builds a row's KL completion by rotating completions within its batch of the sequential
+    order; lit-dpo takes the completion of the row before it in the split (``data.unpaired``), so
+    that it stays fixed under shuffling. The TRL side is handed lit-dpo's KL completions
+    (``kl_ids``), so both estimate the KL baseline from the same mismatched rows.
+    """
+    texts = {}  # (prompt ids, completion ids) -> (prompt messages, completion text)
+    for (prompt, chosen, rejected), (pair, truncated) in by_ids.items():
+        if not truncated:
+            texts[(prompt, chosen)] = (pair.prompt, pair.chosen)
+            texts[(prompt, rejected)] = (pair.prompt, pair.rejected)
+    ids, rows, kl_ids = [], [], []
+    for index in order:
+        row = split[index]
+        key = (tuple(row["prompt_ids"]), tuple(row["chosen_ids"]))
+        if key not in texts:
+            # TRL truncates prompt + reply from the end; lit-dpo keeps the prompt's end
+            raise SystemExit("a benchmark row is truncated (or not found): raise --max-length")
+        prompt, completion = texts[key]
+        ids.append({"prompt_ids": list(key[0]), "completion_ids": list(key[1])})
+        kl_ids.append(list(row["rejected_ids"]))
+        rows.append(
+            {
+                "prompt": prompt,
+                "completion": [{"role": "assistant", "content": completion}],
+                "label": bool(row["label"]),
+            }
+        )
+    timed = slice(settings["warmup"] * settings["batch_size"], None)
+    return {
+        "ids": ids,
+        "kl_ids": kl_ids,
+        "trl_rows": rows,
+        "timed_pairs": len(ids[timed]),
+        # a row's 2 sequences (completion, KL row), padding excluded: the same for both sides
+        "timed_tokens": sum(
+            2 * len(r["prompt_ids"]) + len(r["completion_ids"]) + len(kl)
+            for r, kl in zip(ids[timed], kl_ids[timed], strict=True)
         ),
     }
 
@@ -418,6 +478,17 @@ def run_lit(spec: dict) -> dict:
     phases = MemoryPhases.start(spec)
     clock = StepClock(spec["warmup"], spec["gpu"], phases)
     seen = []
+    kl_means = []
+    if "kl_ids" in spec:
+        from lit_dpo.train import unpaired_step
+
+        baseline = unpaired_step.kl_baseline
+
+        def recorded_baseline(policy_kl, reference_kl, gather=None):
+            kl_means.append(float((policy_kl - reference_kl).detach().mean()))
+            return baseline(policy_kl, reference_kl, gather)
+
+        unpaired_step.kl_baseline = recorded_baseline
 
     class Measure(Callback):
         def setup(self, trainer, pl_module, stage):
@@ -471,7 +542,8 @@ def run_lit(spec: dict) -> dict:
         raise SystemExit("lit-dpo trained on other batches than planned")
     if phases:
         phases.mark("fit ended")
-    return clock.result({"settings": {k: str(v) for k, v in module_kwargs.items()}})
+    extra = {"first_kl_mean": kl_means[0]} if kl_means else {}
+    return clock.result({"settings": {k: str(v) for k, v in module_kwargs.items()}, **extra})
 
 
 def run_trl(spec: dict) -> dict:
@@ -552,10 +624,14 @@ def run_trl(spec: dict) -> dict:
     )
     if phases:
         phases.mark("DPOTrainer: LoRA, pairs tokenized")
-    for i, expected in enumerate(spec["ids"] if kind == "dpo" else []):
+    for i, expected in enumerate(spec["ids"] if kind in ("dpo", "kto") else []):
         got = trainer.train_dataset[i]
         if any(got[k] != expected[k] for k in expected):
             raise SystemExit(f"TRL tokenized pair {i} differently from lit-dpo")
+    if kind == "kto":
+        # lit-dpo's KL rows instead of TRL's in-batch rotation (see kto_rows)
+        dataset = trainer.train_dataset.remove_columns("KL_completion_ids")
+        trainer.train_dataset = dataset.add_column("KL_completion_ids", spec["kl_ids"])
     train_as_lit_dpo_does(trainer.model)
     starting_adapter(trainer.model, spec["seed"])
 
@@ -568,6 +644,16 @@ def run_trl(spec: dict) -> dict:
         return out
 
     trainer.compute_loss = recorded_loss
+    kl_logps = []  # KTO: the policy's, then the reference's KL-row log-probs of each step
+    if kind == "kto":
+        compute_kl_logps = trainer._compute_kl_logps
+
+        def recorded_kl_logps(model, batch):
+            logps = compute_kl_logps(model, batch)
+            kl_logps.append(logps.detach().float())
+            return logps
+
+        trainer._compute_kl_logps = recorded_kl_logps
 
     class Measure(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
@@ -580,11 +666,16 @@ def run_trl(spec: dict) -> dict:
     trainer.train()
     if phases:
         phases.mark("fit ended")
-    return clock.result({})
+    extra = {"first_kl_mean": float((kl_logps[0] - kl_logps[1]).mean())} if kl_logps else {}
+    return clock.result(extra)
 
 
 def trl_classes(kind: str) -> tuple[type, type]:
-    """TRL's config and trainer classes for ``dpo``, ``cpo`` (SimPO, CPO) or ``orpo``."""
+    """TRL's config and trainer classes for ``dpo``, ``cpo`` (SimPO, CPO), ``orpo`` or ``kto``."""
+    if kind == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOConfig, KTOTrainer
     if kind == "cpo":
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 
@@ -781,26 +872,39 @@ def report(settings: dict, results: list, peak_tflops: float | None, out: Path |
             f"memory_ratio={lit['peak GB'] / trl['peak GB']:.3f} "
             f"loss_delta={abs(lit['first loss'] - trl['first loss']):.2e}"
         )
+    raw = {label: r for label, _, r in results}
     for family in OBJECTIVES:
         lit, trl = rows.get(f"lit-dpo {family}"), rows.get(f"TRL {family}")
         if lit and trl:
-            print(
+            line = (
                 f"{family}: speedup={lit['pairs/s'] / trl['pairs/s']:.3f} "
                 f"memory_ratio={lit['peak GB'] / trl['peak GB']:.3f} "
                 f"loss_delta={abs(lit['first loss'] - trl['first loss']):.2e}"
             )
+            lit_kl = raw[f"lit-dpo {family}"].get("first_kl_mean")
+            trl_kl = raw[f"TRL {family}"].get("first_kl_mean")
+            if lit_kl is not None and trl_kl is not None:
+                # the first batch's mean KL-row log-ratio before the clamp at 0: the same KL rows
+                # scored alike, even where the baseline is clamped and the loss does not show it
+                line += f" kl_delta={abs(lit_kl - trl_kl):.2e} (first kl mean {lit_kl:.4g})"
+            print(line)
 
 
 def _mfu(settings: dict, spec: dict, result: dict, peak_tflops: float | None) -> float | None:
     """Model FLOPs (of the plain computation) per second over the GPU's dense bf16 peak, in %."""
     config = json.loads((Path(settings["model_path"]) / "config.json").read_text())
-    timed = spec["ids"][settings["warmup"] * settings["batch_size"] :]
-    flops = sum(
-        model_flops_per_pair(
-            config, [len(p["prompt_ids"]) + len(p[s]) for s in ("chosen_ids", "rejected_ids")]
-        )
-        for p in timed
-    )
+    start = settings["warmup"] * settings["batch_size"]
+    if "kl_ids" in spec:  # KTO: a completion and its KL row
+        sequences = [
+            [len(p["prompt_ids"]) + len(p["completion_ids"]), len(p["prompt_ids"]) + len(kl)]
+            for p, kl in zip(spec["ids"][start:], spec["kl_ids"][start:], strict=True)
+        ]
+    else:
+        sequences = [
+            [len(p["prompt_ids"]) + len(p[s]) for s in ("chosen_ids", "rejected_ids")]
+            for p in spec["ids"][start:]
+        ]
+    flops = sum(model_flops_per_pair(config, lengths) for lengths in sequences)
     device = result["device"]
     peak = peak_tflops or next((v for k, v in BF16_PEAK_TFLOPS.items() if k in device), None)
     return 100 * flops / result["timed_s"] / (peak * 1e12) if peak else None
