@@ -2,14 +2,21 @@
 
 A crash, a SIGKILL or a full disk mid-write leaves the previous file or folder (or none), never
 half of one: files through a temporary file and ``os.replace``, folders through ``replace_folder``.
+
+A temporary file or folder is named ``.<target name>-lit-dpo-partial-<random>`` and stays locked
+(``flock``) by the process writing it. A process killed with SIGKILL leaves it behind, unlocked:
+``remove_stale_staging`` finds such leftovers by their name and removes those no process holds.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,13 +29,40 @@ from lit_dpo.errors import LitDPOError
 KILL_POINT_VARIABLE = "LIT_DPO_TEST_KILL_BEFORE_RENAME"
 _kill_point_hits: dict[str, int] = {}
 
+# in the name of every temporary file or folder lit-dpo writes beside a target
+STAGING_MARK = "-lit-dpo-partial-"
+# ``.<name>-lit-dpo-partial-<8 random characters of tempfile>[suffix]``
+_STAGING_NAME = re.compile(r"\..+" + re.escape(STAGING_MARK) + r"[a-z0-9_]{8}(\.[^.]*)?")
+# a leftover younger than this may be one another process created and has not yet locked
+_STAGING_GRACE_S = 2.0
+
+
+def staging_prefix(target: str | Path) -> str:
+    """The name every temporary file or folder written for ``target`` starts with."""
+    return f".{Path(target).name}{STAGING_MARK}"
+
+
+def _lock(path: str | Path, blocking: bool = True) -> int | None:
+    """An open descriptor of ``path`` (a file or a folder) holding its exclusive ``flock``; None
+    where another process holds it (``blocking=False``). The lock goes with the process, however
+    it ends."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    return handle
+
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)``, then rename the result to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
+    handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
+                                       dir=path.parent)
+    # held until the rename: the file is in use, not a leftover (remove_stale_staging)
+    fcntl.flock(handle, fcntl.LOCK_EX)
     try:
         with out_of_space_named(path, Path(staging)):
             write(Path(staging))
@@ -37,6 +71,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
+        os.close(handle)
     return path
 
 
@@ -74,15 +109,83 @@ def staged_folder(target: str | Path, expected: int | None = None) -> Iterator[P
     ``target`` (``replace_folder``). On an error, or a full disk (``DiskFullError``, which says
     ``expected`` bytes are needed if given), ``target`` is left as it was and the temporary folder
     removed."""
+    with staging_folder(target) as staging:
+        with out_of_space_named(Path(target), staging, expected):
+            yield staging
+        sync_folder(staging)
+        replace_folder(staging, target)
+
+
+@contextmanager
+def staging_folder(target: str | Path) -> Iterator[Path]:
+    """A new, locked temporary folder beside ``target``, removed when the block ends unless the
+    block renamed it (into ``target``)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(target), dir=target.parent))
+    handle = _lock(staging)
     try:
-        with out_of_space_named(target, staging, expected):
-            yield staging
-        replace_folder(staging, target)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(handle)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Flush every file under ``folder``, and the folder, to the disk: renamed into place after
+    this, it holds whole files after a power cut as after a crash."""
+    for path in [*Path(folder).rglob("*"), Path(folder)]:
+        if path.is_symlink():
+            continue
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def remove_stale_staging(folder: str | Path) -> list[str]:
+    """Remove the temporary files and folders that killed lit-dpo runs left in ``folder`` (named
+    by ``staging_prefix``, older than two seconds, locked by no process); the names removed.
+
+    A file or folder still being written is locked by its writer and kept.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not _STAGING_NAME.fullmatch(path.name) or path.is_symlink():
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < _STAGING_GRACE_S:
+                continue
+            handle = _lock(path, blocking=False)
+        except FileNotFoundError:  # another process removed it first
+            continue
+        if handle is None:
+            continue  # being written now
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path.name)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(handle)
+    return removed
+
+
+def removed_staging_line(removed: dict[Path, list[str]]) -> str | None:
+    """One line saying which leftovers ``remove_stale_staging`` removed where; None if none."""
+    removed = {folder: names for folder, names in removed.items() if names}
+    if not removed:
+        return None
+    count = sum(len(names) for names in removed.values())
+    where = "; ".join(f"{folder}: {', '.join(names)}" for folder, names in removed.items())
+    return f"lit-dpo: removed {count} unfinished file(s) left by a killed run ({where})"
 
 
 def replace_folder(staging: str | Path, target: str | Path) -> Path:
