@@ -35,7 +35,11 @@ from lit_dpo.callbacks import (
     RunSummary,
     SaveAdapter,
 )
-from lit_dpo.callbacks.atomic_checkpoint import unwritable_outputs, use_atomic_checkpoints
+from lit_dpo.callbacks.atomic_checkpoint import (
+    clear_leftover_outputs,
+    unwritable_outputs,
+    use_atomic_checkpoints,
+)
 from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import ConfigError, LitDPOError
@@ -171,6 +175,7 @@ class DPOCLI(LightningCLI):
             raise ConfigError("; ".join(unwritable))
         # a SIGKILL or a full disk mid-save leaves the previous checkpoint, never half of one
         use_atomic_checkpoints(self.trainer)
+        clear_leftover_outputs(self.trainer)  # and the next run removes that half
         # the reports read the run's own metrics, whatever the logger
         MetricHistory.of(self.trainer)
         # lines or bars, decided before preparing data prints any

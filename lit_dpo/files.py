@@ -15,9 +15,10 @@ import fcntl
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,6 +79,42 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """``path.write_text(text)`` (UTF-8), atomically."""
     return write_atomically(path, lambda staging: staging.write_text(text, encoding="utf-8"))
+
+
+def write_texts_atomically(texts: dict[Path, str]) -> list[Path]:
+    """Write several files of one report whole or not at all, as a set: every text goes to its
+    temporary file first and only then is each renamed into place, so that a full disk leaves
+    every earlier file as it was (``DiskFullError`` names the folder and the bytes the set
+    needs), not a new file beside old ones.
+
+    Args:
+        texts: {path: UTF-8 text}; the paths may be in different folders of one file system.
+
+    Returns:
+        The paths written, in the order given.
+    """
+    encoded = {Path(path): text.encode("utf-8") for path, text in texts.items()}
+    needed = sum(len(data) for data in encoded.values())
+    staged: dict[Path, tuple[int, str]] = {}
+    try:
+        for path, data in encoded.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
+                                               dir=path.parent)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            staged[path] = (handle, staging)
+            with out_of_space_named(path, Path(staging), needed):
+                with open(staging, "wb") as out:
+                    out.write(data)
+        for path, (_, staging) in staged.items():
+            kill_point(path)
+            os.replace(staging, path)
+    finally:
+        for handle, staging in staged.values():
+            if os.path.exists(staging):
+                os.unlink(staging)
+            os.close(handle)
+    return list(encoded)
 
 
 # renameat2's flag (linux/fs.h): swap two existing paths in one step
@@ -176,6 +213,17 @@ def remove_stale_staging(folder: str | Path) -> list[str]:
         finally:
             os.close(handle)
     return removed
+
+
+def clear_leftovers(folders: Iterable[str | Path]) -> str | None:
+    """``remove_stale_staging`` in each folder; prints (to stderr) and returns one line saying
+    what was removed, or None when nothing was."""
+    unique = dict.fromkeys(Path(folder).absolute() for folder in folders)
+    removed = {folder: remove_stale_staging(folder) for folder in unique}
+    line = removed_staging_line(removed)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    return line
 
 
 def removed_staging_line(removed: dict[Path, list[str]]) -> str | None:
@@ -293,7 +341,7 @@ def human_bytes(count: float) -> str:
 
 def out_of_space_message(target: Path, written: int, expected: int | None = None) -> str:
     """One line: which folder is full, how much the write needed and how much is free."""
-    folder = target.parent
+    folder = target.parent.absolute()
     free = shutil.disk_usage(folder).free if folder.exists() else 0
     if expected is not None and expected > written:
         needed = f"needs about {human_bytes(expected)}"

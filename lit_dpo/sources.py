@@ -25,6 +25,7 @@ from typing import Any
 from lit_dpo.compat import gguf_progress_bar
 from lit_dpo.errors import ConfigError, DataError, ModelSourceError
 from lit_dpo.files import (
+    clear_leftovers,
     kill_point,
     replace_folder,
     staging_folder,
@@ -312,6 +313,7 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
+    clear_leftovers([target.parent])  # conversions a killed run left unfinished
     # Written beside the target, flushed to the disk and renamed, so a crash, a SIGKILL or a
     # concurrent run never leaves half a folder where a complete one is expected; a killed
     # conversion leaves only its temporary folder, and the next run converts again.

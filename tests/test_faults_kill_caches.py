@@ -137,6 +137,11 @@ def test_sigkill_during_a_gguf_conversion_leaves_no_model_folder_and_converts_ag
     assert load_file(staging / "model.safetensors")  # the weights were written whole
     assert (staging / "tokenizer.json").exists() == (kill_at is not None)
 
-    converted = Path(_run("none", ["resolve", str(gguf_path)], tmp_path).stdout.strip())
+    rerun = _run("none", ["resolve", str(gguf_path)], tmp_path)
+    converted = Path(rerun.stdout.strip())
     assert converted.parent == models and converted.name.startswith("gguf-tiny-")
+    # the unfinished folder removed, in one line
+    assert [p.name for p in models.iterdir()] == [converted.name]
+    line = f"lit-dpo: removed 1 unfinished file(s) left by a killed run ({models}: {staging.name})"
+    assert line in rerun.stderr.splitlines()
     assert (_logits(converted) - _logits(folder)).abs().max() < 1e-5

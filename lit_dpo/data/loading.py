@@ -23,7 +23,7 @@ from pathlib import Path
 import datasets
 
 from lit_dpo.errors import DataError
-from lit_dpo.files import save_atomically
+from lit_dpo.files import clear_leftovers, save_atomically
 from lit_dpo.sources import cache_dir, resolve_dataset
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -205,6 +205,7 @@ def _good_json_rows(path: str) -> datasets.Dataset:
                         out.write(line if line.endswith("\n") else line + "\n")
 
         # whole or not at all: a killed run leaves no cleaned file short of its last rows
+        clear_leftovers([cleaned.parent])
         save_atomically(cleaned, copy_good_lines)
     return datasets.load_dataset("json", data_files=str(cleaned), split="train")
 
