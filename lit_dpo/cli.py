@@ -40,7 +40,7 @@ from lit_dpo.callbacks.atomic_checkpoint import (
     unwritable_outputs,
     use_atomic_checkpoints,
 )
-from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
+from lit_dpo.callbacks.interrupt import last_checkpoint, lost_peer_message, resume_command
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import ConfigError, LitDPOError
 from lit_dpo.files import is_out_of_space, write_text_atomically
@@ -378,6 +378,13 @@ def _main(args: list[str] | None) -> None:
         where = f"{Path(written).parent} for {Path(written).name}" if written else "an output"
         print(f"lit-dpo: error: no space left in {where}; free space there or point the output "
               "elsewhere", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as error:
+        # a process of a distributed run died or hung: one line instead of every rank's traceback
+        line = lost_peer_message(error)
+        if line is None:
+            raise
+        print(f"lit-dpo: error: {line}", file=sys.stderr, flush=True)
         sys.exit(2)
     except pickle.UnpicklingError as error:
         # LightningCLI reads a --ckpt_path checkpoint with torch.load(weights_only=True) to take

@@ -15,6 +15,10 @@ WHERE is one of:
   name, before it is moved to its cache name;
 - ``converted-tokenizer``: a GGUF model's conversion has written the model's weights but not
   yet its tokenizer;
+- ``training-step@N``: at the N-th training step, this process and the one that launched it
+  (``torchrun``'s agent), as when the machine running them dies;
+- ``hang-at-step@N``: at the N-th training step, this process stops answering (sleeps) without
+  dying, as a machine that hangs;
 - ``none``: not killed (the same process for the runs that finish).
 """
 
@@ -24,6 +28,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 
 def _die() -> None:
@@ -71,6 +76,25 @@ def _kill_before_the_tokenizer_is_saved() -> None:
     PreTrainedTokenizerBase.save_pretrained = die
 
 
+def _fail_machine_at_step(nth: int, hang: bool) -> None:
+    from lit_dpo.train.module import DPOModule
+
+    training_step = DPOModule.training_step
+    seen = []
+
+    def step_then_fail(self, *args, **kwargs):
+        seen.append(1)
+        if len(seen) == nth:
+            if hang:
+                print(f"hanging since {time.time()}", flush=True)
+                time.sleep(3600)
+            os.kill(os.getppid(), signal.SIGKILL)  # the launcher first: it would restart us
+            _die()
+        return training_step(self, *args, **kwargs)
+
+    DPOModule.training_step = step_then_fail
+
+
 def main(argv: list[str]) -> None:
     where, what, *args = argv
     if where.startswith("tokenizing@"):
@@ -79,6 +103,8 @@ def main(argv: list[str]) -> None:
         _kill_before_the_cache_rename()
     elif where == "converted-tokenizer":
         _kill_before_the_tokenizer_is_saved()
+    elif where.startswith(("training-step@", "hang-at-step@")):
+        _fail_machine_at_step(int(where.partition("@")[2]), hang=where.startswith("hang"))
     elif where != "none":
         raise SystemExit(f"unknown kill point {where!r}")
     if what == "resolve":
