@@ -35,8 +35,12 @@ from lit_dpo.callbacks import (
     RunSummary,
     SaveAdapter,
 )
-from lit_dpo.callbacks.atomic_checkpoint import unwritable_outputs, use_atomic_checkpoints
-from lit_dpo.callbacks.interrupt import last_checkpoint, resume_command
+from lit_dpo.callbacks.atomic_checkpoint import (
+    clear_leftover_outputs,
+    unwritable_outputs,
+    use_atomic_checkpoints,
+)
+from lit_dpo.callbacks.interrupt import last_checkpoint, lost_peer_message, resume_command
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import ConfigError, LitDPOError
 from lit_dpo.files import is_out_of_space, write_text_atomically
@@ -172,6 +176,7 @@ class DPOCLI(LightningCLI):
             raise ConfigError("; ".join(unwritable))
         # a SIGKILL or a full disk mid-save leaves the previous checkpoint, never half of one
         use_atomic_checkpoints(self.trainer)
+        clear_leftover_outputs(self.trainer)  # and the next run removes that half
         # the reports read the run's own metrics, whatever the logger
         MetricHistory.of(self.trainer)
         # lines or bars, decided before preparing data prints any
@@ -378,6 +383,13 @@ def _main(args: list[str] | None) -> None:
         where = f"{Path(written).parent} for {Path(written).name}" if written else "an output"
         print(f"lit-dpo: error: no space left in {where}; free space there or point the output "
               "elsewhere", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as error:
+        # a process of a distributed run died or hung: one line instead of every rank's traceback
+        line = lost_peer_message(error)
+        if line is None:
+            raise
+        print(f"lit-dpo: error: {line}", file=sys.stderr, flush=True)
         sys.exit(2)
     except pickle.UnpicklingError as error:
         # LightningCLI reads a --ckpt_path checkpoint with torch.load(weights_only=True) to take

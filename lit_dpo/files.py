@@ -2,15 +2,23 @@
 
 A crash, a SIGKILL or a full disk mid-write leaves the previous file or folder (or none), never
 half of one: files through a temporary file and ``os.replace``, folders through ``replace_folder``.
+
+A temporary file or folder is named ``.<target name>-lit-dpo-partial-<random>`` and stays locked
+(``flock``) by the process writing it. A process killed with SIGKILL leaves it behind, unlocked:
+``remove_stale_staging`` finds such leftovers by their name and removes those no process holds.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,13 +30,40 @@ from lit_dpo.errors import LitDPOError
 KILL_POINT_VARIABLE = "LIT_DPO_TEST_KILL_BEFORE_RENAME"
 _kill_point_hits: dict[str, int] = {}
 
+# in the name of every temporary file or folder lit-dpo writes beside a target
+STAGING_MARK = "-lit-dpo-partial-"
+# ``.<name>-lit-dpo-partial-<8 random characters of tempfile>[suffix]``
+_STAGING_NAME = re.compile(r"\..+" + re.escape(STAGING_MARK) + r"[a-z0-9_]{8}(\.[^.]*)?")
+# a leftover younger than this may be one another process created and has not yet locked
+_STAGING_GRACE_S = 2.0
+
+
+def staging_prefix(target: str | Path) -> str:
+    """The name every temporary file or folder written for ``target`` starts with."""
+    return f".{Path(target).name}{STAGING_MARK}"
+
+
+def _lock(path: str | Path, blocking: bool = True) -> int | None:
+    """An open descriptor of ``path`` (a file or a folder) holding its exclusive ``flock``; None
+    where another process holds it (``blocking=False``). The lock goes with the process, however
+    it ends."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    return handle
+
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temporary_path)``, then rename the result to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
+    handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
+                                       dir=path.parent)
+    # held until the rename: the file is in use, not a leftover (remove_stale_staging)
+    fcntl.flock(handle, fcntl.LOCK_EX)
     try:
         with out_of_space_named(path, Path(staging)):
             write(Path(staging))
@@ -37,12 +72,49 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
+        os.close(handle)
     return path
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
     """``path.write_text(text)`` (UTF-8), atomically."""
     return write_atomically(path, lambda staging: staging.write_text(text, encoding="utf-8"))
+
+
+def write_texts_atomically(texts: dict[Path, str]) -> list[Path]:
+    """Write several files of one report whole or not at all, as a set: every text goes to its
+    temporary file first and only then is each renamed into place, so that a full disk leaves
+    every earlier file as it was (``DiskFullError`` names the folder and the bytes the set
+    needs), not a new file beside old ones.
+
+    Args:
+        texts: {path: UTF-8 text}; the paths may be in different folders of one file system.
+
+    Returns:
+        The paths written, in the order given.
+    """
+    encoded = {Path(path): text.encode("utf-8") for path, text in texts.items()}
+    needed = sum(len(data) for data in encoded.values())
+    staged: dict[Path, tuple[int, str]] = {}
+    try:
+        for path, data in encoded.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
+                                               dir=path.parent)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            staged[path] = (handle, staging)
+            with out_of_space_named(path, Path(staging), needed):
+                with open(staging, "wb") as out:
+                    out.write(data)
+        for path, (_, staging) in staged.items():
+            kill_point(path)
+            os.replace(staging, path)
+    finally:
+        for handle, staging in staged.values():
+            if os.path.exists(staging):
+                os.unlink(staging)
+            os.close(handle)
+    return list(encoded)
 
 
 # renameat2's flag (linux/fs.h): swap two existing paths in one step
@@ -74,15 +146,94 @@ def staged_folder(target: str | Path, expected: int | None = None) -> Iterator[P
     ``target`` (``replace_folder``). On an error, or a full disk (``DiskFullError``, which says
     ``expected`` bytes are needed if given), ``target`` is left as it was and the temporary folder
     removed."""
+    with staging_folder(target) as staging:
+        with out_of_space_named(Path(target), staging, expected):
+            yield staging
+        sync_folder(staging)
+        replace_folder(staging, target)
+
+
+@contextmanager
+def staging_folder(target: str | Path) -> Iterator[Path]:
+    """A new, locked temporary folder beside ``target``, removed when the block ends unless the
+    block renamed it (into ``target``)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(target), dir=target.parent))
+    handle = _lock(staging)
     try:
-        with out_of_space_named(target, staging, expected):
-            yield staging
-        replace_folder(staging, target)
+        yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(handle)
+
+
+def sync_folder(folder: str | Path) -> None:
+    """Flush every file under ``folder``, and the folder, to the disk: renamed into place after
+    this, it holds whole files after a power cut as after a crash."""
+    for path in [*Path(folder).rglob("*"), Path(folder)]:
+        if path.is_symlink():
+            continue
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def remove_stale_staging(folder: str | Path) -> list[str]:
+    """Remove the temporary files and folders that killed lit-dpo runs left in ``folder`` (named
+    by ``staging_prefix``, older than two seconds, locked by no process); the names removed.
+
+    A file or folder still being written is locked by its writer and kept.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not _STAGING_NAME.fullmatch(path.name) or path.is_symlink():
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < _STAGING_GRACE_S:
+                continue
+            handle = _lock(path, blocking=False)
+        except FileNotFoundError:  # another process removed it first
+            continue
+        if handle is None:
+            continue  # being written now
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path.name)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(handle)
+    return removed
+
+
+def clear_leftovers(folders: Iterable[str | Path]) -> str | None:
+    """``remove_stale_staging`` in each folder; prints (to stderr) and returns one line saying
+    what was removed, or None when nothing was."""
+    unique = dict.fromkeys(Path(folder).absolute() for folder in folders)
+    removed = {folder: remove_stale_staging(folder) for folder in unique}
+    line = removed_staging_line(removed)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def removed_staging_line(removed: dict[Path, list[str]]) -> str | None:
+    """One line saying which leftovers ``remove_stale_staging`` removed where; None if none."""
+    removed = {folder: names for folder, names in removed.items() if names}
+    if not removed:
+        return None
+    count = sum(len(names) for names in removed.values())
+    where = "; ".join(f"{folder}: {', '.join(names)}" for folder, names in removed.items())
+    return f"lit-dpo: removed {count} unfinished file(s) left by a killed run ({where})"
 
 
 def replace_folder(staging: str | Path, target: str | Path) -> Path:
@@ -190,7 +341,7 @@ def human_bytes(count: float) -> str:
 
 def out_of_space_message(target: Path, written: int, expected: int | None = None) -> str:
     """One line: which folder is full, how much the write needed and how much is free."""
-    folder = target.parent
+    folder = target.parent.absolute()
     free = shutil.disk_usage(folder).free if folder.exists() else 0
     if expected is not None and expected > written:
         needed = f"needs about {human_bytes(expected)}"

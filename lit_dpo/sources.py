@@ -18,15 +18,20 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from lit_dpo.compat import gguf_progress_bar
 from lit_dpo.errors import ConfigError, DataError, ModelSourceError
-from lit_dpo.files import write_text_atomically
+from lit_dpo.files import (
+    clear_leftovers,
+    kill_point,
+    replace_folder,
+    staging_folder,
+    sync_folder,
+    write_text_atomically,
+)
 from lit_dpo.progress import duration
 
 log = logging.getLogger(__name__)
@@ -308,18 +313,19 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a crash or a concurrent run never leaves half a
-    # folder where a complete one is expected.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    clear_leftovers([target.parent])  # conversions a killed run left unfinished
+    # Written beside the target, flushed to the disk and renamed, so a crash, a SIGKILL or a
+    # concurrent run never leaves half a folder where a complete one is expected; a killed
+    # conversion leaves only its temporary folder, and the next run converts again.
+    with staging_folder(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        sync_folder(staging)
+        kill_point(target)
         try:
             staging.rename(target)
         except OSError:
+            # a concurrent run's whole folder is kept; a folder without config.json is no model
             if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                replace_folder(staging, target)
     done(3, f"written to {target}")

@@ -109,3 +109,48 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loa
         assert "Read-only file system" in line
     finally:
         subprocess.run(["umount", "-l", str(read_only)], check=False)
+
+
+def test_a_full_disk_stops_compare_with_one_line_and_keeps_the_previous_report(
+    tiny_model_dir, small_disk, tmp_path, capsys
+):
+    from conftest import make_adapter
+
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter")
+    out = small_disk / "compare"
+    args = ["compare", f"--adapter={adapter}", "--val_size=0", "--max_new_tokens=4",
+            "--max_length=96", f"--out={out}"]
+    main(args)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["compare.html", "compare.json", "compare.md"]
+    needed = sum(len(data) for data in before.values())
+    capsys.readouterr()
+
+    _fill(small_disk, leave=4 * 1024)  # less than the report's three files need
+    assert needed > 8 * 1024, needed
+    line = _error_line(args, capsys)
+    print(line)
+    assert line.startswith(f"lit-dpo: error: no space left in {out} for compare.")
+    assert "it needs about " in line and "free" in line
+    # the previous report, all three files, as it was; no temporary file beside them
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_compare_refuses_an_output_folder_it_cannot_write_before_the_model_loads(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    from conftest import make_adapter
+
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter")
+    read_only = tmp_path / "read-only"
+    _mount_tmpfs(read_only, "ro")
+    try:
+        def no_load(*args, **kwargs):
+            raise AssertionError("the model loaded before the output folder was checked")
+
+        monkeypatch.setattr("lit_dpo.compare.command.load_adapter_tokenizer", no_load)
+        line = _error_line(["compare", f"--adapter={adapter}", f"--out={read_only / 'out'}"],
+                           capsys)
+        assert f"--out {read_only / 'out'} is not writable (Read-only file system)" in line
+    finally:
+        subprocess.run(["umount", "-l", str(read_only)], check=False)

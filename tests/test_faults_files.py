@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -69,3 +71,49 @@ def test_the_kill_hook_kills_at_the_nth_matching_write_and_keeps_the_previous_fi
     # the second version, whole, under its temporary name: never renamed into place
     (staging,) = [p for p in tmp_path.iterdir() if p != path]
     assert staging.name.startswith(".report.json-") and staging.read_text() == "version 1"
+
+
+def _aged(path: Path) -> Path:
+    """``path`` with a modification time a minute ago: past the grace of a fresh leftover."""
+    then = time.time() - 60
+    os.utime(path, (then, then))
+    return path
+
+
+def test_stale_staging_files_are_removed_and_those_in_use_kept(tmp_path, capsys):
+    from lit_dpo.files import clear_leftovers, remove_stale_staging, staging_prefix
+
+    killed_file = tmp_path / f"{staging_prefix('last.ckpt')}ab12cd_9.ckpt"
+    killed_file.write_bytes(b"half a checkpoint")
+    _aged(killed_file)
+    killed_folder = tmp_path / f"{staging_prefix('adapter')}zz99yy00"
+    killed_folder.mkdir()
+    (killed_folder / "adapter_config.json").write_text("{")
+    _aged(killed_folder)
+    in_use = tmp_path / f"{staging_prefix('report.json')}inuse000.json"
+    in_use.write_text("being written")
+    _aged(in_use)
+    fresh = tmp_path / f"{staging_prefix('metrics.png')}fresh000.png"
+    fresh.write_bytes(b"")  # created a moment ago, maybe not yet locked by its writer
+    others = [".hydra", "adapter", ".adapter-old", "x-lit-dpo-partial-abcdefgh"]
+    for name in others:
+        (tmp_path / name).mkdir()
+        _aged(tmp_path / name)
+
+    # another open file description holding the writer's lock, as write_atomically holds it
+    writer = os.open(in_use, os.O_RDONLY)
+    fcntl.flock(writer, fcntl.LOCK_EX)
+    try:
+        line = clear_leftovers([tmp_path, str(tmp_path)])
+    finally:
+        os.close(writer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [in_use.name, fresh.name, *others]
+    )
+    assert line == (
+        f"lit-dpo: removed 2 unfinished file(s) left by a killed run ({tmp_path}: "
+        f"{killed_folder.name}, {killed_file.name})"
+    )
+    assert capsys.readouterr().err == line + "\n"
+    assert remove_stale_staging(tmp_path) == [in_use.name]  # unlocked now
+    assert clear_leftovers([tmp_path / "missing"]) is None

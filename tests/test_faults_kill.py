@@ -25,7 +25,7 @@ from conftest import tiny_fit_args
 from safetensors.torch import load_file
 
 from lit_dpo.cli import main
-from lit_dpo.files import KILL_POINT_VARIABLE
+from lit_dpo.files import KILL_POINT_VARIABLE, STAGING_MARK
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
@@ -68,8 +68,8 @@ def _environment(cache: Path, kill_at: str | None = None) -> dict[str, str]:
     return env
 
 
-def _run_killed(args: list[str], env: dict[str, str]) -> int:
-    """Run ``python -m lit_dpo ARGS``; the exit status (-9 when it was killed)."""
+def _run_killed(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python -m lit_dpo ARGS``; the exit status (-9 when it was killed) and stderr."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lit_dpo", *args], env=env, cwd=REPO,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -77,7 +77,7 @@ def _run_killed(args: list[str], env: dict[str, str]) -> int:
     _, err = process.communicate(timeout=600)
     if process.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"exit {process.returncode}: {err[-3000:]}")
-    return process.returncode
+    return process.returncode, err
 
 
 def _logged_losses(root: Path, version: str = "*") -> dict[int, float]:
@@ -143,7 +143,7 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
 ):
     root, cache = tmp_path / "run", tmp_path / "cache"
     args = _fit_args(tiny_model_dir, tiny_data_dir, root)
-    status = _run_killed(args, _environment(cache, kill_at))
+    status, _ = _run_killed(args, _environment(cache, kill_at))
     assert status == -signal.SIGKILL
     counts = _check_everything_loads(root, cache)
     last = root / "checkpoints" / "last.ckpt"
@@ -151,12 +151,19 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
         assert torch.load(last, weights_only=True)["global_step"] == last_complete_step
         assert counts["adapters"] >= 1
     # the killed write's temporary file or folder is all that is left of it
-    leftovers = [p.name for p in root.rglob(".*") if not p.name.startswith(".hydra")]
+    leftovers = [p.name for p in [*root.rglob(".*"), *cache.rglob(".*")]
+                 if STAGING_MARK in p.name]
     print(f"{kill_at}: {counts}, leftovers {leftovers}")
+    assert len(leftovers) == 1
 
-    status = _run_killed([*args, "--ckpt_path=last"], _environment(cache))
+    status, err = _run_killed([*args, "--ckpt_path=last"], _environment(cache))
     assert status == 0
     _check_everything_loads(root, cache)
+    # the resumed run removed what the killed one left, and said so in one line
+    assert not [p for p in [*root.rglob(".*"), *cache.rglob(".*")] if STAGING_MARK in p.name]
+    (line,) = [line for line in err.splitlines() if line.startswith("lit-dpo: removed")]
+    assert line.startswith("lit-dpo: removed 1 unfinished file(s) left by a killed run (")
+    assert leftovers[0] in line
     # the killed process may not have flushed its metrics: compare the steps the resume ran
     resumed = _logged_losses(root, version="1")
     assert sorted(resumed) == list(range(last_complete_step, STEPS))
@@ -174,10 +181,13 @@ def test_sigkill_during_export_leaves_no_merged_folder_under_the_target_name(
     merged = tmp_path / "merged"
     args = ["export", "--adapter", str(adapter), "--out", str(merged)]
     # killed with the merged model written in full, just before it takes the target's name
-    assert _run_killed(args, _environment(tmp_path / "cache", "merged")) == -signal.SIGKILL
+    status, _ = _run_killed(args, _environment(tmp_path / "cache", "merged"))
+    assert status == -signal.SIGKILL
     assert not merged.exists()
     (staging,) = [p for p in tmp_path.iterdir() if p.name.startswith(".merged-")]
     assert (staging / "config.json").exists()
-    # a second export, not killed, writes the whole folder there
-    assert _run_killed(args, _environment(tmp_path / "cache")) == 0
+    # a second export, not killed, removes that leftover and writes the whole folder there
+    status, err = _run_killed(args, _environment(tmp_path / "cache"))
+    assert status == 0 and staging.name in err
     assert load_file(merged / "model.safetensors")
+    assert not staging.exists()

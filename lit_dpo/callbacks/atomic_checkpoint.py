@@ -19,7 +19,8 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch import Trainer
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_dpo.files import save_atomically, unwritable_problem
+from lit_dpo.callbacks.adapters import final_adapter_path
+from lit_dpo.files import clear_leftovers, save_atomically, unwritable_problem
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -47,9 +48,9 @@ def use_atomic_checkpoints(trainer: Trainer) -> bool:
     return True
 
 
-def unwritable_outputs(trainer: Trainer) -> list[str]:
-    """Each output folder of a fit that cannot be written (the root, the logger's folder, each
-    checkpoint folder), as one problem line each; checked before the model loads."""
+def output_folders(trainer: Trainer) -> dict[str, str]:
+    """{flag naming it: folder} of each local folder a fit writes to: the root, the logger's
+    folder, each checkpoint folder (where the adapter checkpoints go too)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     folders = {"--trainer.default_root_dir": trainer.default_root_dir}
@@ -59,10 +60,22 @@ def unwritable_outputs(trainer: Trainer) -> list[str]:
     for callback in trainer.callbacks:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             folders["checkpoint dirpath"] = callback.dirpath
+    return {flag: str(folder) for flag, folder in folders.items() if "://" not in str(folder)}
+
+
+def unwritable_outputs(trainer: Trainer) -> list[str]:
+    """Each output folder of a fit that cannot be written, as one problem line each; checked
+    before the model loads."""
     problems = []
-    for flag, folder in folders.items():
-        if "://" not in str(folder):
-            problem = unwritable_problem(folder, flag)
-            if problem and problem not in problems:
-                problems.append(problem)
+    for flag, folder in output_folders(trainer).items():
+        problem = unwritable_problem(folder, flag)
+        if problem and problem not in problems:
+            problems.append(problem)
     return problems
+
+
+def clear_leftover_outputs(trainer: Trainer) -> str | None:
+    """Remove the temporary checkpoints and adapters a killed fit left in this fit's folders (and
+    in the final adapter's); the line saying so, or None."""
+    folders = [*output_folders(trainer).values(), final_adapter_path(trainer).parent]
+    return clear_leftovers(folders)

@@ -80,6 +80,46 @@ def resume_command(argv: list[str]) -> str:
     return shlex.join(["lit-dpo", *kept, "--ckpt_path", "last"])
 
 
+# what gloo and NCCL say when a process at the other end died or stopped answering
+_LOST_PEER = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Connection refused",
+    "Broken pipe",
+    "Timed out waiting",
+    "timed out",
+    "NCCL communicator was aborted",
+    "Watchdog caught collective operation timeout",
+)
+
+
+def lost_peer_message(error: BaseException) -> str | None:
+    """One line for a fit that stopped because another process of its distributed run died or
+    stopped answering (a machine down, a process killed), with how to resume; None for any other
+    error.
+
+    A process that dies is noticed at once (its connections close); one that hangs, after the
+    process group's timeout (``DDPStrategy``'s ``timeout``: ``--trainer.strategy.timeout``).
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        text = str(seen)
+        distributed = isinstance(seen, torch.distributed.DistError) or any(
+            word in text for word in ("gloo", "Gloo", "NCCL", "c10d")
+        )
+        if isinstance(seen, RuntimeError) and distributed and any(m in text for m in _LOST_PEER):
+            # "[.../pair.cc:537] Read error [127.0.0.1]:20885: Connection reset by peer. This..."
+            what = text.split("] ", 1)[-1] if text.startswith("[") else text
+            what = what.split(". ", 1)[0].strip().splitlines()[0]
+            return (
+                f"another process of this distributed run stopped or stopped answering ({what}); "
+                "this one stopped too. Start the run again on every machine with --ckpt_path "
+                "last added: it resumes from the last checkpoint"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def last_checkpoint(trainer: Trainer) -> str | None:
     """What ``--ckpt_path last`` resumes: the newest of an interrupted fit's checkpoint and those
     Lightning's own ``last`` looks at (each ModelCheckpoint's ``last*.ckpt``, the file of an

@@ -57,6 +57,7 @@ from lit_dpo.data.batches import encode_pair
 from lit_dpo.data.datamodule import PreferenceDataModule
 from lit_dpo.data.pairs import PreferencePair
 from lit_dpo.errors import ConfigError
+from lit_dpo.files import unwritable_problem
 from lit_dpo.models.adapters import check_adapter, pair_problems
 from lit_dpo.models.generate import (
     answer_length,
@@ -167,6 +168,9 @@ def compare(
         judge_url, judge_model, judge_template, judge_concurrency, judge_timeout
     )
     problems += judge_problems
+    unwritable = unwritable_problem(out, "--out")
+    if unwritable:
+        problems.append(unwritable)
     if problems:
         raise ConfigError("compare: " + "; ".join(problems))
     # Everything that can fail on input fails here, before the model loads.

@@ -24,7 +24,7 @@ from lit_dpo.compare.report import (
 )
 from lit_dpo.compare.verdicts import HUMAN_VOTES_FILE, Verdict, load_votes
 from lit_dpo.errors import DataError
-from lit_dpo.files import write_text_atomically
+from lit_dpo.files import clear_leftovers, write_texts_atomically
 
 log = logging.getLogger(__name__)
 REPORT_FILES = ("compare.html", "compare.md", "compare.json")
@@ -63,10 +63,14 @@ def write_report(report: CompareReport, folder: str | Path) -> None:
     """Write the three report files to ``folder``, with its human votes included."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    clear_leftovers([folder])  # reports a killed run left unfinished
     add_human_votes(report, folder)
-    write_text_atomically(folder / "compare.html", to_html(report))
-    write_text_atomically(folder / "compare.md", to_markdown(report))
-    write_text_atomically(folder / "compare.json", to_json(report))
+    # as a set: a full disk keeps the previous report's three files, not some of each
+    write_texts_atomically({
+        folder / "compare.html": to_html(report),
+        folder / "compare.md": to_markdown(report),
+        folder / "compare.json": to_json(report),
+    })
 
 
 def load_report(path: str | Path) -> CompareReport:

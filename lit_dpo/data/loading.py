@@ -23,6 +23,7 @@ from pathlib import Path
 import datasets
 
 from lit_dpo.errors import DataError
+from lit_dpo.files import clear_leftovers, save_atomically
 from lit_dpo.sources import cache_dir, resolve_dataset
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -192,17 +193,20 @@ def _good_json_rows(path: str) -> datasets.Dataset:
     key = hashlib.sha256(f"{source}:{source.stat().st_mtime_ns}".encode()).hexdigest()[:16]
     cleaned = cache_dir() / "cleaned" / f"{source.stem}-{key}.jsonl"
     if not cleaned.exists():
-        cleaned.parent.mkdir(parents=True, exist_ok=True)
-        staging = cleaned.with_suffix(".partial")
-        with open(source, encoding="utf-8", errors="replace") as lines, staging.open("w") as out:
-            for line in lines:
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(value, dict):
-                    out.write(line if line.endswith("\n") else line + "\n")
-        staging.rename(cleaned)
+
+        def copy_good_lines(staging: Path) -> None:
+            with open(source, encoding="utf-8", errors="replace") as src, open(staging, "w") as out:
+                for line in src:
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if isinstance(value, dict):
+                        out.write(line if line.endswith("\n") else line + "\n")
+
+        # whole or not at all: a killed run leaves no cleaned file short of its last rows
+        clear_leftovers([cleaned.parent])
+        save_atomically(cleaned, copy_good_lines)
     return datasets.load_dataset("json", data_files=str(cleaned), split="train")
 
 

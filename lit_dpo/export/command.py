@@ -28,7 +28,7 @@ from lit_dpo.errors import ConfigError
 from lit_dpo.export.gguf_files import write_gguf, write_gguf_lora
 from lit_dpo.export.gguf_writer import GGUF_TYPES, GGUFType
 from lit_dpo.export.summary import adapter_facts
-from lit_dpo.files import staged_folder, unwritable_problem
+from lit_dpo.files import clear_leftovers, staged_folder, unwritable_problem
 from lit_dpo.models.adapters import check_adapter
 from lit_dpo.models.inference import adapter_base_model, load_adapter_tokenizer, load_for_inference
 from lit_dpo.reporting.model_card import merged_card
@@ -95,6 +95,7 @@ def export(
         problems.append(unwritable)
     if problems:
         raise ConfigError("export: " + "; ".join(problems))
+    clear_leftovers([target.parent])  # exports a killed run left unfinished
     base = adapter_base_model(adapter, model)
     if format == "gguf_lora":
         return write_gguf_lora(adapter, base, target, trust_remote_code)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lit_dpo.errors import ConfigError
-from lit_dpo.files import write_atomically, write_text_atomically
+from lit_dpo.files import clear_leftovers, write_atomically, write_text_atomically
 from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 from lit_dpo.train.pairs import split_pairs
@@ -161,6 +161,7 @@ def save_table(path: Path, table: torch.Tensor) -> None:
 
     Another process may write the same table at the same time: each renames a whole file.
     """
+    clear_leftovers([path.parent])  # tables a killed run left unfinished
     write_atomically(path, lambda staging: torch.save(table, staging))
     log.info("reference log-probs: %d pairs cached in %s", len(table), path)
 
