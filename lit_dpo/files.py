@@ -45,15 +45,24 @@ def staging_prefix(target: str | Path) -> str:
 
 def _lock(path: str | Path, blocking: bool = True) -> int | None:
     """An open descriptor of ``path`` (a file or a folder) holding its exclusive ``flock``; None
-    where another process holds it (``blocking=False``). The lock goes with the process, however
-    it ends."""
+    where another process holds it (``blocking=False``) or the file system cannot lock it (some
+    network file systems lock only files open for writing). The lock goes with the process,
+    however it ends."""
     handle = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
+    if not _hold(handle, blocking):
         os.close(handle)
         return None
     return handle
+
+
+def _hold(handle: int, blocking: bool = True) -> bool:
+    """Take the exclusive ``flock`` of an open file; False where it is taken or cannot be: the
+    lock only tells leftovers from files in use, so a write goes on without it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -63,7 +72,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
                                        dir=path.parent)
     # held until the rename: the file is in use, not a leftover (remove_stale_staging)
-    fcntl.flock(handle, fcntl.LOCK_EX)
+    _hold(handle)
     try:
         with out_of_space_named(path, Path(staging)):
             write(Path(staging))
@@ -101,7 +110,7 @@ def write_texts_atomically(texts: dict[Path, str]) -> list[Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, staging = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix,
                                                dir=path.parent)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _hold(handle)
             staged[path] = (handle, staging)
             with out_of_space_named(path, Path(staging), needed):
                 with open(staging, "wb") as out:
@@ -165,7 +174,8 @@ def staging_folder(target: str | Path) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        os.close(handle)
+        if handle is not None:
+            os.close(handle)
 
 
 def sync_folder(folder: str | Path) -> None:
@@ -177,6 +187,9 @@ def sync_folder(folder: str | Path) -> None:
         handle = os.open(path, os.O_RDONLY)
         try:
             os.fsync(handle)
+        except OSError:
+            if not path.is_dir():  # some file systems cannot sync a folder; a file they can
+                raise
         finally:
             os.close(handle)
 
@@ -198,10 +211,10 @@ def remove_stale_staging(folder: str | Path) -> list[str]:
             if time.time() - path.stat().st_mtime < _STAGING_GRACE_S:
                 continue
             handle = _lock(path, blocking=False)
-        except FileNotFoundError:  # another process removed it first
+        except OSError:  # removed by another process first, or not ours to open
             continue
         if handle is None:
-            continue  # being written now
+            continue  # being written now (or no lock to tell: left alone)
         try:
             if path.is_dir():
                 shutil.rmtree(path)
@@ -341,7 +354,7 @@ def human_bytes(count: float) -> str:
 
 def out_of_space_message(target: Path, written: int, expected: int | None = None) -> str:
     """One line: which folder is full, how much the write needed and how much is free."""
-    folder = target.parent.absolute()
+    folder = target.parent
     free = shutil.disk_usage(folder).free if folder.exists() else 0
     if expected is not None and expected > written:
         needed = f"needs about {human_bytes(expected)}"

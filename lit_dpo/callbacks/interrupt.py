@@ -104,7 +104,7 @@ def lost_peer_message(error: BaseException) -> str | None:
     seen: BaseException | None = error
     while seen is not None:
         text = str(seen)
-        distributed = isinstance(seen, torch.distributed.DistError) or any(
+        distributed = isinstance(seen, getattr(torch.distributed, "DistError", ())) or any(
             word in text for word in ("gloo", "Gloo", "NCCL", "c10d")
         )
         if isinstance(seen, RuntimeError) and distributed and any(m in text for m in _LOST_PEER):
