@@ -38,7 +38,7 @@ gguf-check: gguf-setup
 
 demo: setup
 	$(BIN)/lit-dpo fit --config configs/cpu.yaml
-	$(BIN)/lit-dpo validate --config configs/cpu.yaml --model.adapter runs/cpu/adapter
+	$(BIN)/lit-dpo validate --config configs/cpu.yaml --model.load.adapter runs/cpu/adapter
 
 test: setup
 	$(BIN)/ruff check lit_dpo tests tools

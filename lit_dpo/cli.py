@@ -1,8 +1,8 @@
 """``lit-dpo``: one command line for every command, all built by jsonargparse.
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI over ``DPOModule`` and
-``PreferenceDataModule`` (``lit-dpo fit --config configs/cpu.yaml --model.beta 0.2``). The other
-commands are functions whose typed signatures and docstrings become their arguments and
+``PreferenceDataModule`` (``lit-dpo fit --config configs/cpu.yaml --model.objective.beta 0.2``). The
+other commands are functions whose typed signatures and docstrings become their arguments and
 ``--help`` (as LitGPT's ``__main__``); every command takes ``--config FILE.yaml`` and
 ``--print_config``. ``data`` and ``preflight`` also read a fit config, through ``parse_config``.
 """
@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import pickle
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -23,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
+import yaml
+from jsonargparse import (
+    ActionConfigFile,
+    ArgumentParser,
+    DefaultHelpFormatter,
+    Namespace,
+    get_loader,
+    set_loader,
+)
 from lightning import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -41,6 +50,7 @@ from lit_dpo.callbacks.atomic_checkpoint import (
     use_atomic_checkpoints,
 )
 from lit_dpo.callbacks.interrupt import last_checkpoint, lost_peer_message, resume_command
+from lit_dpo.compat import check_cli_checkpoint_hook
 from lit_dpo.data import PreferenceDataModule
 from lit_dpo.errors import ConfigError, LitDPOError
 from lit_dpo.files import is_out_of_space, write_text_atomically
@@ -48,7 +58,9 @@ from lit_dpo.models.reference import describe_reference
 from lit_dpo.progress import is_terminal, quiet_library_bars
 from lit_dpo.reporting.model_card import LOGPS_ROWS
 from lit_dpo.train import DPOModule
-from lit_dpo.train.run_checks import kl_batch_problem
+from lit_dpo.train.settings import MOVED_KEYS, move_keys, moved_key_message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,17 +138,80 @@ class SaveConfig(SaveConfigCallback):
         )
 
 
+# a fit setting given on the command line: --model.NAME or --model.NAME=VALUE
+_MODEL_FLAG = re.compile(r"--model\.(\w+)(=.*)?$", re.DOTALL)
+# how the fit commands read YAML (config files and values): jsonargparse's own loader, then
+# lit-dpo 0.2's flat model settings moved into their groups (moved_config)
+CONFIG_MODE = "lit_dpo_yaml"
+
+
+def moved_args(args: list[str]) -> list[str]:
+    """The command line with each 0.2 flag (``--model.beta``) renamed to its group's
+    (``--model.objective.beta``), and a line saying so for each."""
+    renamed = []
+    for arg in args:
+        flag = _MODEL_FLAG.match(arg)
+        if flag and flag.group(1) in MOVED_KEYS:
+            log.warning(moved_key_message(flag.group(1)))
+            arg = f"--model.{MOVED_KEYS[flag.group(1)]}{flag.group(2) or ''}"
+        renamed.append(arg)
+    return renamed
+
+
+def moved_config(config: Any) -> Any:
+    """A loaded fit config (its ``model:`` mapping at the top, or under a command name) with each
+    0.2 flat key moved into its group, and a line saying so for each; anything else as it is."""
+    if not isinstance(config, dict):
+        return config
+    config = dict(config)
+    for command in FIT_COMMANDS:
+        if isinstance(config.get(command), dict):
+            config[command] = moved_config(config[command])
+    if isinstance(config.get("model"), dict):
+        config["model"], old_keys = move_keys(config["model"])
+        for old in old_keys:
+            log.warning(moved_key_message(old))
+    return config
+
+
+set_loader(
+    CONFIG_MODE,
+    lambda text: moved_config(get_loader("yaml")(text)),
+    # what the YAML loader raises on a value that is not YAML, for jsonargparse to try it as text
+    (yaml.YAMLError,),
+)
+
+
 class DPOCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         given = kwargs.get("args")
         # the command as typed, for the resume command an interrupted fit prints
         self.argv = list(given) if isinstance(given, list) else sys.argv[1:]
+        kwargs["parser_kwargs"] = {"parser_mode": CONFIG_MODE, **kwargs.get("parser_kwargs", {})}
         super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """LightningCLI's parse, with 0.2's flat settings (``--model.beta``, ``model: {beta:}``)
+        moved into their groups, a line saying so for each (config files: ``CONFIG_MODE``)."""
+        if args is None or isinstance(args, list):
+            self.config = parser.parse_args(moved_args(sys.argv[1:] if args is None else args))
+        else:
+            super().parse_arguments(parser, moved_config(args))
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning merges a --ckpt_path checkpoint's hyperparameters into the config: a 0.2
+        # checkpoint's are flat, moved into their groups first (compat checks this hook)
+        parse_object = self.parser.parse_object
+        self.parser.parse_object = lambda cfg, *a, **k: parse_object(moved_config(cfg), *a, **k)
+        try:
+            super()._parse_ckpt_path()
+        finally:
+            del self.parser.parse_object
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The data is formatted with the chat template of the model being trained.
         parser.link_arguments("model.model", "data.tokenizer")
-        parser.link_arguments("model.trust_remote_code", "data.trust_remote_code")
+        parser.link_arguments("model.load.trust_remote_code", "data.trust_remote_code")
         parser.add_lightning_class_args(SaveAdapter, "save_adapter")
         parser.add_lightning_class_args(HealthAlarms, "health")
         parser.add_lightning_class_args(RunSummary, "summary")
@@ -153,11 +228,8 @@ class DPOCLI(LightningCLI):
         self.trainer.fit(model, ckpt_path=ckpt_path, **kwargs)
 
     def before_fit(self) -> None:
-        self._before_run()
-        # KTO's KL baseline needs other rows in the batch: refused before anything loads
-        problem = kl_batch_problem(self.model.objective, self.datamodule.hparams.batch_size)
-        if problem:
-            raise ConfigError(problem)
+        # and KTO's KL baseline needs other rows in the batch: refused before anything loads
+        self._before_run(self.datamodule.hparams.batch_size)
 
     def before_validate(self) -> None:
         self._before_run()
@@ -168,9 +240,9 @@ class DPOCLI(LightningCLI):
     def before_predict(self) -> None:
         self._before_run()
 
-    def _before_run(self) -> None:
+    def _before_run(self, batch_size: int | None = None) -> None:
         # Before data or model loads: missing paths, 4-bit without bitsandbytes, bf16 on a T4.
-        self.model.check_run(self.trainer)
+        self.model.check_run(self.trainer, batch_size)
         unwritable = unwritable_outputs(self.trainer)
         if unwritable:
             raise ConfigError("; ".join(unwritable))
@@ -224,6 +296,9 @@ class DPOCLI(LightningCLI):
         path = Path(self.trainer.default_root_dir) / f"{stage}_metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+check_cli_checkpoint_hook(LightningCLI)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,15 @@ def check_model_checkpoint_hooks(model_checkpoint: type) -> None:
             raise _changed(f"ModelCheckpoint.{name}(trainer, filepath)", "lightning")
 
 
+def check_cli_checkpoint_hook(cli: type) -> None:
+    """Raise when ``LightningCLI._parse_ckpt_path`` is gone or takes arguments: the step that
+    merges a ``--ckpt_path`` checkpoint's hyperparameters into the config (with
+    ``parser.parse_object``), which ``DPOCLI`` wraps to read 0.2 checkpoints' flat settings."""
+    method = getattr(cli, "_parse_ckpt_path", None)
+    if method is None or list(inspect.signature(method).parameters) != ["self"]:
+        raise _changed("LightningCLI._parse_ckpt_path()", "lightning")
+
+
 def epoch_batches_processed(trainer: Any) -> int:
     """Batches the fit loop has processed in the current epoch (each one's optimizer step done, or
     its micro-batch's gradients added): ``fit_loop.epoch_loop.batch_progress.current.processed``.

@@ -15,8 +15,11 @@ import torch
 
 GIB = 2**30
 BF16_MIN_CAPABILITY = (8, 0)
-# How a packed pair's attention runs (DPOModule.packed_attention).
+# How a packed pair's attention runs (model.efficiency.packed_attention).
 PackedAttention = Literal["auto", "mask", "flex"]
+# How the base's weights are held: 4-bit NF4 or not quantized; the dtype of its matmuls.
+Quantization = Literal["nf4", "none"]
+DType = Literal["float32", "bfloat16", "float16"]
 # FlexAttention's Triton kernels are sized for the shared memory of Ampere and newer GPUs; on
 # smaller budgets its backward has failed to compile (pytorch/pytorch#133254), and a T4 (7.5) has
 # 64 KiB. Older GPUs keep the dense mask unless told otherwise.
@@ -62,25 +65,28 @@ def precision_problems(precision: str, compute_dtype: str, device: Device) -> li
             problems.append(
                 "bf16 needs compute capability 8.0 (Ampere) or newer and this device's is "
                 "unknown; on a T4 or V100 use trainer.precision: 16-mixed and "
-                "model.compute_dtype: float16"
+                "model.load.compute_dtype: float16"
             )
         elif device.capability < BF16_MIN_CAPABILITY:
             major, minor = device.capability
             problems.append(
-                f"bf16 (trainer.precision {precision}, model.compute_dtype {compute_dtype}) needs "
+                f"bf16 (trainer.precision {precision}, model.load.compute_dtype "
+                f"{compute_dtype}) needs "
                 f"compute capability 8.0 or newer; {device.name} has {major}.{minor}. Use "
-                "trainer.precision: 16-mixed and model.compute_dtype: float16 (the LoRA weights "
+                "trainer.precision: 16-mixed and model.load.compute_dtype: float16 (the LoRA "
+                "weights "
                 "stay fp32, which the fp16 gradient scaler needs)"
             )
     if precision.startswith("16") and compute_dtype == "bfloat16":
         problems.append(
-            "trainer.precision 16-mixed autocasts to fp16 but model.compute_dtype is bfloat16: "
-            "set model.compute_dtype: float16"
+            "trainer.precision 16-mixed autocasts to fp16 but model.load.compute_dtype is "
+            "bfloat16: "
+            "set model.load.compute_dtype: float16"
         )
     if precision.startswith("bf16") and compute_dtype == "float16":
         problems.append(
-            "trainer.precision bf16-mixed with model.compute_dtype float16 mixes two 16-bit "
-            "formats: set model.compute_dtype: bfloat16"
+            "trainer.precision bf16-mixed with model.load.compute_dtype float16 mixes two 16-bit "
+            "formats: set model.load.compute_dtype: bfloat16"
         )
     return problems
 
@@ -113,21 +119,21 @@ def quantization_problems(quantization: str, device_kind: str, bnb: BitsAndBytes
     """Why 4-bit NF4 cannot run on ``device_kind`` (``cpu``, ``cuda``...) with this bitsandbytes."""
     if quantization != "nf4":
         return []
-    fix = "set model.quantization none (full-precision base, more memory) or"
+    fix = "set model.load.quantization none (full-precision base, more memory) or"
     if bnb.error is not None:
         return [
-            f"model.quantization nf4 needs bitsandbytes, which cannot be imported here "
+            f"model.load.quantization nf4 needs bitsandbytes, which cannot be imported here "
             f"({bnb.error}); {fix} pip install bitsandbytes"
         ]
     if device_kind not in bnb.devices:
         return [
-            f"model.quantization nf4: the installed bitsandbytes has no backend for "
+            f"model.load.quantization nf4: the installed bitsandbytes has no backend for "
             f"{device_kind} (it has {', '.join(sorted(bnb.devices)) or 'none'}); {fix} "
             "install a bitsandbytes built for this device"
         ]
     if device_kind == "cuda" and not bnb.gpu_library:
         return [
-            "model.quantization nf4: bitsandbytes found no native library matching this "
+            "model.load.quantization nf4: bitsandbytes found no native library matching this "
             f"torch's CUDA ({torch.version.cuda or torch.version.hip}); {fix} install a "
             "bitsandbytes build for it (python -m bitsandbytes says what is missing)"
         ]
@@ -159,6 +165,8 @@ def packed_attention_problems(setting: PackedAttention, device: Device) -> list[
     if packed_attention_for(setting, device) != "flex" or device.kind == "cuda":
         return []
     return [
-        f"model.packed_attention flex needs a CUDA GPU: torch {torch.__version__.split('+')[0]} "
-        f"has no FlexAttention backward on {device.kind}; set model.packed_attention auto or mask"
+        f"model.efficiency.packed_attention flex needs a CUDA GPU: torch "
+        f"{torch.__version__.split('+')[0]} "
+        f"has no FlexAttention backward on {device.kind}; set "
+        f"model.efficiency.packed_attention auto or mask"
     ]

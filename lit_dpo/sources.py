@@ -56,7 +56,8 @@ HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
 # Weight files read with pickle (torch.load) rather than safetensors.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 ALLOW_PICKLE_HINT = (
-    "if you trust where the files come from, set model.allow_pickle true (fit, validate) or pass "
+    "if you trust where the files come from, set model.load.allow_pickle true (fit, validate) "
+    "or pass "
     "--allow_pickle true (compare, export, serve); better, convert them to safetensors"
 )
 
@@ -96,7 +97,7 @@ def model_name_problem(name: str) -> str | None:
         if (path / "adapter_config.json").is_file():
             return (
                 f"model {name!r} is a PEFT adapter, not a model: pass it as the adapter "
-                "(model.adapter, --adapter) and its base model as the model"
+                "(model.load.adapter, --adapter) and its base model as the model"
             )
         return f"model folder {name!r} has no config.json; is it a transformers model folder?"
     if is_hub_id(name):
@@ -198,7 +199,7 @@ def remote_code_problem(folder: str | Path, trust_remote_code: bool) -> str | No
     return (
         f"model {folder} needs its own Python code (model_type {model_type!r} is not in "
         "transformers, config.json has auto_map), which lit-dpo does not run by default; read it, "
-        "and set model.trust_remote_code true only if you trust it"
+        "and set model.load.trust_remote_code true only if you trust it"
     )
 
 

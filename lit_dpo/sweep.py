@@ -2,15 +2,15 @@
 
 A sweep over settings that leave the reference as it is (beta, learning rate, schedule, objective)
 would pay the reference forward of every pair again in every run. Each run here turns
-``model.precompute_reference`` on: the first run computes the reference log-probs of the train and
-validation pairs once and caches them on disk (``lit_dpo.train.reference_table``, keyed by the
-reference model and the pairs' token ids), and every later run with the same model and data reads
-them instead. A setting that changes the pairs or the reference (``data.max_length``, the model)
-gets its own table, as it must.
+``model.efficiency.precompute_reference`` on: the first run computes the reference log-probs of the
+train and validation pairs once and caches them on disk (``lit_dpo.train.reference_table``, keyed by
+the reference model and the pairs' token ids), and every later run with the same model and data
+reads them instead. A setting that changes the pairs or the reference (``data.max_length``, the
+model) gets its own table, as it must.
 
-    lit-dpo sweep --config configs/cpu.yaml --grid '{model.beta: [0.05, 0.1, 0.2]}'
+    lit-dpo sweep --config configs/cpu.yaml --grid '{model.objective.beta: [0.05, 0.1, 0.2]}'
     lit-dpo sweep --config configs/cpu.yaml --out runs/sweep_lr \\
-        --grid '{model.optimizer.lr: [1e-4, 5e-4], model.loss_type: [sigmoid, ipo]}'
+        --grid '{model.optimizer.lr: [1e-4, 5e-4], model.objective.loss_type: [sigmoid, ipo]}'
 
 Each run's fit writes under ``<out>/run_N``; the sweep writes ``sweep.md`` (a table of the
 settings and the validation metrics of every run), ``sweep.json`` and ``sweep.png``.
@@ -55,7 +55,7 @@ def sweep(
     Args:
         fit: the fit config every run starts from (``--config`` and any overrides).
         grid: setting -> values; every combination runs, e.g.
-            ``{model.beta: [0.05, 0.1], model.optimizer.lr: [1e-4, 5e-4]}``.
+            ``{model.objective.beta: [0.05, 0.1], model.optimizer.lr: [1e-4, 5e-4]}``.
         out: folder of the runs (``run_N``) and of ``sweep.md``, ``sweep.json``, ``sweep.png``.
         metrics: validation metrics to tabulate and plot (as in ``fit_metrics.json``).
 
@@ -66,7 +66,7 @@ def sweep(
     if not grid or problems:
         raise ConfigError(
             "sweep: " + ("; ".join(problems) or "give --grid, the settings and their values")
-            + ", e.g. --grid '{model.beta: [0.05, 0.1]}'"
+            + ", e.g. --grid '{model.objective.beta: [0.05, 0.1]}'"
         )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,8 +97,8 @@ def _run(
 ) -> dict[str, Any]:
     """One fit in its own process (a fresh start for each, as a user's run would have)."""
     args = [sys.executable, "-m", "lit_dpo", "fit", f"--config={base}"]
-    if "model.precompute_reference" not in settings:
-        args.append("--model.precompute_reference=true")
+    if "model.efficiency.precompute_reference" not in settings:
+        args.append("--model.efficiency.precompute_reference=true")
     args.append(f"--trainer.default_root_dir={run_dir}")
     # a logger writing to a folder of its own (CSV, TensorBoard) writes into the run's instead
     logger = fit.config.trainer.get("logger")

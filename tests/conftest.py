@@ -254,6 +254,6 @@ def printed_fit(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> PrintedRun:
         root,
         "--data.max_length=16",
         "--data.max_prompt_length=12",
-        "--model.precompute_reference=true",
+        "--model.efficiency.precompute_reference=true",
     )
     return run_printed(args, root, root / "cache")

@@ -32,10 +32,13 @@ def run(model_dir: str, freed_memory: str, steps: int) -> dict:
     from lit_dpo.data.pairs import PreferencePair
     from lit_dpo.models.generate import generate_batch_ids
     from lit_dpo.train.module import DPOModule
+    from lit_dpo.train.settings import EfficiencySettings
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    module = DPOModule(model=model_dir, return_freed_memory=freed_memory)
+    module = DPOModule(
+        model=model_dir, efficiency=EfficiencySettings(return_freed_memory=freed_memory)
+    )
     module.configure_model()
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # policy and reference differ from the first step

@@ -69,7 +69,7 @@ def test_validate_on_the_wrong_model_is_one_line(
             [
                 "validate",
                 f"--model.model={narrow_model_dir}",
-                f"--model.adapter={adapter_dir}",
+                f"--model.load.adapter={adapter_dir}",
                 f"--data.dataset={tiny_data_dir}",
                 "--data.max_length=64",
                 "--data.max_prompt_length=32",

@@ -65,7 +65,7 @@ def test_validate_reloads_the_adapter_and_reproduces_fit_metrics(
         [
             "validate",
             f"--model.model={tiny_model_dir}",
-            f"--model.adapter={tmp_path / 'adapter'}",
+            f"--model.load.adapter={tmp_path / 'adapter'}",
             f"--data.dataset={tiny_data_dir}",
             "--data.batch_size=2",
             "--data.max_length=64",
@@ -84,10 +84,11 @@ def test_validate_reloads_the_adapter_and_reproduces_fit_metrics(
 def test_validate_after_fit_reuses_the_reference_table_and_writes_no_samples(
     tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
 ):
-    """What ``make demo`` relies on: with ``model.precompute_reference``, ``fit`` scores the
-    held-out pairs under the reference once and ``validate`` of the saved adapter reads that table
-    (the cache key matches: same base, same pairs) instead of scoring them again, with the same
-    reference metrics; GenerateSamples with ``in_validate_command`` off generates in fit only."""
+    """What ``make demo`` relies on: with ``model.efficiency.precompute_reference``, ``fit`` scores
+    the held-out pairs under the reference once and ``validate`` of the saved adapter reads that
+    table (the cache key matches: same base, same pairs) instead of scoring them again, with the
+    same reference metrics; GenerateSamples with ``in_validate_command`` off generates in fit
+    only."""
     import lit_dpo.train.reference_table as reference
 
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
@@ -100,8 +101,8 @@ def test_validate_after_fit_reuses_the_reference_table_and_writes_no_samples(
 
     monkeypatch.setattr(reference, "compute_table", counting_compute_table)
     samples = "--trainer.callbacks.in_validate_command=false"
-    main(_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, "--model.precompute_reference=true",
-                   samples))
+    precompute = "--model.efficiency.precompute_reference=true"
+    main(_fit_args(tiny_model_dir, tiny_data_dir, tmp_path, precompute, samples))
     after_fit = json.loads((tmp_path / "fit_metrics.json").read_text())
     assert len(scored) == 2  # the train table and the val table
     written = sorted(tmp_path.glob("lightning_logs/*/samples/*.md"))
@@ -111,8 +112,8 @@ def test_validate_after_fit_reuses_the_reference_table_and_writes_no_samples(
         [
             "validate",
             f"--model.model={tiny_model_dir}",
-            f"--model.adapter={tmp_path / 'adapter'}",
-            "--model.precompute_reference=true",
+            f"--model.load.adapter={tmp_path / 'adapter'}",
+            "--model.efficiency.precompute_reference=true",
             f"--data.dataset={tiny_data_dir}",
             "--data.batch_size=2",
             "--data.max_length=64",
@@ -144,7 +145,10 @@ def test_a_finished_fit_trains_on_from_its_checkpoint_file(tiny_model_dir, tiny_
     root: the second epoch of a 2-epoch fit, step for step. (test_resume covers ``--ckpt_path
     last`` after an interrupt or a crash in the same root.) A constant learning rate, so the first
     epoch does not depend on how many follow."""
-    constant_lr = ("--model.lr_schedule=constant", "--model.warmup_ratio=0")
+    constant_lr = (
+        "--model.optimization.lr_schedule=constant",
+        "--model.optimization.warmup_ratio=0",
+    )
     main(tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "first", *constant_lr))
     (checkpoint,) = (tmp_path / "first" / "lightning_logs" / "version_0" / "checkpoints").glob(
         "*.ckpt"

@@ -17,7 +17,7 @@ REQUIRED = {
     "serve": ["--adapter=runs/cpu/adapter"],
     "export": ["--adapter=runs/cpu/adapter", "--out=runs/cpu/merged"],
     "plot": ["--run_dir=runs/cpu"],
-    "sweep": ["--config=configs/cpu.yaml", "--grid={model.beta: [0.1, 0.2]}"],
+    "sweep": ["--config=configs/cpu.yaml", "--grid={model.objective.beta: [0.1, 0.2]}"],
 }
 
 

@@ -133,7 +133,7 @@ def test_heldout_metrics_match_lit_dpo_validate(
         [
             "validate",
             f"--model.model={tiny_model_dir}",
-            f"--model.adapter={tiny_adapter}",
+            f"--model.load.adapter={tiny_adapter}",
             f"--data.dataset={tiny_data_dir}",
             "--data.batch_size=2",
             f"--data.max_length={MAX_LENGTH}",

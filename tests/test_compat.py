@@ -94,6 +94,19 @@ def test_changed_hooks_are_named():
         compat.check_model_checkpoint_hooks(Old)
 
 
+def test_cli_checkpoint_hook_is_named():
+    from lightning.pytorch.cli import LightningCLI
+
+    compat.check_cli_checkpoint_hook(LightningCLI)
+
+    class Old:
+        def _parse_ckpt_path(self, path):
+            pass
+
+    with pytest.raises(compat.ChangedAPIError, match=r"LightningCLI\._parse_ckpt_path"):
+        compat.check_cli_checkpoint_hook(Old)
+
+
 def test_attn_implementation(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

@@ -54,15 +54,16 @@ def test_logger_config_replaces_the_recipes_logger(config, capsys):
 def test_config_parses(config):
     cli = _parse("--config", str(config), "--trainer.accelerator=cpu")
     assert isinstance(cli.model, DPOModule)
-    assert cli.datamodule.hparams.tokenizer == cli.model.hparams.model
+    assert cli.datamodule.hparams.tokenizer == cli.model.settings.model
 
 
 def test_t4_recipe():
     cli = _parse("--config", "configs/t4.yaml", "--trainer.accelerator=cpu")
-    hp, data = cli.model.hparams, cli.datamodule.hparams
-    assert hp.model == "Qwen/Qwen2-0.5B-Instruct"
-    assert (hp.quantization, hp.compute_dtype, hp.beta) == ("nf4", "float16", 0.1)
-    assert hp.gradient_checkpointing
+    settings, data = cli.model.settings, cli.datamodule.hparams
+    assert settings.model == "Qwen/Qwen2-0.5B-Instruct"
+    assert (settings.load.quantization, settings.load.compute_dtype) == ("nf4", "float16")
+    assert (settings.objective.beta, settings.objective.sft_weight) == (0.1, 0.5)
+    assert settings.efficiency.gradient_checkpointing
     assert (data.batch_size, data.max_length, data.max_prompt_length) == (2, 1024, 512)
     assert cli.trainer.accumulate_grad_batches == 8
     assert cli.config.trainer.precision == "16-mixed"  # on a CPU Lightning would run bf16
@@ -77,23 +78,28 @@ def test_multi_gpu_recipe_is_fsdp_qlora(capsys):
     assert trainer["strategy"]["init_args"]["state_dict_type"] == "full"
     # one dtype everywhere, so FSDP can flatten the 4-bit weights with the rest of each block
     assert trainer["precision"] == "bf16-true"
-    assert (model["quantization"], model["compute_dtype"], model["quant_storage"]) == (
+    load = model["load"]
+    assert (load["quantization"], load["compute_dtype"], load["quant_storage"]) == (
         "nf4",
         "bfloat16",
         "bfloat16",
     )
-    assert not model["precompute_reference"]
+    assert not model["efficiency"]["precompute_reference"]
 
 
 def test_dotted_overrides_reach_the_module():
-    cli = _parse("--config", "configs/cpu.yaml", "--model.beta", "0.2", "--trainer.max_steps", "3")
-    assert cli.model.hparams.beta == 0.2
+    cli = _parse(
+        "--config", "configs/cpu.yaml", "--model.objective.beta", "0.2", "--trainer.max_steps", "3"
+    )
+    assert cli.model.settings.objective.beta == 0.2
+    # what checkpoints and hparams.yaml keep: the same value, in its group
+    assert cli.model.hparams["objective"]["beta"] == 0.2
     assert cli.trainer.max_steps == 3
 
 
 BAD_SETTINGS = [
     # (override, what the parse raises, the message after "lit-dpo: error: ")
-    ("--model.beta=-1", ConfigError, "model settings: beta must be positive, got -1.0"),
+    ("--model.objective.beta=-1", ConfigError, "model settings: beta must be positive, got -1.0"),
     (
         "--data.max_prompt_length=600",
         ConfigError,
@@ -103,7 +109,7 @@ BAD_SETTINGS = [
     # a choice outside the Literal stops in jsonargparse, which exits 2 with its usage message
     # listing the choices (a name or a list of names)
     (
-        "--model.loss_type=not_a_loss",
+        "--model.objective.loss_type=not_a_loss",
         SystemExit,
         "Expected a typing.Literal['sigmoid', 'hinge', 'ipo', 'sigmoid_norm'",
     ),

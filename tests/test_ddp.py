@@ -52,7 +52,7 @@ def _args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str]:
         model_dir,
         data,
         root,
-        "--model.lora_dropout=0",
+        "--model.lora.dropout=0",
         "--trainer.limit_train_batches=3",
         "--trainer.num_sanity_val_steps=0",
         "--trainer.enable_model_summary=false",
@@ -176,7 +176,7 @@ def test_ddp_shares_one_precomputed_reference_table(
         tiny_model_dir,
         data_dir,
         tmp_path / "run",
-        "--model.precompute_reference=true",
+        "--model.efficiency.precompute_reference=true",
         env={"LIT_DPO_CACHE": str(cache)},
     )
     expected, got = _train_steps(one_process), _train_steps(tmp_path / "run")
@@ -194,7 +194,7 @@ def test_ddp_with_a_reference_adapter_matches_one_process(tiny_model_dir, data_d
     """Each rank carries the policy's adapter and the frozen SFT adapter; switching between them
     inside DDP's forward leaves the averaged gradients of the policy alone."""
     sft = make_adapter(tiny_model_dir, tmp_path / "sft", r=4, std=0.5, seed=1)
-    reference = ("--model.reference=adapter", f"--model.reference_adapter={sft}")
+    reference = ("--model.load.reference=adapter", f"--model.load.reference_adapter={sft}")
     one = tmp_path / "one"
     main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=2", *reference))
     _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *reference)
@@ -294,8 +294,11 @@ def test_fsdp_refuses_precompute_reference_before_loading(tiny_model_dir):
     from lightning.pytorch.strategies import FSDPStrategy
 
     from lit_dpo.train.module import DPOModule
+    from lit_dpo.train.settings import EfficiencySettings
 
-    module = DPOModule(model=str(tiny_model_dir), precompute_reference=True)
+    module = DPOModule(
+        model=str(tiny_model_dir), efficiency=EfficiencySettings(precompute_reference=True)
+    )
     # the strategy is checked with the device and precision, in one message (run_checks)
     strategy = FSDPStrategy(parallel_devices=[torch.device("cpu")])
     module._trainer = SimpleNamespace(strategy=strategy, precision="32-true")
@@ -306,6 +309,7 @@ def test_fsdp_refuses_precompute_reference_before_loading(tiny_model_dir):
 
 def test_quant_storage_needs_nf4():
     from lit_dpo.train.module import DPOModule
+    from lit_dpo.train.settings import LoadSettings
 
     with pytest.raises(ConfigError, match="quant_storage applies to quantization nf4 only"):
-        DPOModule(quantization="none", quant_storage="bfloat16")
+        DPOModule(load=LoadSettings(quantization="none", quant_storage="bfloat16"))

@@ -139,7 +139,13 @@ def test_any_other_printed_example_is_a_dated_excerpt_with_its_command(
 
 
 def _find(config: dict, key: str):
-    """The value of ``key`` anywhere in a parsed YAML config (settings may move into groups)."""
+    """The value of ``key`` anywhere in a parsed YAML config (settings may move into groups); a
+    dotted key (``lora.r``) is a path below any mapping."""
+    first, _, rest = key.partition(".")
+    if rest and isinstance(config.get(first), dict):
+        found = _find(config[first], rest)
+        if found is not None:
+            return found
     for name, value in config.items():
         if name == key:
             return value
@@ -155,9 +161,9 @@ def test_the_readme_t4_recipe_states_the_settings_of_configs_t4_yaml():
     text = (REPO / "README.md").read_text()
     recipe = " ".join(text.split("## The T4 recipe")[1].split("\n## ")[0].split())
     said = {
-        "lora_r": r"LoRA r=(\d+)",
-        "lora_alpha": r"alpha=(\d+)",
-        "lora_dropout": r"dropout ([\d.]+)",
+        "lora.r": r"LoRA r=(\d+)",
+        "lora.alpha": r"alpha=(\d+)",
+        "lora.dropout": r"dropout ([\d.]+)",
         "beta": r"beta ([\d.]+)",
         "sft_weight": r"`sft_weight: ([\d.]+)`",
         "lr": r"learning rate ([\d.e-]+)",

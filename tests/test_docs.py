@@ -6,8 +6,9 @@
   ``lit-dpo <command>``, and every inline code span that does, runs through
   ``lit_dpo.cli.main([...args, "--print_config"])`` (``--help`` lines as they are) and must exit 0.
   ``--print_config`` parses and type-checks every value and builds no model.
-- Dotted settings: every ``model.beta``, ``data.on_bad_row``, ``--trainer.precision``... anywhere
-  in the text is a key of the fit config (as ``--print_config`` prints it, or a linked argument).
+- Dotted settings: every ``model.objective.beta``, ``data.on_bad_row``, ``--trainer.precision``...
+  anywhere in the text is a key of the fit config (as ``--print_config`` prints it, or a linked
+  argument).
 - Flags in prose: every ```--flag``` in an inline code span is an option of a command it is
   mentioned with: a ``lit-dpo <command>`` or ```command``` of its paragraph, table row or list
   item, or the command named by the nearest heading above that names one, else ``fit``
@@ -351,7 +352,7 @@ def dotted_settings(doc: Doc) -> list[tuple[Where, str]]:
             if name.rsplit(".", 1)[-1] not in FILE_SUFFIXES:
                 found.append((Where(doc.path, number), name))
         if line.startswith("|"):
-            # a settings table names siblings short: `model.lora_r`, `lora_alpha`, `lora_dropout`
+            # a settings table names siblings short: `model.lora.r`, `lora_alpha`, `lora_dropout`
             spans = SPAN.findall(line.split("|")[1])
             group = SETTING.fullmatch(spans[0]) if spans else None
             for short in spans[1:] if group else []:

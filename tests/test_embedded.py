@@ -69,9 +69,9 @@ def test_fit_on_the_embedded_model(tmp_path):
     ])
     [log] = tmp_path.glob("lightning_logs/version_*/metrics.csv")
     first_step = next(row for row in csv.DictReader(log.open()) if row["step"] == "0")
-    # 0 up to float rounding: the reference table (model.precompute_reference) scored these pairs
-    # in other batches, and on a CPU the pairs of a batch may share one row (train/forward.py),
-    # which adds the same terms in another order
+    # 0 up to float rounding: the reference table (model.efficiency.precompute_reference) scored
+    # these pairs in other batches, and on a CPU the pairs of a batch may share one row
+    # (train/forward.py), which adds the same terms in another order
     assert float(first_step["train/rewards/chosen"]) == pytest.approx(0.0, abs=1e-6)
     assert float(first_step["train/rewards/rejected"]) == pytest.approx(0.0, abs=1e-6)
     assert float(first_step["train/loss"]) == pytest.approx(math.log(2), abs=1e-6)

@@ -5,10 +5,11 @@ glibc fills each block ``malloc`` hands out with one byte and each freed block w
 ``malloc``. A kernel that reads memory before writing it (an ``empty`` output it fills only in
 part, a tail past a vector width) then sees a different byte in each run, and its results change.
 ``tests/poisoned_steps.py`` runs three DPO training steps (losses, log-probs of policy and
-reference, every LoRA gradient), a validation pass and a greedy generation in a fresh process;
-these tests run it with two poison bytes and with each of lit-dpo's ways of handing freed memory
-back (``model.return_freed_memory``: ``promptly`` maps each activation on its own, so its pages
-come fresh and zeroed from the kernel unless poisoned), and require the same bits from every run.
+reference, every LoRA gradient), a validation pass and a greedy generation in a fresh process; these
+tests run it with two poison bytes and with each of lit-dpo's ways of handing freed memory back
+(``model.efficiency.return_freed_memory``: ``promptly`` maps each activation on its own, so its
+pages come fresh and zeroed from the kernel unless poisoned), and require the same bits from every
+run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from lit_dpo.sources import DEFAULT_MODEL, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
-# (poison byte, model.return_freed_memory): two bytes, each allocator setting
+# (poison byte, model.efficiency.return_freed_memory): two bytes, each allocator setting
 RUNS = [(0x11, "keep"), (0xEE, "between_steps"), (0xEE, "promptly")]
 
 

@@ -146,15 +146,16 @@ def test_the_loss_check_leaves_out_the_sft_term():
 
 
 def test_likelihood_displacement_advice_names_a_setting_that_exists():
-    import inspect
     import re
+    from dataclasses import fields
 
-    from lit_dpo.train import DPOModule
+    from lit_dpo.train.settings import GROUPS
 
     finding = falling_logps(_ramp(-100, -138, 20), _ramp(-110, -170, 20), 5, 0.1)
-    named = re.findall(r"--model\.(\w+)", finding)
-    assert named == ["sft_weight"]
-    assert "sft_weight" in inspect.signature(DPOModule).parameters
+    named = re.findall(r"--model\.(\w+)\.(\w+)", finding)
+    assert named == [("objective", "sft_weight")]
+    group, name = named[0]
+    assert name in {field.name for field in fields(GROUPS[group])}
 
 
 class _Scaler:

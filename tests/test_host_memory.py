@@ -109,24 +109,26 @@ def test_sampler_sees_a_peak_between_marks():
 def test_fit_on_a_cpu_trims_after_each_batch_and_releases_before_loading_when_asked(
     tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch, mode, expected
 ):
-    """``model.return_freed_memory``: ``between_steps`` (the default) trims the heap after every
-    training batch; ``keep`` touches glibc not at all; ``promptly`` also fixes glibc's thresholds
-    before the model loads."""
+    """``model.efficiency.return_freed_memory``: ``between_steps`` (the default) trims the heap
+    after every training batch; ``keep`` touches glibc not at all; ``promptly`` also fixes glibc's
+    thresholds before the model loads."""
     from conftest import tiny_fit_args
 
     from lit_dpo.cli import main
-    from lit_dpo.train import module
+    from lit_dpo.train import module, policy_setup
 
     calls = []
     monkeypatch.setattr(
-        module, "release_freed_memory_promptly", lambda: calls.append("release") or True
+        policy_setup, "release_freed_memory_promptly", lambda: calls.append("release") or True
     )
     monkeypatch.setattr(module, "trim_freed_memory", lambda: calls.append("trim") or True)
     monkeypatch.setattr(
-        module, "load_policy", _recording(module.load_policy, lambda: calls.append("load"))
+        policy_setup,
+        "load_policy",
+        _recording(policy_setup.load_policy, lambda: calls.append("load")),
     )
     args = tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "run")
-    main([*args] + ([f"--model.return_freed_memory={mode}"] if mode else []))
+    main([*args] + ([f"--model.efficiency.return_freed_memory={mode}"] if mode else []))
     assert calls == expected
 
 

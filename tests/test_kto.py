@@ -173,8 +173,8 @@ def test_weight_warning_with_trl_bounds():
     message = weight_warning(300, 100, 1.0, 1.0)
     assert message is not None
     assert "weighted ratio of 3" in message
-    assert "model.desirable_weight in [0.33, 0.44]" in message
-    assert "model.undesirable_weight in [2.26, 3]" in message
+    assert "model.objective.desirable_weight in [0.33, 0.44]" in message
+    assert "model.objective.undesirable_weight in [2.26, 3]" in message
     # either weight moved into its band silences it
     assert weight_warning(300, 100, 0.4, 1.0) is None
     assert weight_warning(300, 100, 1.0, 2.5) is None

@@ -1,6 +1,7 @@
 """KTO end to end: a JSONL of thumbs-up/down rows trains from ``lit-dpo fit --config ...
---model.loss_type kto`` on the tiny model, validates on held-out pairs with DPO's accuracies, and
-logs TRL's KTO metrics; the settings KTO cannot run are refused before anything loads."""
+--model.objective.loss_type kto`` on the tiny model, validates on held-out pairs with DPO's
+accuracies, and logs TRL's KTO metrics; the settings KTO cannot run are refused before anything
+loads."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def test_thumbs_rows_train_kto_and_validate_on_pairs(
     main([
         "fit",
         "--config", _config(root, tiny_model_dir, thumbs_with_paired_test),
-        "--model.loss_type", "kto",
+        "--model.objective.loss_type", "kto",
         "--model.optimizer=torch.optim.AdamW",
         "--model.optimizer.lr=0.01",
     ])
@@ -97,10 +98,10 @@ def test_unpaired_validation_reports_reward_auc(tiny_model_dir, tmp_path):
     main([
         "fit",
         "--config", _config(root, tiny_model_dir, data),
-        "--model.loss_type", "kto",
+        "--model.objective.loss_type", "kto",
         "--data.val_fraction", "0.25",
         # the reference log-probs of completions and KL rows, tabled once before training
-        "--model.precompute_reference", "true",
+        "--model.efficiency.precompute_reference", "true",
         "--trainer.limit_train_batches", "1",
     ])
     metrics = json.loads((root / "fit_metrics.json").read_text())
@@ -111,8 +112,8 @@ def test_unpaired_validation_reports_reward_auc(tiny_model_dir, tmp_path):
 def test_batch_of_one_is_refused_before_loading(tiny_model_dir, tmp_path, capsys):
     data = write_jsonl(tmp_path / "thumbs.jsonl", thumbs_rows())
     err = cli_error(
-        ["fit", "--config", _config(tmp_path, tiny_model_dir, data), "--model.loss_type", "kto",
-         "--data.batch_size", "1"],
+        ["fit", "--config", _config(tmp_path, tiny_model_dir, data),
+         "--model.objective.loss_type", "kto", "--data.batch_size", "1"],
         capsys,
     )
     assert "data.batch_size 1 is too small: set data.batch_size 2 or more" in err
@@ -123,7 +124,8 @@ def test_batch_of_one_is_refused_before_loading(tiny_model_dir, tmp_path, capsys
 def test_kto_on_pairs_without_unpair_and_dpo_on_thumbs_are_refused():
     kto = Objective(loss_types=("kto",))
     assert "set data.unpair true" in unpaired_data_problem(kto, unpaired_train=False)
-    assert "use model.loss_type kto" in unpaired_data_problem(Objective(), unpaired_train=True)
+    problem = unpaired_data_problem(Objective(), unpaired_train=True)
+    assert "use model.objective.loss_type kto" in problem
     assert unpaired_data_problem(kto, unpaired_train=True) is None
 
 

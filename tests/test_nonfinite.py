@@ -74,7 +74,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_adapter(
     err = capsys.readouterr().err
     assert "lit-dpo: error: non-finite loss at optimizer step 2 (the loss is nan; epoch 0, " in err
     assert "train pairs [" in err and "lower model.optimizer.lr" in err
-    assert "model.on_nonfinite skip" in err and "Traceback" not in err
+    assert "model.optimization.on_nonfinite skip" in err and "Traceback" not in err
 
     assert (earlier / "adapter_model.safetensors").read_bytes() == earlier_bytes
     last_good = _saved(tmp_path / "adapter-step1")
@@ -101,7 +101,7 @@ def test_skip_drops_faulty_steps_and_training_goes_on(
     tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch
 ):
     weights = _inject(monkeypatch, nan_loss_at={1}, inf_grad_at={2})
-    _fit(tiny_model_dir, tiny_data_dir, tmp_path, "--model.on_nonfinite=skip")
+    _fit(tiny_model_dir, tiny_data_dir, tmp_path, "--model.optimization.on_nonfinite=skip")
 
     # AdamW's momentum from the first step would move the weights in the next two had they stepped
     assert _same_weights(_saved(tmp_path / "adapter"), weights[1])
@@ -187,7 +187,7 @@ def test_nan_on_one_ddp_rank_is_decided_by_all(
         "--trainer.limit_train_batches=3",
         "--trainer.limit_val_batches=1",
         "--trainer.num_sanity_val_steps=0",
-        f"--model.on_nonfinite={on_nonfinite}",
+        f"--model.optimization.on_nonfinite={on_nonfinite}",
     )
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(

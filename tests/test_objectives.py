@@ -22,11 +22,12 @@ from lit_dpo.cli import main
 from lit_dpo.errors import ConfigError
 from lit_dpo.train.losses import LOSS_TYPES, LOSSES
 from lit_dpo.train.module import DPOModule
+from lit_dpo.train.settings import EfficiencySettings, ObjectiveSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # what an objective needs beyond its name to be valid
-EXTRA = {"exo_pair": ["--model.label_smoothing=0.001"]}
+EXTRA = {"exo_pair": ["--model.objective.label_smoothing=0.001"]}
 
 
 def _fit(tiny_model_dir, tiny_data_dir, root, *extra) -> tuple[list[dict], dict]:
@@ -62,7 +63,7 @@ def test_every_loss_type_trains_from_the_cli(tiny_model_dir, tiny_data_dir, tmp_
         tiny_model_dir,
         tiny_data_dir,
         tmp_path,
-        f"--model.loss_type={loss_type}",
+        f"--model.objective.loss_type={loss_type}",
         *EXTRA.get(loss_type, []),
     )
     losses = _logged(rows, "train/loss")
@@ -89,12 +90,12 @@ def test_a_weighted_combination_with_every_term_from_the_cli(
         tiny_model_dir,
         tiny_data_dir,
         tmp_path,
-        "--model.loss_type=[sigmoid, hinge]",
-        "--model.loss_weights=[1.0, 0.5]",
-        "--model.sft_weight=0.2",
-        "--model.ld_alpha=0.5",
-        "--model.use_weighting=true",
-        "--model.f_divergence_type=js_divergence",
+        "--model.objective.loss_type=[sigmoid, hinge]",
+        "--model.objective.loss_weights=[1.0, 0.5]",
+        "--model.objective.sft_weight=0.2",
+        "--model.objective.ld_alpha=0.5",
+        "--model.objective.use_weighting=true",
+        "--model.objective.f_divergence_type=js_divergence",
     )
     assert len(_logged(rows, "train/sft_loss")) == 2 and "val/sft_loss" in val
     assert len(_logged(rows, "train/rewards/accuracies")) == 2
@@ -113,7 +114,8 @@ def test_reference_free_training_runs_no_reference_forward(
     """Counts reference passes by the trainer's state: none in SimPO's 2 training steps, where
     DPO runs one per step; validation runs the reference for either."""
     calls = _count_reference_passes(monkeypatch)
-    rows, val = _fit(tiny_model_dir, tiny_data_dir, tmp_path, f"--model.loss_type={loss_type}")
+    loss = f"--model.objective.loss_type={loss_type}"
+    rows, val = _fit(tiny_model_dir, tiny_data_dir, tmp_path, loss)
     assert calls["train"] == reference_in_training
     assert calls["eval"] >= 1
     assert "val/logps_accuracy/reference" in val and "val/logps_accuracy_per_token/reference" in val
@@ -124,7 +126,11 @@ def test_simpo_rewards_are_its_own_length_normalised_ones(tiny_model_dir, tiny_d
     logps/chosen over the reply's length, so it lies between the per-token extremes a summed
     log-prob allows, and it is not beta times the summed log-prob as DPO-family rewards are."""
     rows, _ = _fit(
-        tiny_model_dir, tiny_data_dir, tmp_path, "--model.loss_type=simpo", "--model.beta=2.0"
+        tiny_model_dir,
+        tiny_data_dir,
+        tmp_path,
+        "--model.objective.loss_type=simpo",
+        "--model.objective.beta=2.0",
     )
     chosen_rewards = _logged(rows, "train/rewards/chosen")
     chosen_logps = _logged(rows, "train/logps/chosen")
@@ -137,10 +143,12 @@ def test_settings_that_do_not_go_together_fail_in_one_message_before_loading():
     with pytest.raises(ConfigError) as error:
         DPOModule(
             model="/nonexistent",
-            loss_type=["sigmoid", "simpo", "aot"],
-            loss_weights=[1.0],
-            use_weighting=True,
-            f_divergence_type="forward_kl",
+            objective=ObjectiveSettings(
+                loss_type=["sigmoid", "simpo", "aot"],
+                loss_weights=[1.0],
+                use_weighting=True,
+                f_divergence_type="forward_kl",
+            ),
         )
     message = str(error.value)
     for part in ("loss_weights has 1 weights", "cannot be combined", "f_divergence_type", "WPO"):
@@ -154,7 +162,7 @@ def test_precompute_reference_with_a_reference_free_objective_tables_validation_
     reports the reference, from a table (a sweep over SimPO settings computes it once)."""
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
     calls = _count_reference_passes(monkeypatch)
-    extra = ("--model.loss_type=simpo", "--model.precompute_reference=true")
+    extra = ("--model.objective.loss_type=simpo", "--model.efficiency.precompute_reference=true")
     _, val = _fit(tiny_model_dir, tiny_data_dir, tmp_path / "run", *extra)
     assert calls["train"] == 0 and calls["eval"] >= 1
     tables = list((tmp_path / "cache" / "reference_logps").glob("*.pt"))
@@ -174,7 +182,11 @@ def test_bco_pair_keeps_a_running_mean_reward_across_steps_and_checkpoints(
     reads it without moving it; a checkpoint carries it."""
     from test_techniques import _module, _tiny_batch
 
-    module = _module(tiny_model_dir, gradient_checkpointing=False, loss_type="bco_pair")
+    module = _module(
+        tiny_model_dir,
+        efficiency=EfficiencySettings(gradient_checkpointing=False),
+        objective=ObjectiveSettings(loss_type="bco_pair"),
+    )
     batch = _tiny_batch(tiny_tokenizer)
     means = []
     for _ in range(2):
@@ -194,7 +206,7 @@ def test_bco_pair_keeps_a_running_mean_reward_across_steps_and_checkpoints(
     # the shift travels in the state dict, as Lightning saves and restores it
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
-    restored = DPOModule(loss_type="bco_pair")
+    restored = DPOModule(objective=ObjectiveSettings(loss_type="bco_pair"))
     restored.on_load_checkpoint(checkpoint)
     restored.load_state_dict(checkpoint["state_dict"], strict=False)
     assert restored.bco_shift.shift == shift
@@ -203,16 +215,20 @@ def test_bco_pair_keeps_a_running_mean_reward_across_steps_and_checkpoints(
 def test_a_0_2_checkpoint_brings_its_bco_shift():
     """0.2 checkpoints kept the shift beside the state dict, as (mean, steps)."""
     checkpoint = {"state_dict": {}, "bco_reward_mean": (0.25, 3)}
-    restored = DPOModule(loss_type="bco_pair")
+    restored = DPOModule(objective=ObjectiveSettings(loss_type="bco_pair"))
     restored.on_load_checkpoint(checkpoint)
     restored.load_state_dict(checkpoint["state_dict"], strict=False)
     assert (restored.bco_shift.shift.mean, restored.bco_shift.shift.steps) == (0.25, 3)
 
 
 EMBEDDED_OBJECTIVES = {
-    "dpo+sft": ["--model.sft_weight=0.1"],
-    "simpo": ["--model.loss_type=simpo", "--model.beta=2.0", "--model.simpo_gamma=1.0"],
-    "orpo": ["--model.loss_type=orpo"],
+    "dpo+sft": ["--model.objective.sft_weight=0.1"],
+    "simpo": [
+        "--model.objective.loss_type=simpo",
+        "--model.objective.beta=2.0",
+        "--model.objective.simpo_gamma=1.0",
+    ],
+    "orpo": ["--model.objective.loss_type=orpo"],
 }
 
 

@@ -162,7 +162,7 @@ def test_precision_checks_against_the_device():
     assert precision_problems("bf16-mixed", "bfloat16", a100) == []
     assert precision_problems("bf16-mixed", "bfloat16", Device("cpu", GIB, None, "cpu")) == []
     (mismatch,) = precision_problems("16-mixed", "bfloat16", a100)
-    assert "model.compute_dtype: float16" in mismatch
+    assert "model.load.compute_dtype: float16" in mismatch
 
 
 def test_lora_weights_stay_fp32_under_fp16_compute(tiny_model_dir):
@@ -268,7 +268,7 @@ def test_bf16_on_a_t4_is_refused_and_a_small_card_gets_fixes(capsys):
         "--device=t4",
         "--worst_case=true",
         "--trainer.precision=bf16-mixed",
-        "--model.compute_dtype=bfloat16",
+        "--model.load.compute_dtype=bfloat16",
     )
     assert code == 1 and "precision: REFUSED" in out and "16-mixed" in out
     code, out = _preflight(
@@ -276,10 +276,10 @@ def test_bf16_on_a_t4_is_refused_and_a_small_card_gets_fixes(capsys):
         "--config=configs/t4.yaml",
         "--device=t4",
         "--worst_case=true",
-        "--model.gradient_checkpointing=false",
+        "--model.efficiency.gradient_checkpointing=false",
     )
     assert code == 1 and "does NOT fit" in out
-    assert "changes that fit:" in out and "--model.gradient_checkpointing true" in out
+    assert "changes that fit:" in out and "--model.efficiency.gradient_checkpointing true" in out
     code, out = _preflight(
         capsys, "--config=configs/t4.yaml", "--device_memory_gb=1", "--worst_case=true"
     )
@@ -300,7 +300,7 @@ def test_tiny_model_lengths_come_from_the_data_and_measure_times_steps(
     from lit_dpo.data.datamodule import PreferenceDataModule
     from lit_dpo.train.module import DPOModule
 
-    packed = bool(DPOModule().hparams.get("share_prompt", False))
+    packed = DPOModule().settings.efficiency.share_prompt
     data = PreferenceDataModule(
         dataset=str(tiny_data_dir),
         tokenizer=str(tiny_model_dir),

@@ -181,10 +181,11 @@ def tiny_adapter(tiny_model_dir, tmp_path_factory):
 
 
 def test_overrides_live_in_one_place():
-    assert quality.override("beta", 0.2) == "--model.beta=0.2"
-    assert quality.setting({"model": {"beta": 0.3}}, "beta") == 0.3
-    with pytest.raises(SystemExit, match="no model.beta; update KEYS"):
-        quality.setting({"model": {"objective": {"beta": 0.3}}}, "beta")
+    assert quality.override("beta", 0.2) == "--model.objective.beta=0.2"
+    assert quality.setting({"model": {"objective": {"beta": 0.3}}}, "beta") == 0.3
+    # a config.yaml of lit-dpo 0.2, which named it flat
+    with pytest.raises(SystemExit, match="no model.objective.beta; update KEYS"):
+        quality.setting({"model": {"beta": 0.3}}, "beta")
 
 
 def test_curve_points_and_plot(tmp_path):

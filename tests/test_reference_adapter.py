@@ -1,4 +1,4 @@
-"""An SFT adapter as the DPO reference (``model.reference adapter``).
+"""An SFT adapter as the DPO reference (``model.load.reference adapter``).
 
 One 4-bit base carries two adapters: the policy's, a trainable copy of the SFT adapter, and the SFT
 adapter itself, frozen, switched on for the reference pass. What a user relies on: the first step
@@ -36,6 +36,7 @@ from lit_dpo.preflight.command import check
 from lit_dpo.preflight.memory import ModelShape, lora_parameters
 from lit_dpo.train import DPOModule
 from lit_dpo.train.reference_table import model_fingerprint
+from lit_dpo.train.settings import EfficiencySettings, LoadSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,7 +54,7 @@ def sft(tiny_model_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dpo_adapter(tiny_model_dir, sft, tmp_path_factory) -> Path:
     """A policy of the SFT adapter's shape (another random draw) whose folder records the SFT
-    adapter as its reference, as a fit with ``model.reference adapter`` writes it."""
+    adapter as its reference, as a fit with ``model.load.reference adapter`` writes it."""
     path = tmp_path_factory.mktemp("dpo") / "adapter"
     make_adapter(tiny_model_dir, path, r=4, std=0.5, seed=2)
     write_reference_record(path, sft)
@@ -64,6 +65,11 @@ def _batch(tokenizer) -> dict[str, torch.Tensor]:
     pairs = [PreferencePair([{"role": "user", "content": p}], c, r) for p, c, r in ROWS[:4]]
     features = [encode_pair(p, tokenizer, max_length=64, max_prompt_length=32) for p in pairs]
     return collate_pairs(features, pad_token_id=tokenizer.pad_token_id)
+
+
+def _against(adapter: Path) -> LoadSettings:
+    """A policy measured against the frozen reference adapter ``adapter``."""
+    return LoadSettings(reference="adapter", reference_adapter=str(adapter))
 
 
 def _module(model_dir: Path, **kwargs) -> DPOModule:
@@ -77,7 +83,7 @@ def _module(model_dir: Path, **kwargs) -> DPOModule:
 
 @pytest.mark.parametrize(
     "switches",
-    [{}, {"logps_chunk_size": None, "share_prompt": False}],
+    [{}, {"efficiency": EfficiencySettings(logps_chunk_size=None, share_prompt=False)}],
     ids=["packed-chunked", "full-logits"],
 )
 def test_first_step_against_the_sft_adapter_is_log_2_with_zero_rewards(
@@ -87,14 +93,14 @@ def test_first_step_against_the_sft_adapter_is_log_2_with_zero_rewards(
     log-probs are equal, so each pair's loss is -log sigmoid(beta * 0) = log 2 and every reward
     is 0. The same policy measured against the base (adapters off), today's default, is not."""
     batch = _batch(tiny_tokenizer)
-    module = _module(tiny_model_dir, reference="adapter", reference_adapter=str(sft), **switches)
+    module = _module(tiny_model_dir, load=_against(sft), **switches)
     stats = module.step_statistics(batch, "train")
     for side in ("chosen", "rejected"):
         assert torch.equal(stats[f"logps/{side}"], stats[f"reference_logps/{side}"]), side
         assert torch.equal(stats[f"rewards/{side}"], torch.zeros_like(stats[f"rewards/{side}"]))
     assert stats["loss"].item() == pytest.approx(LOG_2, abs=1e-6)
 
-    against_base = _module(tiny_model_dir, adapter=str(sft), **switches)
+    against_base = _module(tiny_model_dir, load=LoadSettings(adapter=str(sft)), **switches)
     base_stats = against_base.step_statistics(batch, "train")
     assert torch.equal(base_stats["logps/chosen"], stats["logps/chosen"]), "same policy"
     print("per-pair losses against the base:", base_stats["losses"].tolist())
@@ -140,10 +146,8 @@ def test_reference_pass_is_deterministic_and_leaves_only_the_policy_trainable(
     (dropping / "adapter_config.json").write_text(json.dumps({**config, "lora_dropout": 0.5}))
     module = _module(
         tiny_model_dir,
-        reference="adapter",
-        reference_adapter=str(dropping),
-        logps_chunk_size=None,
-        share_prompt=False,
+        load=_against(dropping),
+        efficiency=EfficiencySettings(logps_chunk_size=None, share_prompt=False),
     )
     before = {n for n, p in module.policy.named_parameters() if p.requires_grad}
     batch = _batch(tiny_tokenizer)
@@ -197,7 +201,7 @@ def test_training_moves_the_policy_and_never_the_reference(
     tiny_model_dir, tiny_data_dir, sft, tmp_path
 ):
     module, trainer, losses = _fit(
-        tiny_model_dir, tiny_data_dir, tmp_path, reference="adapter", reference_adapter=str(sft)
+        tiny_model_dir, tiny_data_dir, tmp_path, load=_against(sft)
     )
     assert losses[0] == pytest.approx(LOG_2, abs=1e-6) and losses[-1] != pytest.approx(LOG_2)
     saved = load_file(sft / "adapter_model.safetensors")
@@ -228,7 +232,7 @@ def _train_losses(root: Path) -> dict[int, float]:
 def test_fit_writes_only_the_policy_adapter_and_says_what_the_reference_was(
     tiny_model_dir, tiny_data_dir, sft, tmp_path, capsys, caplog
 ):
-    reference = ("--model.reference=adapter", f"--model.reference_adapter={sft}")
+    reference = ("--model.load.reference=adapter", f"--model.load.reference_adapter={sft}")
     # a loss of log 2 is out of this range at once: an alarm to read
     alarm = ("--health.window=1", "--health.loss_range=[0.0,0.5]")
     with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
@@ -269,8 +273,8 @@ def test_an_interrupted_fit_with_a_reference_adapter_resumes_to_the_same_losses(
             tiny_model_dir,
             tiny_data_dir,
             root,
-            "--model.reference=adapter",
-            f"--model.reference_adapter={sft}",
+            "--model.load.reference=adapter",
+            f"--model.load.reference_adapter={sft}",
             "--trainer.limit_train_batches=1.0",
             "--trainer.max_epochs=2",
             "--trainer.num_sanity_val_steps=0",
@@ -315,7 +319,7 @@ def test_adapters_that_do_not_belong_together_are_refused_before_loading(
     (wide,) = pair_problems(wider, sft)
     assert "model.layers.0.mlp.gate_proj.lora_A.weight is (8, 64) against (4, 64)" in wide
     (targets,) = pair_problems(narrower_targets, sft)
-    assert "only model.reference_adapter adapts model.layers.0.mlp.down_proj" in targets
+    assert "only model.load.reference_adapter adapts model.layers.0.mlp.down_proj" in targets
     (base,) = pair_problems(elsewhere, sft)
     assert f"they record different bases, org/other-model and {tiny_model_dir}" in base
     assert pair_problems(sft, sft) == []
@@ -333,20 +337,20 @@ def test_adapters_that_do_not_belong_together_are_refused_before_loading(
                 tiny_model_dir,
                 tiny_data_dir,
                 tmp_path / "run",
-                f"--model.adapter={wider}",
-                "--model.reference=adapter",
-                f"--model.reference_adapter={sft}",
+                f"--model.load.adapter={wider}",
+                "--model.load.reference=adapter",
+                f"--model.load.reference_adapter={sft}",
             )
         )
     assert stopped.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"lit-dpo: error: model.adapter {wider} is not a trained copy of ")
+    assert err.startswith(f"lit-dpo: error: model.load.adapter {wider} is not a trained copy of ")
     assert len(err.strip().splitlines()) == 1
 
-    with pytest.raises(ConfigError, match="needs model.reference_adapter"):
-        DPOModule(reference="adapter")
+    with pytest.raises(ConfigError, match="needs model.load.reference_adapter"):
+        DPOModule(load=LoadSettings(reference="adapter"))
     with pytest.raises(ConfigError, match="reference_adapter is set but reference is base"):
-        DPOModule(reference_adapter=str(sft))
+        DPOModule(load=LoadSettings(reference_adapter=str(sft)))
 
 
 # --- what reads the reference: compare, serve, the cache, preflight ------------------------------
@@ -424,9 +428,9 @@ def test_compare_measures_against_the_reference_adapter_the_folder_records(
         [
             "validate",
             f"--model.model={tiny_model_dir}",
-            f"--model.adapter={dpo_adapter}",
-            "--model.reference=adapter",
-            f"--model.reference_adapter={sft}",
+            f"--model.load.adapter={dpo_adapter}",
+            "--model.load.reference=adapter",
+            f"--model.load.reference_adapter={sft}",
             f"--data.dataset={tiny_data_dir}",
             "--data.batch_size=2",
             "--data.max_length=96",
@@ -509,12 +513,15 @@ def test_precomputed_tables_are_keyed_by_the_reference(
     tables in the cache, an adapter-reference run computes its own and trains as on the fly."""
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
     tables = tmp_path / "cache" / "reference_logps"
-    _fit(tiny_model_dir, tiny_data_dir, tmp_path / "a", adapter=str(sft), precompute_reference=True)
+    precompute = EfficiencySettings(precompute_reference=True)
+    _fit(
+        tiny_model_dir, tiny_data_dir, tmp_path / "a", load=LoadSettings(adapter=str(sft)),
+        efficiency=precompute,
+    )
     assert len(list(tables.glob("*.pt"))) == 2  # train and val
-    reference = {"reference": "adapter", "reference_adapter": str(sft)}
-    _, _, on_the_fly = _fit(tiny_model_dir, tiny_data_dir, tmp_path / "b", **reference)
+    _, _, on_the_fly = _fit(tiny_model_dir, tiny_data_dir, tmp_path / "b", load=_against(sft))
     module, _, cached = _fit(
-        tiny_model_dir, tiny_data_dir, tmp_path / "c", precompute_reference=True, **reference
+        tiny_model_dir, tiny_data_dir, tmp_path / "c", efficiency=precompute, load=_against(sft)
     )
     assert len(list(tables.glob("*.pt"))) == 4
     assert cached[0] == pytest.approx(LOG_2, abs=1e-6)
@@ -522,7 +529,7 @@ def test_precomputed_tables_are_keyed_by_the_reference(
 
     # the key follows the adapter's weights: another SFT adapter of the same shape, another key
     other = make_adapter(tiny_model_dir, tmp_path / "other", r=4, std=0.5, seed=7)
-    other_module = _module(tiny_model_dir, reference="adapter", reference_adapter=str(other))
+    other_module = _module(tiny_model_dir, load=_against(other))
     keys = [
         model_fingerprint(m.policy.get_base_model(), {}, adapter)
         for m, adapter in ((module, None), (module, "reference"), (other_module, "reference"))
@@ -543,7 +550,7 @@ def test_preflight_counts_the_reference_adapter_as_frozen_lora_weights(
         f"--data.dataset={tiny_data_dir}",
         "--trainer.accelerator=cpu",
     ]
-    reference = ["--model.reference=adapter", f"--model.reference_adapter={sft}"]
+    reference = ["--model.load.reference=adapter", f"--model.load.reference_adapter={sft}"]
     plain = check(parse_config(args)[0], worst_case=True)
     findings = check(parse_config([*args, *reference])[0], worst_case=True)
     weights = lora_parameters(ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir)), 4)

@@ -88,7 +88,7 @@ def _args(tiny_model_dir, tiny_data_dir, root, *extra):
         "--trainer.limit_train_batches=1.0",
         f"--trainer.max_epochs={EPOCHS}",
         # dropout draws from the random state, so a resume that did not restore it would differ
-        "--model.lora_dropout=0.2",
+        "--model.lora.dropout=0.2",
         "--trainer.num_sanity_val_steps=0",
         *extra,
     )

@@ -39,7 +39,7 @@ def test_pickled_model_weights_are_refused_unless_allowed(pickled_model_dir, tin
         f"model {pickled_model_dir} holds its weights only as pickle files (pytorch_model.bin)"
         in (message)
     )
-    assert "set model.allow_pickle true (fit, validate) or pass --allow_pickle true" in message
+    assert "set model.load.allow_pickle true (fit, validate) or pass --allow_pickle true" in message
 
     policy = load_policy(str(pickled_model_dir), quantization="none", allow_pickle=True)
     reference = load_policy(str(tiny_model_dir), quantization="none")
@@ -133,7 +133,7 @@ def test_a_model_that_only_its_own_code_can_load_stops_fit(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"lit-dpo: error: model.model: model {folder} needs its own Python code" in err
-    assert "set model.trust_remote_code true only if you trust it" in err
+    assert "set model.load.trust_remote_code true only if you trust it" in err
 
 
 def test_every_from_pretrained_says_whether_to_trust_remote_code():

@@ -22,10 +22,13 @@ def test_a_beta_sweep_computes_the_reference_once(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "sweep"
     fit_args = tiny_fit_args(tiny_model_dir, tiny_data_dir, tmp_path / "unused")[1:]
-    main(["sweep", *fit_args, "--grid={model.beta: [0.1, 0.5]}", f"--out={out}"])
+    main(["sweep", *fit_args, "--grid={model.objective.beta: [0.1, 0.5]}", f"--out={out}"])
 
     rows = json.loads((out / "sweep.json").read_text())
-    assert [row["settings"] for row in rows] == [{"model.beta": 0.1}, {"model.beta": 0.5}]
+    assert [row["settings"] for row in rows] == [
+        {"model.objective.beta": 0.1},
+        {"model.objective.beta": 0.5},
+    ]
     # the first run computed the train and validation tables, the second read them
     assert [row["reference_reused"] for row in rows] == [False, True]
     assert len(list((cache / "reference_logps").glob("*.pt"))) == 2

@@ -36,8 +36,8 @@ def _args(command: str, model_dir, adapter, data_dir, root, *extra: str) -> list
     return [
         command,
         f"--model.model={model_dir}",
-        f"--model.adapter={adapter}",
-        f"--model.beta={BETA}",
+        f"--model.load.adapter={adapter}",
+        f"--model.objective.beta={BETA}",
         f"--data.dataset={data_dir}",
         "--data.batch_size=1",  # two batches of the two held-out pairs
         "--data.max_length=64",

@@ -7,8 +7,8 @@ checkpointing and number of optimizer steps. Each side runs in its own subproces
 is its own. The first ``--warmup`` steps are not timed.
 
 - lit-dpo runs its product path: PreferenceDataModule + DPOModule + a Lightning Trainer, with its
-  defaults unless ``--lit model.share_prompt=false`` (any DPOModule / data module setting) says
-  otherwise. Its wall time includes everything, reference pre-computation too.
+  defaults unless ``--lit model.efficiency.share_prompt=false`` (any DPOModule / data module
+  setting) says otherwise. Its wall time includes everything, reference pre-computation too.
 - TRL gets the pairs in lit-dpo's batch order (``train_sampling_strategy="sequential"``) as
   conversational rows, which it tokenizes itself; the bench checks that its token ids equal
   lit-dpo's. TRL casts QLoRA adapters to bf16; the bench casts them back to fp32, as lit-dpo keeps
@@ -90,14 +90,14 @@ COMMON = {
 
 # --ablation: lit-dpo with each technique switched off, or an opt-in one switched on
 ABLATION = {
-    "lit-dpo, share_prompt off": {"model.share_prompt": False},
+    "lit-dpo, share_prompt off": {"model.efficiency.share_prompt": False},
     "lit-dpo, plain path (full logits, no sharing)": {
-        "model.logps_chunk_size": None,
-        "model.share_prompt": False,
+        "model.efficiency.logps_chunk_size": None,
+        "model.efficiency.share_prompt": False,
     },
-    "lit-dpo + precompute_reference": {"model.precompute_reference": True},
+    "lit-dpo + precompute_reference": {"model.efficiency.precompute_reference": True},
     "lit-dpo + group_by_length": {"data.group_by_length": True},
-    "lit-dpo + both": {"model.precompute_reference": True, "data.group_by_length": True},
+    "lit-dpo + both": {"model.efficiency.precompute_reference": True, "data.group_by_length": True},
 }
 
 
@@ -105,18 +105,25 @@ ABLATION = {
 SFT_WEIGHT = 0.1
 OBJECTIVES = {
     "DPO + SFT": (
-        {"model.sft_weight": SFT_WEIGHT},
+        {"model.objective.sft_weight": SFT_WEIGHT},
         ("dpo", {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, SFT_WEIGHT]}),
     ),
     "SimPO": (
-        {"model.loss_type": "simpo", "model.beta": 2.0, "model.simpo_gamma": 1.0},
+        {
+            "model.objective.loss_type": "simpo",
+            "model.objective.beta": 2.0,
+            "model.objective.simpo_gamma": 1.0,
+        },
         ("cpo", {"loss_type": "simpo", "cpo_alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}),
     ),
-    "ORPO": ({"model.loss_type": "orpo"}, ("orpo", {})),
+    "ORPO": ({"model.objective.loss_type": "orpo"}, ("orpo", {})),
     # The same unpaired rows on both sides: lit-dpo's, in its batches (kto_rows). Not matched:
     # TRL scores the KL rows in a separate no-grad forward and each of its 4 passes runs full
     # sequences, where lit-dpo packs a completion with its KL row under their shared prompt.
-    "KTO": ({"model.loss_type": "kto", "data.unpair": True}, ("kto", {"loss_type": "kto"})),
+    "KTO": (
+        {"model.objective.loss_type": "kto", "data.unpair": True},
+        ("kto", {"loss_type": "kto"}),
+    ),
 }
 
 
@@ -131,7 +138,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="lit-dpo setting, e.g. model.share_prompt=false or data.group_by_length=true",
+        help="lit-dpo setting, e.g. model.efficiency.share_prompt=false or "
+        "data.group_by_length=true",
     )
     parser.add_argument(
         "--only",
@@ -508,21 +516,27 @@ def run_lit(spec: dict) -> dict:
             clock.loss(outputs["loss"].item())
             clock.step_end()
 
-    module_kwargs = {
-        "model": spec["model_path"],
-        "quantization": "nf4",
-        "compute_dtype": spec["compute_dtype"],
-        "lora_r": spec["lora_r"],
-        "lora_alpha": spec["lora_alpha"],
-        "lora_dropout": 0.0,
-        "target_modules": spec["target_modules"],
-        "gradient_checkpointing": spec["gradient_checkpointing"],
-        "beta": spec["beta"],
-        "optimizer": partial(torch.optim.AdamW, lr=spec["lr"], weight_decay=0.0),
-        "lr_schedule": "constant",
-        "warmup_ratio": 0.0,
+    # DPOModule's settings by dotted key, as --lit gives them (model.objective.beta=...)
+    settings = {
+        "load.quantization": "nf4",
+        "load.compute_dtype": spec["compute_dtype"],
+        "lora.r": spec["lora_r"],
+        "lora.alpha": spec["lora_alpha"],
+        "lora.dropout": 0.0,
+        "lora.target_modules": spec["target_modules"],
+        "efficiency.gradient_checkpointing": spec["gradient_checkpointing"],
+        "objective.beta": spec["beta"],
+        "optimization.lr_schedule": "constant",
+        "optimization.warmup_ratio": 0.0,
     }
-    module_kwargs.update({k[6:]: v for k, v in spec["lit"].items() if k.startswith("model.")})
+    settings.update({k[6:]: v for k, v in spec["lit"].items() if k.startswith("model.")})
+    module_kwargs: dict = {
+        "model": spec["model_path"],
+        "optimizer": partial(torch.optim.AdamW, lr=spec["lr"], weight_decay=0.0),
+    }
+    for key, value in settings.items():
+        group, _, name = key.partition(".")
+        module_kwargs.setdefault(group, {})[name] = value
     batches = len(spec["batches"])
     trainer = Trainer(
         accelerator="gpu" if spec["gpu"] else "cpu",
@@ -543,7 +557,7 @@ def run_lit(spec: dict) -> dict:
     if phases:
         phases.mark("fit ended")
     extra = {"first_kl_mean": kl_means[0]} if kl_means else {}
-    return clock.result({"settings": {k: str(v) for k, v in module_kwargs.items()}, **extra})
+    return clock.result({"settings": {k: str(v) for k, v in settings.items()}, **extra})
 
 
 def run_trl(spec: dict) -> dict:

@@ -187,9 +187,9 @@ def check_t4_recipe(setup: Setup) -> Row:
         f"--trainer.max_epochs={epochs}",
         "--trainer.val_check_interval=1.0",
         f"--model.optimizer.lr={lr}",
-        "--model.warmup_ratio=0",
+        "--model.optimization.warmup_ratio=0",
         # what a T4 runs: auto picks the dense mask below compute capability 8.0
-        "--model.packed_attention=mask",
+        "--model.efficiency.packed_attention=mask",
         f"--trainer.default_root_dir={root}",
         f"--trainer.logger.save_dir={root}",
         "--trainer.enable_progress_bar=false",
@@ -199,7 +199,7 @@ def check_t4_recipe(setup: Setup) -> Row:
         args += [
             "--trainer.accelerator=cpu",
             f"--trainer.precision={setup.precision}",
-            f"--model.compute_dtype={setup.compute_dtype}",
+            f"--model.load.compute_dtype={setup.compute_dtype}",
         ]
     main(args)
     seen = Record.last
@@ -502,8 +502,8 @@ def check_exact_resume(setup: Setup) -> Row:
             "--model.optimizer=torch.optim.AdamW",
             "--model.optimizer.lr=0.01",
             # dropout draws from the (CUDA) random state, which the resume must restore
-            "--model.lora_dropout=0.2",
-            f"--model.compute_dtype={setup.compute_dtype}",
+            "--model.lora.dropout=0.2",
+            f"--model.load.compute_dtype={setup.compute_dtype}",
             "--trainer.max_epochs=2",
             "--trainer.log_every_n_steps=1",
             "--trainer.num_sanity_val_steps=0",
@@ -562,17 +562,20 @@ def recipe_module(setup: Setup, lora_dropout: float):
     import bitsandbytes
 
     from lit_dpo.train.module import DPOModule
+    from lit_dpo.train.settings import (
+        EfficiencySettings,
+        LoadSettings,
+        LoRASettings,
+        OptimizationSettings,
+    )
 
     return DPOModule(
         model=setup.model_dir,
-        quantization="nf4",
-        compute_dtype=setup.compute_dtype,
-        lora_dropout=lora_dropout,
-        gradient_checkpointing=True,
+        load=LoadSettings(quantization="nf4", compute_dtype=setup.compute_dtype),
+        lora=LoRASettings(dropout=lora_dropout),
+        efficiency=EfficiencySettings(gradient_checkpointing=True, packed_attention="mask"),
         optimizer=partial(bitsandbytes.optim.PagedAdamW8bit, lr=5e-5, weight_decay=0.0),
-        lr_schedule="constant",
-        warmup_ratio=0.0,
-        packed_attention="mask",
+        optimization=OptimizationSettings(lr_schedule="constant", warmup_ratio=0.0),
     )
 
 

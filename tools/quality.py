@@ -28,7 +28,7 @@ final split, retired: it was read several times). Rows lit-dpo refuses (HH has a
 assistant turns in a row) are dropped for both sides, so TRL and lit-dpo see the same pairs.
 
     python tools/quality.py --folds 5 --label recipe          # configs/quality_cpu.yaml, pooled
-    python tools/quality.py --folds 5 --label dpo --versus recipe -- --model.sft_weight 0
+    python tools/quality.py --folds 5 --label dpo --versus recipe -- --model.objective.sft_weight 0
     python tools/quality.py --diff recipe dpo                 # paired difference, recorded runs
     python tools/quality.py --trl --measure_budget            # TRL's tutorial epoch: the budget
     python tools/quality.py --quick                           # a few minutes, for CI-size checks
@@ -72,12 +72,12 @@ TUTORIAL = {"pairs": 256, "max_length": 320, "batch_size": 4, "beta": 0.1, "lr":
 ANSWER_TOKENS = 96
 QUICK = {"pairs": 32, "eval_pairs": 32, "max_length": 192, "budget": 600.0}
 # The lit-dpo fit settings this script sets or reads, by config key: the one place to change when
-# a key moves (e.g. model.beta -> model.objective.beta).
+# a key moves (as model.beta became model.objective.beta in lit-dpo 0.3).
 KEYS = {
     "train_size": "data.train_size",
     "max_length": "data.max_length",
     "max_prompt_length": "data.max_prompt_length",
-    "beta": "model.beta",
+    "beta": "model.objective.beta",
     "epochs": "trainer.max_epochs",
 }
 

@@ -122,8 +122,8 @@ class AdapterCheckpoint(ModelCheckpoint):
 class SaveAdapter(Callback):
     """Write the final adapter when training ends.
 
-    When training stops on a non-finite loss or gradient (``model.on_nonfinite stop``), the step
-    was not applied: the weights of the last good step are written beside, to
+    When training stops on a non-finite loss or gradient (``model.optimization.on_nonfinite stop``),
+    the step was not applied: the weights of the last good step are written beside, to
     ``<dirpath>-step<N>``, and an adapter already at ``dirpath`` is left as it was.
 
     Args:

@@ -4,9 +4,9 @@ The detectors are pure functions over the metric history DPOModule logs each ste
 ``train/rewards/...``, ``train/logps/...``); ``HealthAlarms`` feeds them and warns once per alarm
 with the step, the numbers, the likely cause and what to try. Known failure modes: likelihood
 displacement, where the chosen log-probs fall with the rejected ones
-(https://arxiv.org/abs/2410.08847); a learning rate or beta that makes the loss or margins run
-away; data that teaches nothing (accuracy at chance); fp16 overflow. The loss check watches the
-preference objective's own loss (``model.sft_weight``'s SFT term taken out), against a range that
+(https://arxiv.org/abs/2410.08847); a learning rate or beta that makes the loss or margins run away;
+data that teaches nothing (accuracy at chance); fp16 overflow. The loss check watches the preference
+objective's own loss (``model.objective.sft_weight``'s SFT term taken out), against a range that
 depends on the objective (``default_loss_range``). An alarm on the training metrics names the
 reference they were measured against (the base, or a reference adapter).
 """
@@ -90,8 +90,10 @@ def falling_logps(
         f"({(chosen_now - chosen_start) / abs(chosen_start):+.0%}) while the rejected fell from "
         f"{rejected_start:.1f} to {rejected_now:.1f} ({measured}): the policy widens the margin "
         "by making both replies less likely (likelihood displacement). Try a lower learning "
-        "rate or a larger beta, add an SFT term on the chosen replies (--model.sft_weight 0.1), "
-        "or switch to model.loss_type ipo; check that chosen and rejected are not near-duplicates"
+        "rate or a larger beta, add an SFT term on the chosen replies "
+        "(--model.objective.sft_weight 0.1), "
+        "or switch to model.objective.loss_type ipo; check that chosen and rejected are not "
+        "near-duplicates"
     )
 
 
@@ -125,7 +127,7 @@ def out_of_range(name: str, values: Sequence[float], low: float, high: float, wi
         f"{name} averaged {recent:.3g} over the last {window} steps, {side} the sane range "
         f"[{low:g}, {high:g}]: the update is too large or the data inconsistent. Lower the "
         "learning rate or raise beta, filter pairs whose replies barely differ, or switch to "
-        "model.loss_type ipo, which bounds the margin"
+        "model.objective.loss_type ipo, which bounds the margin"
     )
 
 
@@ -254,7 +256,8 @@ class HealthAlarms(Callback):
         logps_drop: share of its magnitude the chosen log-prob may lose, with the rejected
             falling too, before the likelihood-displacement alarm.
         loss_range: sane range of the mean loss of the preference objective (without
-            ``model.sft_weight``'s SFT term); by default one suited to ``model.loss_type``
+            ``model.objective.sft_weight``'s SFT term); by default one suited to
+            ``model.objective.loss_type``
             (``default_loss_range``): [0, 2] for sigmoid DPO (which starts at 0.69) and hinge,
             [0, 2 (1 / (2 beta))^2] for ipo..., none (non-finite values only) for apo_zero,
             apo_down, sft, cpo and orpo.
@@ -290,7 +293,7 @@ class HealthAlarms(Callback):
         self.logps_drop = logps_drop
         self.loss_range = tuple(loss_range) if loss_range is not None else None
         self.margin_range: tuple[float, float] | None = tuple(margin_range)
-        # model.sft_weight: the SFT term taken out of the loss the loss check sees
+        # model.objective.sft_weight: the SFT term taken out of the loss the loss check sees
         self.sft_weight = 0.0
         self.chance_after_steps = chance_after_steps
         self.chance_tolerance = chance_tolerance

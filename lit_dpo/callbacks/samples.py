@@ -20,8 +20,8 @@ class GenerateSamples(Callback):
     """Answer a fixed set of prompts with the reference and with the policy, after validation.
 
     Written to ``<log_dir>/samples/step_<N>.md`` (and to the logger when it takes text), so a user
-    can watch behaviour change over training. The reference is the policy with adapters disabled,
-    or with its frozen reference adapter in place of the policy's (``model.reference adapter``).
+    can watch behaviour change over training. The reference is the policy with adapters disabled, or
+    with its frozen reference adapter in place of the policy's (``model.load.reference adapter``).
 
     Args:
         prompts: user messages to answer; when None, the first ``num_prompts`` validation prompts.

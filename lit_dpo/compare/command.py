@@ -114,7 +114,7 @@ def compare(
         model: base model; by default the adapter's ``base_model_name_or_path``.
         reference_adapter: the frozen adapter the policy was trained against (an SFT adapter);
             by default the one ``adapter`` records in ``lit_dpo_reference.json`` (a fit with
-            ``model.reference adapter`` writes it), else none: the reference is the base.
+            ``model.load.reference adapter`` writes it), else none: the reference is the base.
         prompts: file of the user's prompts, one per line, or a JSON list (strings or
             conversations).
         edge_cases: also answer the built-in edge cases (:mod:`lit_dpo.compare.prompts`).

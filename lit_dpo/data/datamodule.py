@@ -125,7 +125,7 @@ class PreferenceDataModule(LightningDataModule):
         on_bad_row: ``stop`` at the first malformed row (or invalid JSON line) with its file,
             row and reason; ``skip`` drops such rows and reports how many and why.
         trust_remote_code: run tokenizer code from the hub (linked to
-            ``model.trust_remote_code`` by the CLI).
+            ``model.load.trust_remote_code`` by the CLI).
 
     The training order depends only on ``seed`` and the epoch; under DDP each rank takes its share
     of that order (``sampler.PairSampler``), and validation visits every pair once over all ranks

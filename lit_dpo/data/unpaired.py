@@ -6,15 +6,14 @@ desirable answer (thumbs up), false for an undesirable one (thumbs down). A pair
 unpaired as TRL's ``unpair_preference_dataset`` makes it (``data.unpair``): each pair gives its
 chosen reply as a desirable row and its rejected reply as an undesirable one.
 
-KTO estimates its KL baseline from *mismatched* rows: the prompt of one example with the
-completion of another. As TRL (``KTOTrainer._prepare_dataset``, whose KL completion is
-``[completion_ids[-1]] + completion_ids[:-1]`` over a block of rows), the counterpart of a row is
-the completion of the row before it, fixed once when the split is prepared, so a reference
-log-prob computed for it once (``model.precompute_reference``) stays valid for every epoch. An
-encoded example then has the shape of an encoded pair: ``chosen_ids`` holds its completion,
-``rejected_ids`` its KL counterpart under the same prompt, and ``label`` its feedback; batching,
-prompt sharing and the reference table treat it as a pair.
-"""
+KTO estimates its KL baseline from *mismatched* rows: the prompt of one example with the completion
+of another. As TRL (``KTOTrainer._prepare_dataset``, whose KL completion is ``[completion_ids[-1]] +
+completion_ids[:-1]`` over a block of rows), the counterpart of a row is the completion of the row
+before it, fixed once when the split is prepared, so a reference log-prob computed for it once
+(``model.efficiency.precompute_reference``) stays valid for every epoch. An encoded example then has
+the shape of an encoded pair: ``chosen_ids`` holds its completion, ``rejected_ids`` its KL
+counterpart under the same prompt, and ``label`` its feedback; batching, prompt sharing and the
+reference table treat it as a pair. """
 
 from __future__ import annotations
 

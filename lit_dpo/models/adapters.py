@@ -9,8 +9,8 @@ base with those features. Names are only warned about: the base an adapter recor
 (``base_model_name_or_path``) is often a local folder or cache path naming the same model as a hub
 id, so a name alone cannot say that two models differ.
 
-Two adapters meant to share one base as policy and reference (``model.adapter`` and
-``model.reference_adapter``) must be the same LoRA (same modules, rank and shapes) on the same
+Two adapters meant to share one base as policy and reference (``model.load.adapter`` and
+``model.load.reference_adapter``) must be the same LoRA (same modules, rank and shapes) on the same
 recorded base: :func:`pair_problems` compares them from their headers and configs, before anything
 loads. Unlike a model name against an adapter's record, two adapters' records must name the same
 model (the same string or folder): a policy trained from the reference adapter keeps the name that
@@ -146,7 +146,7 @@ def same_model_name(recorded: str, given: str) -> bool:
 def pair_problems(
     adapter: str | Path,
     reference_adapter: str | Path,
-    options: tuple[str, str] = ("model.adapter", "model.reference_adapter"),
+    options: tuple[str, str] = ("model.load.adapter", "model.load.reference_adapter"),
 ) -> list[str]:
     """Why a policy adapter cannot be a trained copy of ``reference_adapter`` (empty: it can be).
 

@@ -188,7 +188,7 @@ def reference_adapter_for(
     """The reference adapter to run beside ``adapter``, and the problems with it.
 
     ``reference_adapter`` when given, else the one ``adapter``'s ``lit_dpo_reference.json``
-    records (a fit with ``model.reference adapter`` writes it), else None: the reference is the
+    records (a fit with ``model.load.reference adapter`` writes it), else None: the reference is the
     base, adapters off. Nothing is loaded.
 
     Returns:

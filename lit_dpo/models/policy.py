@@ -8,13 +8,13 @@ copy of the base serves both (as in torchtune's LoRA DPO recipe and TRL with ``r
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import BitsAndBytesConfig
 
 from lit_dpo.compat import enable_activation_checkpointing
+from lit_dpo.device import DType, Quantization
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import (
     attach_adapter,
@@ -27,9 +27,6 @@ from lit_dpo.models.weights import load_base
 from lit_dpo.sources import check_weights, load_kwargs, resolve_model
 
 log = logging.getLogger(__name__)
-
-Quantization = Literal["nf4", "none"]
-DType = Literal["float32", "bfloat16", "float16"]
 
 
 def load_policy(
@@ -101,8 +98,9 @@ def load_policy(
     if trained_against is not None and reference_adapter is None:
         log.warning(
             "the adapter %s was trained against the reference adapter %s; this run's reference "
-            "is the base. To measure it against its own reference, set model.reference adapter "
-            "and model.reference_adapter",
+            "is the base. To measure it against its own reference, set model.load.reference "
+            "adapter "
+            "and model.load.reference_adapter",
             adapter,
             trained_against,
         )

@@ -4,7 +4,7 @@ By default the reference is the policy's own network with its LoRA adapters disa
 ``disable_adapter()``, as in torchtune's LoRA DPO recipe): the base model. A user who ran LoRA SFT
 first wants the SFT model as the reference, else the KL anchor, the implicit rewards and every
 accuracy are measured against a model the policy never was (TRL #3371, torchtune #2272). With
-``model.reference adapter`` the SFT adapter is on the one 4-bit base twice, as peft's
+``model.load.reference adapter`` the SFT adapter is on the one 4-bit base twice, as peft's
 multi-adapter model holds it: the policy's trainable adapter (peft's ``default``) and a frozen
 copy named ``reference``, which :func:`as_reference` switches to for the reference pass (TRL
 loads a passed adapter a second time as a frozen adapter named "ref" in the same way:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lit_dpo.device import DEVICE_PRESETS, GIB, Device, lora_dtype_problems, precision_problems
 from lit_dpo.errors import ConfigError, LitDPOError
-from lit_dpo.host_memory import DEFAULT_FREED_MEMORY, freed_memory_mode
+from lit_dpo.host_memory import freed_memory_mode
 from lit_dpo.models.adapters import ADAPTER_CONFIG, check_adapter, lora_weight_shapes
 from lit_dpo.models.reference import describe_reference
 from lit_dpo.preflight.disk import disk_lines, fit_writes
@@ -38,6 +38,7 @@ from lit_dpo.preflight.memory import (
     suggest_fixes,
 )
 from lit_dpo.sources import cache_dir
+from lit_dpo.train.settings import Settings
 
 if TYPE_CHECKING:
     from lit_dpo.cli import FitConfig
@@ -133,28 +134,29 @@ def check(
     sample: int = 2000,
 ) -> Findings:
     """Estimate and check the parsed config against the target device (see ``preflight``)."""
-    hp, data_hp, trainer = fit.model.hparams, fit.data.hparams, fit.trainer
+    settings, data_hp, trainer = fit.model.settings, fit.data.hparams, fit.trainer
+    load, efficiency = settings.load, settings.efficiency
     target = _target_device(device, device_memory_gb, str(trainer.accelerator))
-    shape, shape_source, model_file = _model_shape(hp.model, model_config)
-    packed = bool(hp.get("share_prompt", False))
+    shape, shape_source, model_file = _model_shape(settings.model, model_config)
+    packed = efficiency.share_prompt
     seq_len, length_note = _longest_row(data_hp, packed, worst_case, sample)
     optimizer = _class_path(fit.config.model.optimizer)
     precision = str(trainer.precision)
-    lora, reference_adapter = _lora_settings(hp)
+    lora, reference_adapter = _lora_settings(settings)
     plan = StepPlan(
         batch_size=data_hp.batch_size,
         seq_len=seq_len,
         rows_per_pair=1 if packed else 2,
-        quantization=hp.quantization,
-        weight_bytes=2 if hp.compute_dtype != "float32" else 4,
-        autocast_16bit="16" in precision or hp.compute_dtype != "float32",
+        quantization=load.quantization,
+        weight_bytes=2 if load.compute_dtype != "float32" else 4,
+        autocast_16bit="16" in precision or load.compute_dtype != "float32",
         **lora,
-        gradient_checkpointing=hp.gradient_checkpointing,
+        gradient_checkpointing=efficiency.gradient_checkpointing,
         optimizer_state_bytes=optimizer_state_bytes(optimizer),
-        logps_chunk_size=hp.get("logps_chunk_size"),
+        logps_chunk_size=efficiency.logps_chunk_size,
         device=target.kind,
         model_file_bytes=model_file,
-        return_freed_memory=freed_memory_mode(hp.get("return_freed_memory", DEFAULT_FREED_MEMORY)),
+        return_freed_memory=freed_memory_mode(efficiency.return_freed_memory),
     )
     estimate = estimate_step_memory(shape, plan)
     budget = target.memory * (1 - HEADROOM)
@@ -165,18 +167,18 @@ def check(
     return Findings(
         config=", ".join(fit.files) or "(no --config)",
         device=target,
-        model=hp.model,
+        model=settings.model,
         shape=shape,
         shape_source=shape_source,
         plan=plan,
         length_note=length_note,
         precision=precision,
-        compute_dtype=hp.compute_dtype,
+        compute_dtype=load.compute_dtype,
         optimizer=optimizer,
         estimate=estimate,
         budget=budget,
         fixes=fixes,
-        problems=precision_problems(precision, hp.compute_dtype, target),
+        problems=precision_problems(precision, load.compute_dtype, target),
         reference=describe_reference(reference_adapter),
         disk=tuple(disk_lines(fit_writes(
             lora_parameters(shape, plan.lora_r, plan.lora_targets),
@@ -350,26 +352,26 @@ def _longest_row(data_hp: Any, packed: bool, worst_case: bool, sample: int) -> t
     return max(lengths), note
 
 
-def _lora_settings(hp: Any) -> tuple[dict[str, Any], str | None]:
+def _lora_settings(run: Settings) -> tuple[dict[str, Any], str | None]:
     """The policy's LoRA settings of a StepPlan, and the reference adapter folder (or None).
 
-    A policy that starts from a saved adapter (``model.adapter``, or a copy of
-    ``model.reference_adapter``) has that adapter's rank, targets and dropout, not the
-    ``model.lora_*`` settings; a reference adapter's weights are counted from its header.
+    A policy that starts from a saved adapter (``model.load.adapter``, or a copy of
+    ``model.load.reference_adapter``) has that adapter's rank, targets and dropout, not the
+    ``model.lora.*`` settings; a reference adapter's weights are counted from its header.
 
     Raises:
         ConfigError: an adapter folder that cannot be read.
     """
-    reference_adapter = hp.get("reference_adapter") if hp.get("reference") == "adapter" else None
-    start = hp.get("adapter") or reference_adapter
+    lora, reference_adapter = run.lora, run.load.reference_folder
+    start = run.load.adapter or reference_adapter
     settings = {
-        "lora_r": hp.lora_r,
-        "lora_targets": _lora_targets(hp.target_modules),
-        "lora_dropout": hp.lora_dropout > 0,
+        "lora_r": lora.r,
+        "lora_targets": _lora_targets(lora.target_modules),
+        "lora_dropout": lora.dropout > 0,
     }
     if start is None:
         return settings, None
-    allow_pickle = hp.get("allow_pickle", False)
+    allow_pickle = run.load.allow_pickle
     problems = check_adapter(start, allow_pickle)
     if reference_adapter is not None and reference_adapter != start:
         problems += check_adapter(reference_adapter, allow_pickle)
@@ -377,8 +379,8 @@ def _lora_settings(hp: Any) -> tuple[dict[str, Any], str | None]:
         raise ConfigError("; ".join(problems))
     config = json.loads((Path(start) / ADAPTER_CONFIG).read_text())
     settings = {
-        "lora_r": int(config.get("r", hp.lora_r)),
-        "lora_targets": _lora_targets(config.get("target_modules") or hp.target_modules),
+        "lora_r": int(config.get("r", lora.r)),
+        "lora_targets": _lora_targets(config.get("target_modules") or lora.target_modules),
         "lora_dropout": float(config.get("lora_dropout") or 0.0) > 0,
     }
     if reference_adapter is not None:

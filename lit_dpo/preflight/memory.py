@@ -10,7 +10,8 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
   per 64 weights, an fp32 scale per 256 scales);
 - other weights: embeddings, untied output head and norms, which QLoRA casts to fp32;
 - LoRA: weights and gradients (fp32) and optimizer state;
-- a reference adapter (``model.reference adapter``): a second set of LoRA weights, fp32, frozen (no
+- a reference adapter (``model.load.reference adapter``): a second set of LoRA weights, fp32,
+frozen (no
   gradient, no optimizer state); its pass runs without gradient, so it saves no activations;
 - activations: what autograd saves per decoder layer and token (``SAVED_PER_LAYER``, counted with
   ``torch.autograd.graph.saved_tensors_hooks``), or only each layer's input under gradient
@@ -380,7 +381,7 @@ def suggest_fixes(
     if not plan.gradient_checkpointing:
         candidate = replace(plan, gradient_checkpointing=True)
         if peak(candidate) <= budget:
-            fixes.append(Fix({"model.gradient_checkpointing": True}, peak(candidate)))
+            fixes.append(Fix({"model.efficiency.gradient_checkpointing": True}, peak(candidate)))
     for batch in _halvings(plan.batch_size):
         candidate = replace(plan, batch_size=batch)
         if peak(candidate) <= budget:
@@ -399,7 +400,7 @@ def suggest_fixes(
         return fixes
     smallest = replace(plan, gradient_checkpointing=True, batch_size=1)
     changes = {
-        "model.gradient_checkpointing": True,
+        "model.efficiency.gradient_checkpointing": True,
         "data.batch_size": 1,
         "trainer.accumulate_grad_batches": accumulate * plan.batch_size,
     }

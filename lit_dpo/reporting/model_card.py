@@ -323,7 +323,7 @@ def _validation_section(validation: dict[str, Any] | None) -> str:
     if not validation:
         return (
             "## Evaluation\n\nNo validation ran before this adapter was saved: there are no "
-            "held-out numbers for it (`lit-dpo validate --model.adapter ...` measures them)."
+            "held-out numbers for it (`lit-dpo validate --model.load.adapter ...` measures them)."
         )
     metrics = validation["metrics"]
     rows = []

@@ -36,9 +36,8 @@ def run_facts(
     Args:
         validations: the run's validations so far, oldest first (``MetricHistory.validations()``).
     """
-    hp = pl_module.hparams
     facts: dict[str, Any] = {
-        "base": base_model_facts(hp.model),
+        "base": base_model_facts(pl_module.settings.model),
         "objective": objective_facts(pl_module),
         "training": _training_facts(trainer, pl_module),
         "data": _data_facts(trainer.datamodule),
@@ -51,11 +50,11 @@ def run_facts(
 def objective_facts(pl_module: LightningModule) -> dict[str, Any]:
     """The loss, its settings (those the objective reads and the run moved from their defaults)
     and what the policy was measured against."""
-    hp, objective, defaults = pl_module.hparams, pl_module.objective, Objective()
+    settings, objective, defaults = pl_module.settings, pl_module.objective, Objective()
     names = list(objective.loss_types)
     facts: dict[str, Any] = {
         # a single loss type by its name, as a config gives it
-        "loss_type": names[0] if isinstance(hp.loss_type, str) else names,
+        "loss_type": names[0] if isinstance(settings.objective.loss_type, str) else names,
         "beta": objective.beta,
         "label_smoothing": objective.label_smoothing,
     }
@@ -66,7 +65,7 @@ def objective_facts(pl_module: LightningModule) -> dict[str, Any]:
     reference = describe_reference(getattr(pl_module, "reference_adapter", None))
     if not objective.needs_reference:
         facts["reference"] = f"none in training (reference-free); held-out table: {reference}"
-    elif hp.get("precompute_reference"):
+    elif settings.efficiency.precompute_reference:
         facts["reference"] = f"{reference}, log-probs precomputed once"
     else:
         facts["reference"] = f"{reference}, in every step"
@@ -129,7 +128,7 @@ def _cached_hub_file(repo_id: str, filename: str) -> Path | None:
 
 
 def _training_facts(trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-    hp = pl_module.hparams
+    settings = pl_module.settings
     data_hp = getattr(trainer.datamodule, "hparams", {})
     batch_size = data_hp.get("batch_size")
     accumulation = trainer.accumulate_grad_batches
@@ -140,16 +139,16 @@ def _training_facts(trainer: Trainer, pl_module: LightningModule) -> dict[str, A
         "devices": trainer.world_size,
         "accumulate_grad_batches": accumulation,
         "pairs_per_step": batch_size * accumulation * trainer.world_size if batch_size else None,
-        "lr_schedule": hp.lr_schedule,
-        "warmup_ratio": hp.warmup_ratio,
+        "lr_schedule": settings.optimization.lr_schedule,
+        "warmup_ratio": settings.optimization.warmup_ratio,
         "precision": str(trainer.precision),
-        "quantization": hp.quantization,
-        "compute_dtype": hp.compute_dtype,
-        "lora_r": hp.lora_r,
-        "lora_alpha": hp.lora_alpha,
-        "lora_dropout": hp.lora_dropout,
+        "quantization": settings.load.quantization,
+        "compute_dtype": settings.load.compute_dtype,
+        "lora_r": settings.lora.r,
+        "lora_alpha": settings.lora.alpha,
+        "lora_dropout": settings.lora.dropout,
         "target_modules": _target_modules(pl_module),
-        "gradient_checkpointing": hp.gradient_checkpointing,
+        "gradient_checkpointing": settings.efficiency.gradient_checkpointing,
         "skipped_steps": getattr(pl_module, "skipped_steps", 0),
         "seed": _seed(),
     }
@@ -170,7 +169,7 @@ def _planned_steps(trainer: Trainer) -> int | None:
 def _target_modules(pl_module: LightningModule) -> list[str] | str:
     """The layers LoRA adapted, by name (``q_proj``...): PEFT resolves ``all-linear`` to them."""
     config = getattr(getattr(pl_module, "policy", None), "peft_config", {}).get("default")
-    modules = getattr(config, "target_modules", None) or pl_module.hparams.target_modules
+    modules = getattr(config, "target_modules", None) or pl_module.settings.lora.target_modules
     if isinstance(modules, str):
         return modules
     return sorted({name.rsplit(".", 1)[-1] for name in modules})

@@ -2,8 +2,10 @@
 prefix packing (``packing``), objectives (``losses``, one record per loss type in
 ``losses.registry``), a step's objective and statistics (``step``; ``unpaired_step`` for KTO's
 unpaired rows), metrics (``metrics``), the reference log-prob table (``reference_table``), the
-non-finite guard (``nonfinite``), the checks of the settings (``run_checks``) and the
-LightningModule (``module``).
+non-finite guard (``nonfinite``), the settings in groups (``settings``) and their checks
+(``run_checks``), and the LightningModule (``module``) with what it delegates: loading the policy
+(``policy_setup``), the optimizer and schedule (``optimization``), what a checkpoint keeps
+(``checkpoint_state``).
 
 ``DPOModule`` is imported on first use, so ``import lit_dpo.train.losses`` (pure maths) does not
 load Lightning, transformers or peft.

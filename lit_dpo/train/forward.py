@@ -41,11 +41,10 @@ from lit_dpo.train.packing import (
     packed_attention,
     token_cost_in_scores,
 )
+from lit_dpo.train.settings import DEFAULT_CHUNK_SIZE
 
 # Logit transforms some models apply after the head: scoring hidden states would skip them.
 LOGIT_RESCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier")
-# scored positions per output-head chunk, unless a run sets model.logps_chunk_size
-DEFAULT_CHUNK_SIZE = 512
 # attentions that take a packed pair's mask (transformers' attn_implementation names)
 PACKED_ATTENTION = ("sdpa", "eager", "flex_attention")
 
@@ -172,6 +171,7 @@ def check_hidden_state_scoring(policy, share_prompt: bool) -> None:
         )
     if problems:
         raise ConfigError(
-            "logps_chunk_size: " + "; ".join(problems) + "; set model.logps_chunk_size null "
-            "(and model.share_prompt false) to score full logits"
+            "logps_chunk_size: " + "; ".join(problems) + "; set "
+            "model.efficiency.logps_chunk_size null "
+            "(and model.efficiency.share_prompt false) to score full logits"
         )

@@ -164,12 +164,34 @@ PERPLEXITY_INPUTS = {
 
 
 def metric_inputs(key: str, stats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """What the metric logged as ``key`` is updated with, from a step's statistics."""
+    """What the metric logged as ``key`` is updated with, from a step's statistics (a step on
+    unpaired rows, whose statistics carry ``labels``, as :func:`unpaired_metric_inputs`)."""
+    if "labels" in stats:
+        return unpaired_metric_inputs(key, stats)
     if key in PAIR_SCORES:
         return tuple(stats[name] for name in PAIR_SCORES[key])
     if key in PERPLEXITY_INPUTS:
         return tuple(stats[name] for name in PERPLEXITY_INPUTS[key])
     return (stats["losses"] if key == "loss" else stats[key],)
+
+
+def module_metrics(
+    objective: Objective,
+) -> tuple[torch.nn.ModuleDict, torch.nn.ModuleDict, torch.nn.ModuleDict | None]:
+    """A DPOModule's ``(train, val, val_unpaired)`` metrics, following its objective.
+
+    A training step's value covers every rank's batch (one all-gather per metric under DDP). An
+    unpaired objective (KTO) trains on unpaired rows, and validates on pairs (``val``, DPO's keys)
+    or on unpaired rows (``val_unpaired``, with the reward AUC), whichever the split holds; any
+    other objective has no ``val_unpaired`` (None).
+    """
+    if objective.unpaired:
+        train = unpaired_metrics("train", dist_sync_on_step=True)
+        val_unpaired = unpaired_metrics("val")
+    else:
+        train = preference_metrics(*logged_keys(objective, "train"), dist_sync_on_step=True)
+        val_unpaired = None
+    return train, preference_metrics(*logged_keys(objective, "val")), val_unpaired
 
 
 def update_metrics(metrics: torch.nn.ModuleDict, stats: dict[str, torch.Tensor]) -> None:

@@ -30,9 +30,11 @@ import torch
 
 from lit_dpo.errors import ConfigError
 from lit_dpo.files import clear_leftovers, write_atomically, write_text_atomically
+from lit_dpo.models.reference import REFERENCE_ADAPTER
 from lit_dpo.progress import track
 from lit_dpo.sources import cache_dir
 from lit_dpo.train.pairs import split_pairs
+from lit_dpo.train.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,39 @@ TABLE_VERSION = 1
 REUSE_RECORD = "reference_tables.json"
 # Elements sampled from each weight: enough to tell two checkpoints apart, cheap on 0.5B weights.
 WEIGHT_SAMPLES = 1024
+
+
+def reference_key(
+    settings: Settings, device: str, precision: str, policy: torch.nn.Module
+) -> tuple[dict[str, Any], str | None]:
+    """What besides the base's weights changes the reference's log-probs, for the cache key, and
+    the peft adapter the reference runs with (None: the base, adapters off).
+
+    Args:
+        settings: the run's settings (model, quantization, dtype, LD-DPO's ``ld_alpha``).
+        device: the device type the reference runs on (``cpu``, ``cuda``).
+        precision: the trainer's precision.
+        policy: the peft model; a reference adapter's config (what scales its weights, whose
+            fingerprint the key holds too) is read from it.
+    """
+    key: dict[str, Any] = {
+        "model": settings.model,
+        "quantization": settings.load.quantization,
+        "compute_dtype": settings.load.compute_dtype,
+        "device": device,
+        "precision": precision,
+    }
+    adapter = None
+    if settings.load.reference_folder is not None:
+        # a base table is never read for an adapter reference
+        adapter, config = REFERENCE_ADAPTER, policy.peft_config[REFERENCE_ADAPTER]
+        key["reference_adapter"] = {
+            name: getattr(config, name, None)
+            for name in ("r", "lora_alpha", "use_rslora", "use_dora")
+        }
+    if settings.objective.ld_alpha is not None:  # the table then holds LD-DPO weighted sums
+        key["ld_alpha"] = settings.objective.ld_alpha
+    return key, adapter
 
 
 def model_fingerprint(
@@ -220,7 +255,8 @@ class ReferenceTables:
         if "pair_index" not in getattr(dataset, "column_names", ()):
             raise ConfigError(
                 "precompute_reference needs a dataset with a pair_index column "
-                "(PreferenceDataModule provides one); set model.precompute_reference false"
+                "(PreferenceDataModule provides one); set "
+                "model.efficiency.precompute_reference false"
             )
         model_key = model_fingerprint(reference_model, settings, adapter)
         path = table_path(model_key, pairs_fingerprint(dataset))

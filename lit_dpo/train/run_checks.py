@@ -1,21 +1,24 @@
-"""Every check of DPOModule's settings: on their own, and against the machine a run starts on.
+"""Every check of DPOModule's settings: on their own, against the machine a run starts on, and
+against the data it prepared; each runs once.
 
-``setting_problems`` checks the settings alone (the objective's, through ``Objective.problems``,
-and those that interact), when DPOModule is built, so a bad value fails before anything loads.
+``check_settings`` (``setting_problems``) checks the settings alone (the objective's, through
+``Objective.problems``, and those that interact), when DPOModule is built, so a bad value fails
+before anything loads. ``check_data`` checks the objective against the train split once the data
+module has prepared it (KTO needs unpaired rows, every other objective pairs).
 
-``lit-dpo preflight`` checks a config against a target device on paper; ``check_run`` checks it
-once per run, at the start of every fit/validate/test/predict (``DPOCLI.before_*``, or
-``DPOModule.configure_model`` for a trainer the CLI did not check), against the device and
-strategy the trainer actually got: a model or adapter path that is not there, a policy adapter
-that is not a trained copy of the reference adapter, 4-bit NF4 where bitsandbytes cannot run, a
-precision the GPU lacks (bf16 on a T4), what FSDP cannot shard. Every problem goes in one
-message that says what to change. The checks are pure functions of what they are given, so a test
-can hand them a T4's compute capability on a machine without a GPU.
+``lit-dpo preflight`` checks a config against a target device on paper; ``check_run`` checks it once
+per run, at the start of every fit/validate/test/predict (``DPOCLI.before_*``, or
+``DPOModule.configure_model`` for a trainer the CLI did not check), against the device and strategy
+the trainer actually got: a model or adapter path that is not there, a policy adapter that is not a
+trained copy of the reference adapter, 4-bit NF4 where bitsandbytes cannot run, a precision the GPU
+lacks (bf16 on a T4), what FSDP cannot shard, a batch too small for KTO's KL baseline. Every problem
+goes in one message that says what to change. The checks are pure functions of what they are given,
+so a test can hand them a T4's compute capability on a machine without a GPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 
 from lightning.pytorch.strategies import FSDPStrategy
@@ -34,43 +37,91 @@ from lit_dpo.host_memory import freed_memory_mode
 from lit_dpo.models.adapters import check_adapter, pair_problems
 from lit_dpo.sources import model_name_problem, pickle_problem, remote_code_problem
 from lit_dpo.train.losses import Objective
+from lit_dpo.train.losses.kto import weight_warning
+from lit_dpo.train.settings import Settings
+
+# how the two adapter settings are named in messages
+ADAPTER_OPTIONS = ("model.load.adapter", "model.load.reference_adapter")
 
 
-def setting_problems(settings: Mapping) -> list[str]:
-    """Every problem of DPOModule's settings on their own (no file or device is looked at).
+def setting_problems(settings: Settings) -> list[str]:
+    """Every problem of DPOModule's settings on their own (no file or device is looked at): the
+    objective's (``Objective.problems``) and those of settings that interact.
 
     Args:
-        settings: DPOModule's arguments by name.
+        settings: DPOModule's settings.
     """
-    s = settings
-    problems = Objective.from_settings(s).problems()
-    if s["lora_r"] < 1:
-        problems.append(f"lora_r must be at least 1, got {s['lora_r']}")
-    if not 0 <= s["warmup_ratio"] < 1:
-        problems.append(f"warmup_ratio must be in [0, 1), got {s['warmup_ratio']}")
-    chunk_size = s["logps_chunk_size"]
+    load, efficiency = settings.load, settings.efficiency
+    problems = objective_of(settings).problems()
+    if settings.lora.r < 1:
+        problems.append(f"model.lora.r must be at least 1, got {settings.lora.r}")
+    warmup = settings.optimization.warmup_ratio
+    if not 0 <= warmup < 1:
+        problems.append(f"model.optimization.warmup_ratio must be in [0, 1), got {warmup}")
+    chunk_size = efficiency.logps_chunk_size
     if chunk_size is not None and chunk_size < 1:
-        problems.append(f"logps_chunk_size must be positive or null, got {chunk_size}")
-    if s["share_prompt"] and chunk_size is None:
+        problems.append(
+            f"model.efficiency.logps_chunk_size must be positive or null, got {chunk_size}"
+        )
+    if efficiency.share_prompt and chunk_size is None:
         problems.append("share_prompt needs logps_chunk_size (scores hidden states)")
     try:
-        freed_memory_mode(s["return_freed_memory"])
+        freed_memory_mode(efficiency.return_freed_memory)
     except ValueError as error:
-        problems.append(str(error))
-    if s["packed_attention"] != "auto" and not s["share_prompt"]:
-        problems.append(f"packed_attention {s['packed_attention']} applies to share_prompt only")
-    if s["quant_storage"] is not None and s["quantization"] != "nf4":
-        problems.append("quant_storage applies to quantization nf4 only")
-    if s["reference"] == "adapter" and s["reference_adapter"] is None:
+        problems.append(f"model.efficiency.{error}")
+    if efficiency.packed_attention != "auto" and not efficiency.share_prompt:
         problems.append(
-            "reference adapter needs model.reference_adapter, the folder of the SFT adapter"
+            f"packed_attention {efficiency.packed_attention} applies to share_prompt only"
         )
-    if s["reference"] == "base" and s["reference_adapter"] is not None:
+    if load.quant_storage is not None and load.quantization != "nf4":
+        problems.append("quant_storage applies to quantization nf4 only")
+    if load.reference == "adapter" and load.reference_adapter is None:
+        problems.append(
+            "reference adapter needs model.load.reference_adapter, the folder of the SFT adapter"
+        )
+    if load.reference == "base" and load.reference_adapter is not None:
         problems.append(
             "reference_adapter is set but reference is base (adapters off); set "
-            "model.reference adapter to measure against it, or leave reference_adapter out"
+            "model.load.reference adapter to measure against it, or leave reference_adapter out"
         )
     return problems
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise one ConfigError listing every problem of ``setting_problems``."""
+    problems = setting_problems(settings)
+    if problems:
+        raise ConfigError("model settings: " + "; ".join(problems))
+
+
+def check_data(objective: Objective, datamodule) -> str | None:
+    """Check the objective against the train split a data module prepared (pairs or unpaired rows,
+    and how many of each label), before the model loads.
+
+    Returns:
+        A warning to log: KTO's label weights far from balancing the rows' counts; else None.
+
+    Raises:
+        ConfigError: the objective cannot learn from the split's kind of rows.
+    """
+    unpaired = getattr(datamodule, "unpaired", None)
+    if not unpaired or "train" not in unpaired:
+        return None
+    problem = unpaired_data_problem(objective, unpaired["train"])
+    if problem:
+        raise ConfigError(problem)
+    report = datamodule.report.get("train", {})
+    if not objective.unpaired or "desirable" not in report:
+        return None
+    return weight_warning(
+        report["desirable"], report["undesirable"], objective.desirable_weight,
+        objective.undesirable_weight,
+    )
+
+
+def objective_of(settings: Settings) -> Objective:
+    """The objective a run's settings describe (built once by DPOModule, never changed)."""
+    return Objective.from_settings(asdict(settings.objective))
 
 
 def unpaired_data_problem(objective: Objective, unpaired_train: bool) -> str | None:
@@ -79,14 +130,17 @@ def unpaired_data_problem(objective: Objective, unpaired_train: bool) -> str | N
     names = list(objective.loss_types)
     if objective.unpaired and not unpaired_train:
         return (
-            f"model.loss_type {names[0]} learns from unpaired (prompt, completion, label) rows and "
+            f"model.objective.loss_type {names[0]} learns from unpaired (prompt, completion, "
+            f"label) rows and "
             "the train data is pairs: set data.unpair true to train on each pair as a desirable "
             "and an undesirable row"
         )
     if unpaired_train and not objective.unpaired:
         return (
-            f"the train data is unpaired (prompt, completion, label) rows and model.loss_type "
-            f"{names if len(names) > 1 else names[0]} needs pairs: use model.loss_type kto (or "
+            f"the train data is unpaired (prompt, completion, label) rows and "
+            f"model.objective.loss_type "
+            f"{names if len(names) > 1 else names[0]} needs pairs: use "
+            f"model.objective.loss_type kto (or "
             "apo_zero_unpaired)"
         )
     return None
@@ -97,29 +151,29 @@ def kl_batch_problem(objective: Objective, batch_size: int) -> str | None:
     refuses a per-device batch of 1 for the same reason)."""
     if objective.needs_kl and batch_size < 2:
         return (
-            f"model.loss_type kto estimates its KL baseline from the rows of a batch; "
+            f"model.objective.loss_type kto estimates its KL baseline from the rows of a batch; "
             f"data.batch_size {batch_size} is too small: set data.batch_size 2 or more (8 or more "
             "gives a steadier baseline; lower max_length or use gradient accumulation to fit it)"
         )
     return None
 
 
-def strategy_problems(hparams, fsdp: bool) -> list[str]:
+def strategy_problems(settings: Settings, fsdp: bool) -> list[str]:
     """Settings the trainer's strategy cannot run (FSDP shards what they need whole)."""
     if not fsdp:
         return []
     problems = []
-    if hparams.get("precompute_reference"):
+    if settings.efficiency.precompute_reference:
         # its pass runs in a hook, outside FSDP's forward, where each rank holds a shard only
         problems.append(
-            "model.precompute_reference does not work with the fsdp strategy; set it false "
-            "or train with trainer.strategy ddp"
+            "model.efficiency.precompute_reference does not work with the fsdp strategy; set it "
+            "false or train with trainer.strategy ddp"
         )
-    if hparams.get("reference") == "adapter":
+    if settings.load.reference == "adapter":
         # switching adapters flips requires_grad of weights FSDP has flattened; untested there
         problems.append(
-            "model.reference adapter does not work with the fsdp strategy yet; train with "
-            "trainer.strategy ddp, or measure against the base (model.reference base)"
+            "model.load.reference adapter does not work with the fsdp strategy yet; train with "
+            "trainer.strategy ddp, or measure against the base (model.load.reference base)"
         )
     return problems
 
@@ -143,7 +197,7 @@ def source_problems(
         )
     if problem:
         problems.append(f"model.model: {problem}")
-    folders = {"model.adapter": adapter, "model.reference_adapter": reference_adapter}
+    folders = {"model.load.adapter": adapter, "model.load.reference_adapter": reference_adapter}
     readable = True
     for setting, folder in folders.items():
         if folder is not None:
@@ -151,47 +205,53 @@ def source_problems(
             readable = readable and not found
             problems += [f"{setting}: {p.removeprefix('--adapter ')}" for p in found]
     if adapter is not None and reference_adapter is not None and readable:
-        problems += pair_problems(adapter, reference_adapter)
+        problems += pair_problems(adapter, reference_adapter, ADAPTER_OPTIONS)
     return problems
 
 
 def run_problems(
-    hparams,
+    settings: Settings,
     precision: str,
     device: Device,
     bnb: BitsAndBytes | None,
 ) -> list[str]:
-    """Every problem of DPOModule settings on ``device`` under trainer ``precision``.
+    """Every problem of DPOModule's settings on ``device`` under trainer ``precision``.
 
     Args:
-        hparams: DPOModule's hparams (``model``, ``adapter``, ``reference``,
-            ``reference_adapter``, ``quantization``, ``compute_dtype``, ``allow_pickle``,
-            ``trust_remote_code``).
+        settings: DPOModule's settings.
         precision: the trainer's precision, e.g. ``16-mixed``, ``bf16-mixed``, ``32-true``.
         device: the device trained on; ``capability`` is the CUDA compute capability.
         bnb: the bitsandbytes probe; None skips the quantization check.
     """
+    load = settings.load
     problems = source_problems(
-        hparams["model"],
-        hparams.get("adapter"),
-        hparams.get("allow_pickle", False),
-        hparams.get("trust_remote_code", False),
-        hparams.get("reference_adapter") if hparams.get("reference") == "adapter" else None,
+        settings.model,
+        load.adapter,
+        load.allow_pickle,
+        load.trust_remote_code,
+        load.reference_folder,
     )
     if bnb is not None:
-        problems += quantization_problems(hparams["quantization"], device.kind, bnb)
-    problems += precision_problems(precision, hparams["compute_dtype"], device)
-    if hparams.get("share_prompt", False):
-        problems += packed_attention_problems(hparams.get("packed_attention", "auto"), device)
+        problems += quantization_problems(load.quantization, device.kind, bnb)
+    problems += precision_problems(precision, load.compute_dtype, device)
+    if settings.efficiency.share_prompt:
+        problems += packed_attention_problems(settings.efficiency.packed_attention, device)
     return problems
 
 
-def check_run(hparams, trainer) -> None:
-    """Raise one ConfigError listing every problem of these settings on this trainer's device."""
+def check_run(settings: Settings, trainer, batch_size: int | None = None) -> None:
+    """Raise one ConfigError listing every problem of these settings on this trainer's device and
+    strategy, and with ``batch_size`` (the data's, when known) the objective's need of a batch.
+
+    Raises:
+        ConfigError: every problem, in one message.
+    """
     device = trainer_device(trainer.strategy.root_device)
-    bnb = bitsandbytes_status() if hparams["quantization"] == "nf4" else None
-    problems = strategy_problems(hparams, isinstance(trainer.strategy, FSDPStrategy))
-    problems += run_problems(hparams, str(trainer.precision), device, bnb)
+    bnb = bitsandbytes_status() if settings.load.quantization == "nf4" else None
+    problems = strategy_problems(settings, isinstance(trainer.strategy, FSDPStrategy))
+    problems += run_problems(settings, str(trainer.precision), device, bnb)
+    if batch_size is not None:
+        problems += filter(None, [kl_batch_problem(objective_of(settings), batch_size)])
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -168,6 +168,6 @@ def weight_warning(
         f"KTO: {desirable} desirable and {undesirable} undesirable train rows at weights "
         f"{desirable_weight:g} / {undesirable_weight:g} give a weighted ratio of {ratio:.3g}, "
         f"outside the recommended 1 to 4/3 (KTO paper Eq. 8, TRL's bounds); set EITHER "
-        f"model.desirable_weight in [{desirable_low:g}, {desirable_high:g}] OR "
-        f"model.undesirable_weight in [{undesirable_low:g}, {undesirable_high:g}]"
+        f"model.objective.desirable_weight in [{desirable_low:g}, {desirable_high:g}] OR "
+        f"model.objective.undesirable_weight in [{undesirable_low:g}, {undesirable_high:g}]"
     )

@@ -153,7 +153,8 @@ class Objective:
         if free and based:
             problems.append(
                 f"reference-free {free} cannot be combined with reference-based {based}: their "
-                "rewards mean different things; combine either with sft or model.sft_weight"
+                "rewards mean different things; combine either with sft or "
+                "model.objective.sft_weight"
             )
         divergent = _named("f_divergence")
         if self.f_divergence_type != "reverse_kl" and not set(types) <= set(divergent):

@@ -317,7 +317,7 @@ RECORDS: tuple[LossRecord, ...] = (
         title="SFT (NLL of the chosen replies)",
         what="NLL per token of the chosen replies",
         paper="",
-        when="combined with another (`model.sft_weight` is the same term, outside WPO)",
+        when="combined with another (`model.objective.sft_weight` is the same term, outside WPO)",
     ),
     LossRecord(
         name="simpo",
@@ -396,7 +396,7 @@ LossType = Literal[LOSS_TYPES]  # type: ignore[valid-type]
 
 
 def loss_type_names(loss_type: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``model.loss_type`` as a tuple of names: one name, or a list of them summed."""
+    """``model.objective.loss_type`` as a tuple of names: one name, or a list of them summed."""
     return (loss_type,) if isinstance(loss_type, str) else tuple(loss_type)
 
 

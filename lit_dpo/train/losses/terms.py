@@ -1,7 +1,7 @@
 """The pieces objectives are built from, beyond the losses themselves (pure).
 
 - ``sft_nll``: the negative log-likelihood of the chosen replies per token: the SFT term
-  (``model.sft_weight``, ``loss_type sft``) and the NLL of CPO and ORPO.
+  (``model.objective.sft_weight``, ``loss_type sft``) and the NLL of CPO and ORPO.
 - ``ld_logps``: LD-DPO, Liu et al. 2024, https://arxiv.org/abs/2409.06411: a reply's log-prob
   with the tokens past the length it shares with the other reply of its pair down-weighted.
 - ``wpo_weights``: WPO, Zhou et al. 2024, https://arxiv.org/abs/2406.11827, eq. 2: a per-pair
