@@ -101,8 +101,8 @@ def _start_node(
           else ["-m", "lit_dpo"]),
         *args,
     ]
-    log = (tmp / f"node{node}.log").open("a")
-    return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    with (tmp / f"node{node}.log").open("a") as log:
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _two_nodes(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str]:
@@ -117,10 +117,11 @@ def _two_nodes(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str
     )
 
 
-def _losses(root: Path) -> dict[int, float]:
-    """{step: train/loss} over every run (version) under ``root``: a resumed run adds its steps."""
+def _losses(root: Path, version: str = "*") -> dict[int, float]:
+    """{step: train/loss} of run ``version`` under ``root``, or of every run (a resumed run adds
+    its steps)."""
     losses: dict[int, float] = {}
-    for path in sorted(root.glob("lightning_logs/version_*/metrics.csv")):
+    for path in sorted(root.glob(f"lightning_logs/version_{version}/metrics.csv")):
         for row in csv.DictReader(path.open()):
             if row.get("train/loss"):
                 losses[int(row["step"])] = float(row["train/loss"])
@@ -185,6 +186,8 @@ def test_two_nodes_match_one_process_stop_together_and_resume(
     nodes = [_start_node(node, [*args, "--ckpt_path=last"], tmp_path, port) for node in (0, 1)]
     statuses = [node.wait(timeout=600) for node in nodes]
     assert statuses == [0, 0], (tmp_path / "node0.log").read_text()[-4000:]
+    # the second launch resumed from step 3 (and did not start again from step 0)
+    assert sorted(_losses(root, version="1")) == [3, 4, 5]
     got = _losses(root)
     assert sorted(got) == list(range(STEPS))
     for step, loss in expected.items():
