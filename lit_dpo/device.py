@@ -71,17 +71,15 @@ def precision_problems(precision: str, compute_dtype: str, device: Device) -> li
             major, minor = device.capability
             problems.append(
                 f"bf16 (trainer.precision {precision}, model.load.compute_dtype "
-                f"{compute_dtype}) needs "
-                f"compute capability 8.0 or newer; {device.name} has {major}.{minor}. Use "
-                "trainer.precision: 16-mixed and model.load.compute_dtype: float16 (the LoRA "
-                "weights "
-                "stay fp32, which the fp16 gradient scaler needs)"
+                f"{compute_dtype}) needs compute capability 8.0 or newer; {device.name} has "
+                f"{major}.{minor}. Use trainer.precision: 16-mixed and "
+                "model.load.compute_dtype: float16 (the LoRA weights stay fp32, which the fp16 "
+                "gradient scaler needs)"
             )
     if precision.startswith("16") and compute_dtype == "bfloat16":
         problems.append(
             "trainer.precision 16-mixed autocasts to fp16 but model.load.compute_dtype is "
-            "bfloat16: "
-            "set model.load.compute_dtype: float16"
+            "bfloat16: set model.load.compute_dtype: float16"
         )
     if precision.startswith("bf16") and compute_dtype == "float16":
         problems.append(
@@ -166,7 +164,6 @@ def packed_attention_problems(setting: PackedAttention, device: Device) -> list[
         return []
     return [
         f"model.efficiency.packed_attention flex needs a CUDA GPU: torch "
-        f"{torch.__version__.split('+')[0]} "
-        f"has no FlexAttention backward on {device.kind}; set "
-        f"model.efficiency.packed_attention auto or mask"
+        f"{torch.__version__.split('+')[0]} has no FlexAttention backward on {device.kind}; "
+        "set model.efficiency.packed_attention auto or mask"
     ]

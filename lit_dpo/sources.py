@@ -57,8 +57,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 ALLOW_PICKLE_HINT = (
     "if you trust where the files come from, set model.load.allow_pickle true (fit, validate) "
-    "or pass "
-    "--allow_pickle true (compare, export, serve); better, convert them to safetensors"
+    "or pass --allow_pickle true (compare, export, serve); better, convert them to safetensors"
 )
 
 

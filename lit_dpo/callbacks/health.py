@@ -91,9 +91,8 @@ def falling_logps(
         f"{rejected_start:.1f} to {rejected_now:.1f} ({measured}): the policy widens the margin "
         "by making both replies less likely (likelihood displacement). Try a lower learning "
         "rate or a larger beta, add an SFT term on the chosen replies "
-        "(--model.objective.sft_weight 0.1), "
-        "or switch to model.objective.loss_type ipo; check that chosen and rejected are not "
-        "near-duplicates"
+        "(--model.objective.sft_weight 0.1), or switch to model.objective.loss_type ipo; check "
+        "that chosen and rejected are not near-duplicates"
     )
 
 
@@ -257,10 +256,9 @@ class HealthAlarms(Callback):
             falling too, before the likelihood-displacement alarm.
         loss_range: sane range of the mean loss of the preference objective (without
             ``model.objective.sft_weight``'s SFT term); by default one suited to
-            ``model.objective.loss_type``
-            (``default_loss_range``): [0, 2] for sigmoid DPO (which starts at 0.69) and hinge,
-            [0, 2 (1 / (2 beta))^2] for ipo..., none (non-finite values only) for apo_zero,
-            apo_down, sft, cpo and orpo.
+            ``model.objective.loss_type`` (``default_loss_range``): [0, 2] for sigmoid DPO (which
+            starts at 0.69) and hinge, [0, 2 (1 / (2 beta))^2] for ipo..., none (non-finite
+            values only) for apo_zero, apo_down, sft, cpo and orpo.
         margin_range: sane range of the mean reward margin (beta times a log-ratio gap: with
             beta 0.1, 20 is a 200-nat gap); not checked for cpo, whose rewards are raw summed
             log-probs with no reference to start level with.

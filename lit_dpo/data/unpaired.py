@@ -13,7 +13,8 @@ before it, fixed once when the split is prepared, so a reference log-prob comput
 (``model.efficiency.precompute_reference``) stays valid for every epoch. An encoded example then has
 the shape of an encoded pair: ``chosen_ids`` holds its completion, ``rejected_ids`` its KL
 counterpart under the same prompt, and ``label`` its feedback; batching, prompt sharing and the
-reference table treat it as a pair. """
+reference table treat it as a pair.
+"""
 
 from __future__ import annotations
 

@@ -99,8 +99,7 @@ def load_policy(
         log.warning(
             "the adapter %s was trained against the reference adapter %s; this run's reference "
             "is the base. To measure it against its own reference, set model.load.reference "
-            "adapter "
-            "and model.load.reference_adapter",
+            "adapter and model.load.reference_adapter",
             adapter,
             trained_against,
         )

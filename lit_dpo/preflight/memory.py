@@ -11,8 +11,8 @@ padded tokens the policy sees in a step (2B rows, or B rows when a pair shares i
 - other weights: embeddings, untied output head and norms, which QLoRA casts to fp32;
 - LoRA: weights and gradients (fp32) and optimizer state;
 - a reference adapter (``model.load.reference adapter``): a second set of LoRA weights, fp32,
-frozen (no
-  gradient, no optimizer state); its pass runs without gradient, so it saves no activations;
+  frozen (no gradient, no optimizer state); its pass runs without gradient, so it saves no
+  activations;
 - activations: what autograd saves per decoder layer and token (``SAVED_PER_LAYER``, counted with
   ``torch.autograd.graph.saved_tensors_hooks``), or only each layer's input under gradient
   checkpointing;

@@ -172,6 +172,6 @@ def check_hidden_state_scoring(policy, share_prompt: bool) -> None:
     if problems:
         raise ConfigError(
             "logps_chunk_size: " + "; ".join(problems) + "; set "
-            "model.efficiency.logps_chunk_size null "
-            "(and model.efficiency.share_prompt false) to score full logits"
+            "model.efficiency.logps_chunk_size null (and model.efficiency.share_prompt false) "
+            "to score full logits"
         )

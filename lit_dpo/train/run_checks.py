@@ -131,17 +131,14 @@ def unpaired_data_problem(objective: Objective, unpaired_train: bool) -> str | N
     if objective.unpaired and not unpaired_train:
         return (
             f"model.objective.loss_type {names[0]} learns from unpaired (prompt, completion, "
-            f"label) rows and "
-            "the train data is pairs: set data.unpair true to train on each pair as a desirable "
-            "and an undesirable row"
+            "label) rows and the train data is pairs: set data.unpair true to train on each pair "
+            "as a desirable and an undesirable row"
         )
     if unpaired_train and not objective.unpaired:
         return (
-            f"the train data is unpaired (prompt, completion, label) rows and "
-            f"model.objective.loss_type "
-            f"{names if len(names) > 1 else names[0]} needs pairs: use "
-            f"model.objective.loss_type kto (or "
-            "apo_zero_unpaired)"
+            "the train data is unpaired (prompt, completion, label) rows and "
+            f"model.objective.loss_type {names if len(names) > 1 else names[0]} needs pairs: use "
+            "model.objective.loss_type kto (or apo_zero_unpaired)"
         )
     return None
 
