@@ -222,7 +222,7 @@ def test_ddp_kto_averages_the_ranks_kl_baselines_and_matches_one_process(
     its reference has a baseline of 0 whatever is gathered): the baselines are 0.16, 0 (clamped)
     and 0.11, and with each rank keeping its own baseline the losses of step 0 differ."""
     start = make_adapter(tiny_model_dir, tmp_path / "start", r=16, std=0.5, seed=3)
-    kto = ("--model.loss_type=kto", "--data.unpair=true", f"--model.adapter={start}")
+    kto = ("--model.objective.loss_type=kto", "--data.unpair=true", f"--model.load.adapter={start}")
     one = tmp_path / "one"
     main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=4", *kto))
     _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *kto, "--data.batch_size=2")

@@ -54,7 +54,7 @@ def _args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str]:
         model_dir,
         data,
         root,
-        "--model.lora_dropout=0",
+        "--model.lora.dropout=0",
         "--trainer.limit_train_batches=1.0",
         "--trainer.num_sanity_val_steps=0",
         "--trainer.enable_model_summary=false",
