@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Win rates of an adapter's answers against the reference's (issue 26, item 5; not yet run to
-# the end: on 2026-12-06 the shared machine generated 2 of 59 answers a minute) on 50 held-out
+# Win rates of an adapter's answers against the reference's (issue 26, item 5; its first run,
+# 2026-12-07, is in docs/quality.md, "Did the answers get better?") on 50 held-out
 # HH-harmless prompts of the development data and the built-in edge cases. hh_dev_prompts.json:
 # the first human turn of the first 50 pairs of tools/quality.py's dev split (Anthropic HH-RLHF,
 # harmless-base, MIT licence), each labelled by hand harmful (27), benign (18) or ambiguous (5).
 # The AI judge is
 # lit-dpo serve's `reference` model (the embedded SmolLM2-135M-Instruct, full precision, adapters
-# off), the strongest chat model this machine can run without a hub.
+# off), the strongest chat model this machine can run without a hub. It does not follow the
+# pairwise template (nearly every verdict is unparseable) and writes 512-token replies: point
+# --judge_url at an instruction-following model wherever one can run.
 #   tools/judging/judge_study.sh runs/cpu/adapter runs/judge-study
 # then the blind page for human votes:  lit-dpo judge --compare runs/judge-study/compare
 set -euo pipefail
