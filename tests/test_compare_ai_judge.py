@@ -29,7 +29,7 @@ import pytest
 from conftest import make_adapter, torch_threads
 
 from lit_dpo.cli import main
-from lit_dpo.compare.ai_judge import AIJudge, JudgeError, Pair
+from lit_dpo.compare.ai_judge import MAX_TOKENS, AIJudge, JudgeError, Pair
 from lit_dpo.compare.pairwise import DEFAULT_TEMPLATE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,6 +149,20 @@ def test_both_orders_flips_unparseable_and_cache(tmp_path):
         AIJudge(url, "scripted", TEMPLATE, tmp_path / "cache").judge(changed)
         AIJudge(url, "scripted", TEMPLATE + " ", tmp_path / "cache").judge(PAIRS[:1])
         assert len(script.requests) == 6 + 2 + 2
+
+
+def test_the_reply_cap_is_sent_and_keys_the_cache(tmp_path):
+    """The default cap (512 tokens) is what every request carried before it was a setting, so its
+    cached verdicts stay valid; another cap asks again, since a cut reply may lose its verdict."""
+    script = Scripted(by_content)
+    with scripted_server(script) as url:
+        AIJudge(url, "scripted", TEMPLATE, tmp_path).judge(PAIRS[:1])
+        assert [r["body"]["max_tokens"] for r in script.requests] == [MAX_TOKENS] * 2 == [512] * 2
+        run = AIJudge(url, "scripted", TEMPLATE, tmp_path, max_tokens=8).judge(PAIRS[:1])
+        assert [r["body"]["max_tokens"] for r in script.requests[2:]] == [8, 8]
+        assert (run.requests, run.cache_hits) == (2, 0)
+        again = AIJudge(url, "scripted", TEMPLATE, tmp_path, max_tokens=8).judge(PAIRS[:1])
+        assert (again.requests, again.cache_hits) == (0, 2)
 
 
 def test_503_and_429_are_retried_with_backoff(tmp_path):
@@ -273,10 +287,12 @@ def test_compare_cli_fails_fast_on_a_dead_endpoint(tiny_adapter, tmp_path, capsy
                 "m",
                 "--judge_template=/no/such.txt",
                 "--judge_concurrency=0",
+                "--judge_max_tokens=0",
             )
         )
     err = capsys.readouterr().err
     assert "--judge_template /no/such.txt: no such file" in err and "--judge_concurrency" in err
+    assert "--judge_max_tokens must be at least 1, got 0" in err
 
 
 @contextlib.contextmanager

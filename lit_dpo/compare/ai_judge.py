@@ -140,9 +140,20 @@ class VerdictCache:
                 out.write(json.dumps({"key": key, "reply": reply}, ensure_ascii=False) + "\n")
 
 
-def cache_key(model: str, template: str, prompt: str, answer_a: str, answer_b: str) -> str:
-    """The cache key of one question: judge model, template, conversation, answers A and B."""
+def cache_key(
+    model: str,
+    template: str,
+    prompt: str,
+    answer_a: str,
+    answer_b: str,
+    max_tokens: int = MAX_TOKENS,
+) -> str:
+    """The cache key of one question: judge model, template, conversation, answers A and B, and
+    the reply's length cap where it is not the default (a cut reply may lose its verdict; keys
+    written before the cap was a setting stay valid)."""
     fields = [CACHE_VERSION, model, template, prompt, answer_a, answer_b]
+    if max_tokens != MAX_TOKENS:
+        fields.append(max_tokens)
     return hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -158,6 +169,9 @@ class AIJudge:
         timeout_s: seconds before one request is given up (and retried).
         retries: further tries of a request answered 429 or 5xx, or timed out.
         backoff_s: wait before the first retry; doubled each time, capped at 60 s.
+        max_tokens: the longest reply asked for; a judge that answers with the verdict alone
+            needs a few tokens, and a small model that rambles spends the whole cap on each
+            question.
         api_key: sent as a bearer token; by default ``$LIT_DPO_JUDGE_API_KEY``, else none.
     """
 
@@ -171,10 +185,11 @@ class AIJudge:
         timeout_s: float = 120.0,
         retries: int = 5,
         backoff_s: float = 1.0,
+        max_tokens: int = MAX_TOKENS,
         api_key: str | None = None,
     ) -> None:
         self.url = url.rstrip("/").removesuffix("/chat/completions")
-        self.model, self.template = model, template
+        self.model, self.template, self.max_tokens = model, template, max_tokens
         self.cache = VerdictCache(cache)
         self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
@@ -234,7 +249,7 @@ class AIJudge:
             }
             keys.append({})
             for order in ORDERS:
-                key = cache_key(self.model, self.template, prompt, *answers[order])
+                key = cache_key(self.model, self.template, prompt, *answers[order], self.max_tokens)
                 keys[-1][order] = key
                 if key in self.cache.replies:
                     run.cache_hits += 1
@@ -277,7 +292,7 @@ class AIJudge:
             "model": self.model,
             "messages": [{"role": "user", "content": question}],
             "temperature": 0,
-            "max_tokens": MAX_TOKENS,
+            "max_tokens": self.max_tokens,
         }
         url = f"{self.url}/chat/completions"
         for attempt in range(self.retries + 1):

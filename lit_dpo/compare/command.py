@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoConfig
 
-from lit_dpo.compare.ai_judge import DEFAULT_CACHE, AIJudge, JudgeError, Pair
+from lit_dpo.compare.ai_judge import DEFAULT_CACHE, MAX_TOKENS, AIJudge, JudgeError, Pair
 from lit_dpo.compare.health import answer_health
 from lit_dpo.compare.judge import judge_scores, load_judge, win_rate
 from lit_dpo.compare.pairwise import load_template
@@ -97,6 +97,7 @@ def compare(
     judge_cache: str = DEFAULT_CACHE,
     judge_concurrency: int = 4,
     judge_timeout: float = 120.0,
+    judge_max_tokens: int = MAX_TOKENS,
     out: str = "runs/compare",
     beta: float = 0.1,
     max_new_tokens: int = 128,
@@ -131,6 +132,8 @@ def compare(
         judge_cache: folder of the AI judge's verdict cache; a rerun asks only new questions.
         judge_concurrency: AI judge requests in flight at once.
         judge_timeout: seconds before an AI judge request is given up and retried.
+        judge_max_tokens: the longest AI judge reply asked for (room for a short reasoning
+            before the verdict); a few tokens for a judge that answers with the verdict alone.
         out: folder for ``compare.html``, ``compare.md`` and ``compare.json``.
         beta: DPO beta of the implicit reward; use the training run's.
         max_new_tokens: length limit of each answer (greedy decoding).
@@ -168,6 +171,8 @@ def compare(
         judge_url, judge_model, judge_template, judge_concurrency, judge_timeout
     )
     problems += judge_problems
+    if judge_max_tokens < 1:
+        problems.append(f"--judge_max_tokens must be at least 1, got {judge_max_tokens}")
     unwritable = unwritable_problem(out, "--out")
     if unwritable:
         problems.append(unwritable)
@@ -178,7 +183,13 @@ def compare(
     ai_judge = None
     if judge_url and judge_model and template:
         ai_judge = AIJudge(
-            judge_url, judge_model, template, judge_cache, judge_concurrency, judge_timeout
+            judge_url,
+            judge_model,
+            template,
+            judge_cache,
+            judge_concurrency,
+            judge_timeout,
+            max_tokens=judge_max_tokens,
         )
         ai_judge.check()
     base_name = adapter_base_model(adapter, model)

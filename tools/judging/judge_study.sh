@@ -7,8 +7,8 @@
 # The AI judge is
 # lit-dpo serve's `reference` model (the embedded SmolLM2-135M-Instruct, full precision, adapters
 # off), the strongest chat model this machine can run without a hub. It does not follow the
-# pairwise template (nearly every verdict is unparseable) and writes 512-token replies: point
-# --judge_url at an instruction-following model wherever one can run.
+# pairwise template (nearly every verdict is unparseable) and rambles to any length (replies capped
+# at 24 tokens here): point --judge_url at an instruction-following model wherever one can run.
 #   tools/judging/judge_study.sh runs/cpu/adapter runs/judge-study
 # then the blind page for human votes:  lit-dpo judge --compare runs/judge-study/compare
 set -euo pipefail
@@ -27,4 +27,5 @@ for _ in $(seq 120); do
 done
 python -m lit_dpo compare --adapter "$adapter" --prompts "$here/hh_dev_prompts.json" \
     --val_size 0 --max_new_tokens 96 --judge_url "http://127.0.0.1:$port/v1" \
-    --judge_model reference --judge_cache "$out/judge-cache" --out "$out/compare"
+    --judge_model reference --judge_max_tokens 24 --judge_cache "$out/judge-cache" \
+    --out "$out/compare"
