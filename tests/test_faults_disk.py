@@ -102,7 +102,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_model_loa
         def no_load(*args, **kwargs):
             raise AssertionError("the model loaded before the output folder was checked")
 
-        monkeypatch.setattr("lit_dpo.train.module.load_policy", no_load)
+        monkeypatch.setattr("lit_dpo.train.policy_setup.load_policy", no_load)
         line = _error_line(tiny_fit_args(tiny_model_dir, tiny_data_dir, read_only / "run"),
                            capsys)
         assert f"--trainer.default_root_dir {read_only / 'run'} is not writable" in line
