@@ -53,6 +53,16 @@ def _step(module: DPOModule, batch: dict[str, torch.Tensor], scale: float) -> di
     return stats
 
 
+def _module(model_dir, switches: dict, **objective) -> DPOModule:
+    """The tiny model's module on one scoring path, LoRA without dropout and set from one seed."""
+    module = DPOModule(
+        model=str(model_dir), lora={"dropout": 0.0}, objective=objective, efficiency=switches
+    )
+    module.configure_model()
+    _randomize_lora(module.policy)
+    return module
+
+
 def _lora_grads(module: DPOModule) -> dict[str, torch.Tensor]:
     named = module.policy.named_parameters()
     return {n: p.grad.clone() for n, p in named if "lora_" in n and p.grad is not None}
@@ -60,9 +70,7 @@ def _lora_grads(module: DPOModule) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("switches", PATHS.values(), ids=PATHS.keys())
 def test_one_batch_of_8_equals_8_accumulated_batches_of_1(tiny_model_dir, tiny_tokenizer, switches):
-    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, **switches)
-    module.configure_model()
-    _randomize_lora(module.policy)
+    module = _module(tiny_model_dir, switches)
     pad = tiny_tokenizer.pad_token_id
     features = [encode_pair(p, tiny_tokenizer, max_length=64, max_prompt_length=32) for p in PAIRS]
     lengths = {len(f["prompt_ids"]) + len(f["chosen_ids"]) for f in features}
@@ -150,11 +158,7 @@ def test_apo_zero_unpaired_batch_of_8_equals_8_accumulated_batches_of_1(
 ):
     """Unpaired APO-zero has no KL baseline: a row's loss is its own, so batch invariance holds
     as for pairs (the KL rows are scored, unused)."""
-    module = DPOModule(
-        model=str(tiny_model_dir), lora_dropout=0.0, loss_type="apo_zero_unpaired", **switches
-    )
-    module.configure_model()
-    _randomize_lora(module.policy)
+    module = _module(tiny_model_dir, switches, loss_type="apo_zero_unpaired")
     features, pad = _unpaired_features(tiny_tokenizer), tiny_tokenizer.pad_token_id
     module.policy.zero_grad(set_to_none=True)
     batch = _step(module, collate_pairs(features, pad), scale=1.0)
@@ -175,9 +179,7 @@ def test_kto_accumulated_batches_each_estimate_their_own_kl_baseline(
     estimates are averaged, as DDP ranks average theirs (``all_gather``, here over the four
     micro-batches), they give the batch of 8's z0, losses and gradients: padding, packing and the
     chunked head change nothing (tests/test_ddp.py runs the real gather over 2 processes)."""
-    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, loss_type="kto", **switches)
-    module.configure_model()
-    _randomize_lora(module.policy)
+    module = _module(tiny_model_dir, switches, loss_type="kto")
     features, pad = _unpaired_features(tiny_tokenizer), tiny_tokenizer.pad_token_id
     module.policy.zero_grad(set_to_none=True)
     batch = _step(module, collate_pairs(features, pad), scale=1.0)
@@ -238,10 +240,9 @@ def test_trainer_accumulating_8_batches_of_1_takes_the_step_of_one_batch_of_8(
     def fit(batch_size: int, accumulate: int) -> Weights:
         module = DPOModule(
             model=str(tiny_model_dir),
-            lora_dropout=0.0,
+            lora={"dropout": 0.0},
             optimizer=lambda params: torch.optim.SGD(params, lr=1.0),
-            lr_schedule="constant",
-            warmup_ratio=0.0,
+            optimization={"lr_schedule": "constant", "warmup_ratio": 0.0},
         )
         data = PreferenceDataModule(
             dataset=str(data_dir),
