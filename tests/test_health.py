@@ -304,3 +304,34 @@ def test_chance_accuracy_judges_at_least_min_pairs():
     assert finding and "0.51 over the last 2 steps (200 pairs)" in finding
     # the history has not yet seen 200 pairs: not judged
     assert chance_accuracy([0.5] * 40, 10, 10, 0.05, [4] * 40, min_pairs=200) is None
+
+
+def test_an_unpaired_batch_without_a_kind_leaves_its_means_out_but_a_nan_loss_still_alarms():
+    """KTO logs per-kind means; a batch of undesirable replies only has no desirable mean and no
+    margin (nan). Those are left out of the history; with both kinds present a nan margin is
+    divergence, and a nan loss always is."""
+    alarms = HealthAlarms(window=2)
+    trainer = _trainer()
+    module = SimpleNamespace(hparams={"loss_type": "kto", "beta": 0.1})
+    alarms.on_train_start(trainer, module)
+    nan = float("nan")
+    only_undesirable = {
+        "train/loss": 0.5, "train/rewards/margins": nan, "train/logps/chosen": nan,
+        "train/reference_logps/chosen": nan, "train/logps/rejected": -40.0,
+        "train/reference_logps/rejected": -40.0, "train/count/desirable": 0.0,
+        "train/count/undesirable": 4.0,
+    }
+    trainer.callback_metrics = {k: torch.tensor(v) for k, v in only_undesirable.items()}
+    alarms.on_train_batch_end(trainer, module, None, None, 0)
+    assert alarms.history["train/rewards/margins"] == []
+    assert alarms.history["train/logps/chosen"] == []
+    assert alarms.history["train/logps/rejected"] == [-40.0]
+    assert "margin" not in alarms.raised
+    both = dict(only_undesirable, **{"train/count/desirable": 1.0, "train/count/undesirable": 3.0})
+    trainer.callback_metrics = {k: torch.tensor(v) for k, v in both.items()}
+    alarms.on_train_batch_end(trainer, module, None, None, 1)
+    assert "training diverged" in alarms.raised["margin"][1]
+    trainer.callback_metrics = {k: torch.tensor(v) for k, v in
+                                dict(only_undesirable, **{"train/loss": nan}).items()}
+    alarms.on_train_batch_end(trainer, module, None, None, 2)
+    assert "training diverged" in alarms.raised["loss"][1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 import yaml
@@ -140,3 +141,34 @@ def test_kto_settings_are_checked():
     assert "desirable_weight applies to loss types ['kto', 'apo_zero_unpaired'] only" in "; ".join(
         Objective(desirable_weight=2.0).problems()
     )
+
+
+def test_batches_without_a_desirable_reply_raise_no_divergence_alarm(
+    tiny_model_dir, tmp_path, caplog
+):
+    """Scarce thumbs-up (1 of 9 rows, batches of 2): most steps hold no desirable reply, so their
+    desirable means and the reward margin are undefined (nan in metrics.csv). That is not a
+    diverged run: the health alarms leave those steps out of those metrics (they said "reward
+    margin is nan: training diverged" at the first such step)."""
+    rows = [row for row in thumbs_rows() if not row["label"]] + [thumbs_rows()[0]]
+    folder = tmp_path / "scarce"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", rows)
+    write_jsonl(folder / "test.jsonl", [ultrafeedback_row(*row) for row in ROWS[6:]])
+    root = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="lit_dpo.callbacks.health"):
+        main([
+            "fit",
+            "--config", _config(root, tiny_model_dir, folder),
+            "--model.objective.loss_type", "kto",
+            "--model.objective.desirable_weight", "8",
+            "--data.batch_size", "2",
+            "--trainer.limit_train_batches", "4",
+        ])
+    with open(root / "lightning_logs" / "version_0" / "metrics.csv") as file:
+        steps = [row for row in csv.DictReader(file) if row.get("train/kl")]
+    without = [row for row in steps if float(row["train/count/desirable"]) == 0]
+    assert len(steps) == 4 and len(without) >= 3
+    assert all(row["train/rewards/margins"] in ("", "nan") for row in without)
+    alarms = [r.getMessage() for r in caplog.records if "health alarm" in r.getMessage()]
+    assert not [a for a in alarms if "diverged" in a], alarms

@@ -55,6 +55,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tools"), str(REPO)]
 import quality_records as records  # noqa: E402  (a sibling script, found through sys.path)
+import yaml  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "hh_harmless_dev"
 RESULTS = REPO / "tools" / "quality_results.jsonl"
@@ -79,12 +80,32 @@ KEYS = {
     "max_prompt_length": "data.max_prompt_length",
     "beta": "model.objective.beta",
     "epochs": "trainer.max_epochs",
+    "seed": "data.seed",
 }
 
 
 def override(name: str, value: object) -> str:
     """The ``lit-dpo fit`` flag that sets setting ``name`` (a key of :data:`KEYS`)."""
     return f"--{KEYS[name]}={value}"
+
+
+def configured(config_path: str, overrides: list[str], name: str, default: object = None) -> object:
+    """Setting ``name`` (a key of :data:`KEYS`) as a fit will see it: the last ``--key=value`` or
+    ``--key value`` override, else the config file's value, else ``default``."""
+    flag, value = f"--{KEYS[name]}", None
+    for n, item in enumerate(overrides):
+        if item.startswith(flag + "="):
+            value = item.split("=", 1)[1]
+        elif item == flag and n + 1 < len(overrides):
+            value = overrides[n + 1]
+    if value is not None:
+        return yaml.safe_load(value)
+    try:
+        return setting(yaml.safe_load((REPO / config_path).read_text()), name)
+    except SystemExit:
+        if default is None:
+            raise
+        return default
 
 
 def setting(config: dict, name: str) -> object:
@@ -113,6 +134,9 @@ def main() -> None:
                         help="with --trl: TRL's whole tutorial epoch, unbudgeted; its CPU s "
                              "become the default budget of later runs on this machine")
     parser.add_argument("--quick", action="store_true", help="a few minutes, small and short")
+    parser.add_argument("--desirable_keep", type=float, metavar="F",
+                        help="KTO's imbalance experiment: train on the fit's pairs as unpaired "
+                             "rows, keeping only this share of the desirable ones")
     parser.add_argument("--budget", type=float, help="CPU seconds for training (default: TRL's)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train/test .jsonl")
     parser.add_argument("--eval_pairs", type=int, help="held-out pairs evaluated (default: all)")
@@ -142,6 +166,8 @@ def main() -> None:
         return
     if args.measure_budget and not args.trl:
         parser.error("--measure_budget measures TRL's epoch: add --trl")
+    if args.desirable_keep is not None and (args.trl or not 0 < args.desirable_keep <= 1):
+        parser.error("--desirable_keep is a share in (0, 1] of a lit-dpo run's desirable rows")
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     if args.measure_budget:
         budget = UNLIMITED
@@ -187,6 +213,13 @@ def run_one(args: argparse.Namespace, split: str, data: Path, budget: float,
             length = QUICK["max_length"]
             extra = [override("train_size", QUICK["pairs"]), override("max_length", length),
                      override("max_prompt_length", length // 2), *extra]
+        if args.desirable_keep is not None:
+            from quality_unpaired import write_imbalanced
+
+            train_size = configured(args.config, extra, "train_size")
+            data, rows = write_imbalanced(data, int(train_size), args.desirable_keep,
+                                          int(configured(args.config, extra, "seed", 42)))
+            extra.append(override("train_size", rows))
         fit = run_lit(data, run_dir, args.config, extra, budget)
     eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
     evaluation = evaluate(run_dir / "adapter", data, run_dir, fit["beta"], fit["max_length"],

@@ -35,6 +35,27 @@ TRAIN_KEYS = (
     "train/reference_logps/chosen",
     "train/reference_logps/rejected",
 )
+# An unpaired (KTO) batch may hold no desirable or no undesirable reply: its means over the missing
+# kind are undefined that step (logged as nan), which is not divergence. Those steps stay out of
+# that metric's history; the loss, defined on every batch, still catches a real nan.
+NEEDS_KIND = {
+    "train/rewards/margins": ("desirable", "undesirable"),
+    "train/logps/chosen": ("desirable",),
+    "train/reference_logps/chosen": ("desirable",),
+    "train/logps/rejected": ("undesirable",),
+    "train/reference_logps/rejected": ("undesirable",),
+}
+
+
+def undefined_keys(metrics: Mapping) -> set[str]:
+    """The metrics of ``TRAIN_KEYS`` a step's batch left undefined: per-kind means of an
+    unpaired batch that held none of that kind (``train/count/desirable`` or ``.../undesirable``
+    0). Empty for pairs, which log no counts."""
+    missing = {
+        kind for kind in ("desirable", "undesirable")
+        if f"train/count/{kind}" in metrics and float(metrics[f"train/count/{kind}"]) == 0
+    }
+    return {key for key, kinds in NEEDS_KIND.items() if missing.intersection(kinds)}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -333,8 +354,9 @@ class HealthAlarms(Callback):
         if not self.enabled:
             return
         metrics = trainer.callback_metrics
+        undefined = undefined_keys(metrics)
         for key in TRAIN_KEYS:
-            if key in metrics:
+            if key in metrics and key not in undefined:
                 self.history[key].append(float(metrics[key]))
         if "train/rewards/accuracies" in metrics:
             self.pairs.append(num_pairs(batch) * trainer.world_size)
