@@ -357,3 +357,23 @@ def test_the_guides_example_diff_is_the_code():
     assert len(checked) == 3
     for path, text in checked:
         assert text in (root / path).read_text(), (path, text)
+
+
+def test_the_sft_term_learns_only_the_flagged_pairs_chosen_replies():
+    """Two pairs, policy = reference (DPO loss log 2 each). Chosen replies: -2 over 2 tokens and
+    -9 over 3. The NLL term per token: all pairs (2 + 9) / 5 = 2.2; only the first 2 / 2 = 1.0;
+    none flagged 0 (a batch of a ``sft: false`` mixture part)."""
+    from lit_dpo.train.logps import ScoredTokens
+    from lit_dpo.train.step import objective_step
+
+    # rows 0, 1 chosen, rows 2, 3 rejected
+    logps = torch.tensor([-1.0, -1.0, -3.0, -3.0, -3.0, -2.0, -4.0])
+    rows = torch.tensor([0, 0, 1, 1, 1, 2, 3])
+    policy = ScoredTokens(logps, rows, 4, None)
+    reference = policy.sums().clone()
+    objective = Objective(sft_weight=0.5)
+    for flags, nll in ((None, 2.2), ([True, False], 1.0), ([False, False], 0.0)):
+        sft_pairs = None if flags is None else torch.tensor(flags)
+        result = objective_step(objective, policy, reference, sft_pairs=sft_pairs)
+        assert result.statistics["sft_loss"].item() == pytest.approx(nll)
+        assert result.loss.item() == pytest.approx(math.log(2) + 0.5 * nll)

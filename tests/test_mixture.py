@@ -143,3 +143,76 @@ def test_data_report_lists_each_dataset_of_a_mixture(tiny_model_dir, three_sourc
     text = (tmp_path / "report" / "data_report.md").read_text()
     assert text.startswith("# Data report: mixture of ")
     assert f"| from {three_sources[2]['dataset']} (train) | 3 rows -> 5 pairs |" in text
+
+
+def test_sft_false_parts_are_flagged_in_the_train_batches_only(tiny_model_dir, three_sources):
+    """A part with ``sft: false`` marks its train pairs (the ``sft`` column and batch key) so
+    the SFT term skips their chosen replies; validation carries no flag (every pair counts)."""
+    three_sources[2]["sft"] = False  # the HH part: 4 pairs x weight 2, capped at 5
+    data = PreferenceDataModule(
+        tokenizer=str(tiny_model_dir),
+        mixture=[DatasetPart(**part) for part in three_sources],
+        max_length=64,
+        max_prompt_length=32,
+        batch_size=32,
+    )
+    data.setup("fit")
+    flags = list(data.splits["train"].with_format(None)["sft"])
+    assert flags.count(False) == 5 and flags.count(True) == len(flags) - 5
+    (batch,) = list(data.train_dataloader())  # one shuffled batch of every train pair
+    assert sorted(batch["sft"].tolist()) == sorted(flags)
+    assert "sft" not in data.splits["val"].column_names
+    assert "sft" not in next(iter(data.val_dataloader()))
+    # with every part learning its chosen replies, no flag at all
+    three_sources[2]["sft"] = True
+    data = PreferenceDataModule(
+        tokenizer=str(tiny_model_dir), mixture=[DatasetPart(**p) for p in three_sources],
+        max_length=64, max_prompt_length=32,
+    )
+    data.setup("fit")
+    assert "sft" not in data.splits["train"].column_names
+
+
+def test_a_fit_whose_parts_all_skip_sft_logs_no_sft_loss(tiny_model_dir, three_sources, tmp_path):
+    """End to end through the CLI: with ``model.objective.sft_weight`` 1 and every part
+    ``sft: false``, each step's SFT term is 0 while the DPO loss is not; with the flag left at
+    its default the same fit logs a positive SFT loss."""
+    import csv
+
+    logged = {}
+    for skip in (True, False):
+        for part in three_sources:
+            part["sft"] = not skip
+        config = tmp_path / f"skip{skip}.yaml"
+        config.write_text(yaml.safe_dump({"data": {"mixture": three_sources,
+                                                   "val_fraction": 0.2}}))
+        root = tmp_path / f"run-skip{skip}"
+        main([
+            "fit", f"--config={config}", f"--model.model={tiny_model_dir}",
+            "--data.max_length=64", "--data.max_prompt_length=32",
+            "--model.objective.sft_weight=1.0", "--trainer.max_steps=2",
+            "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_checkpointing=false", "--trainer.log_every_n_steps=1",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+            f"--trainer.logger.save_dir={root}",
+        ])
+        with open(root / "lightning_logs" / "version_0" / "metrics.csv") as file:
+            logged[skip] = [r for r in csv.DictReader(file) if r.get("train/sft_loss")]
+    assert len(logged[True]) == 2 and len(logged[False]) == 2
+    assert all(float(r["train/sft_loss"]) == 0.0 for r in logged[True])
+    assert all(float(r["train/loss"]) > 0.5 for r in logged[True])
+    assert all(float(r["train/sft_loss"]) > 1.0 for r in logged[False])
+
+
+def test_sft_false_without_an_sft_term_is_a_warning_naming_the_part():
+    from types import SimpleNamespace
+
+    from lit_dpo.train.losses import Objective
+    from lit_dpo.train.run_checks import check_data
+
+    data = SimpleNamespace(parts=[DatasetPart("a"), DatasetPart("b", sft=False)], unpaired={})
+    warning = check_data(Objective(), data)
+    assert warning.startswith("data.mixture[1].sft is false") and "changes nothing" in warning
+    assert check_data(Objective(sft_weight=0.5), data) is None
+    assert check_data(Objective(loss_types=("cpo",)), data) is None  # CPO's NLL term

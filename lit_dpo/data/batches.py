@@ -91,7 +91,9 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
         are ``IGNORE_INDEX`` on prompt and padding so only completion tokens are scored. Features
         with a ``pair_index`` also give ``pair_index`` (B,); unpaired rows (``data.unpaired``),
         whose ``chosen_ids`` is the completion and ``rejected_ids`` its KL counterpart, give
-        ``label`` (B,), true for a desirable completion.
+        ``label`` (B,), true for a desirable completion; features with ``sft`` (a mixture
+        with a ``sft: false`` part) give ``sft`` (B,), true where the SFT term learns the chosen
+        reply.
     """
     sequences, labels = [], []
     for side in ("chosen_ids", "rejected_ids"):
@@ -113,6 +115,9 @@ def collate_pairs(features: list[dict[str, Any]], pad_token_id: int) -> dict[str
         batch["label"] = torch.tensor([bool(feature["label"]) for feature in features])
     if "pair_index" in features[0]:
         batch["pair_index"] = torch.tensor([feature["pair_index"] for feature in features])
+    if "sft" in features[0]:
+        # a mixture part with sft false: the SFT term leaves these pairs' chosen replies out
+        batch["sft"] = torch.tensor([bool(feature["sft"]) for feature in features])
     return batch
 
 

@@ -57,6 +57,8 @@ SOURCE_ROW = INTERNAL_PREFIX + "source_row"
 Format = Literal["auto", "ultrafeedback", "conversational", "plain", "hh-rlhf", "unpaired"]
 # how many skipped rows are shown with their file and row, as examples to fix
 SHOWN_BAD_ROWS = 3
+# a train pair's flag: whether the SFT term learns its chosen reply (DatasetPart.sft)
+SFT_COLUMN = "sft"
 # rows tried in turn when detecting a split's format
 DETECT_ROWS = 20
 
@@ -75,6 +77,9 @@ class DatasetPart:
         weight: scales how many of its train pairs are used: 0.25 keeps a seeded quarter, 2 uses
             every pair twice.
         max_pairs: at most this many of its train pairs (after ``weight``).
+        sft: whether the SFT term (``model.objective.sft_weight``, and CPO's and ORPO's NLL)
+            learns this part's chosen replies; false keeps it to the preference loss, e.g. a
+            harmlessness set whose chosen replies are often refusals, mixed with a helpful set.
     """
 
     dataset: str
@@ -84,6 +89,7 @@ class DatasetPart:
     val_split: str | None = None
     weight: float = 1.0
     max_pairs: int | None = None
+    sft: bool = True
 
 
 class PreferenceDataModule(LightningDataModule):
@@ -243,11 +249,14 @@ class PreferenceDataModule(LightningDataModule):
                 encoded = with_kl_completions(encoded, self.hparams.max_length)
             # pair_index keys the precomputed reference log-probs (precompute_reference)
             encoded = encoded.add_column("pair_index", list(range(len(encoded))))
-            self.splits[stage_name] = encoded.with_format(
-                columns=[*ENCODED_COLUMNS, "pair_index"]
+            columns = (
+                [*ENCODED_COLUMNS, "pair_index"]
                 if unpaired
                 else ["prompt_ids", "chosen_ids", "rejected_ids", "pair_index"]
             )
+            if SFT_COLUMN in encoded.column_names and not unpaired:
+                columns.append(SFT_COLUMN)
+            self.splits[stage_name] = encoded.with_format(columns=columns)
             self.report[stage_name] = _merge_reports([r for _, r in results], len(encoded))
             if unpaired:
                 self.report[stage_name].update(
@@ -427,6 +436,9 @@ class PreferenceDataModule(LightningDataModule):
             encoded = _weighted(encoded, part.weight, part.max_pairs, self.hparams.seed)
             report.update(pairs=len(encoded), weight=part.weight)
             prepared["train"] = (encoded, report)
+        if not all(p.sft for p in self.parts):
+            # which pairs the SFT term learns from (batches carry it as "sft")
+            prepared["train"] = (encoded.add_column(SFT_COLUMN, [part.sft] * len(encoded)), report)
         return prepared
 
     def _prepare_split(

@@ -263,7 +263,7 @@ class DPOModule(LightningModule):
         mean = (lambda x: trainer.strategy.reduce(x, reduce_op="mean")) if several else None
         result = objective_step(
             self.objective, policy, reference, self.bco_shift.shift,
-            training=stage == "train", mean_over_ranks=mean,
+            training=stage == "train", mean_over_ranks=mean, sft_pairs=batch.get("sft"),
         )
         self.bco_shift.shift = result.bco_shift
         return result.statistics

@@ -99,11 +99,20 @@ def check_data(objective: Objective, datamodule) -> str | None:
     and how many of each label), before the model loads.
 
     Returns:
-        A warning to log: KTO's label weights far from balancing the rows' counts; else None.
+        A warning to log: KTO's label weights far from balancing the rows' counts, or a mixture
+        part's ``sft: false`` with no SFT term to leave it out of; else None.
 
     Raises:
         ConfigError: the objective cannot learn from the split's kind of rows.
     """
+    parts = getattr(datamodule, "parts", None) or []
+    no_sft = [i for i, part in enumerate(parts) if not getattr(part, "sft", True)]
+    if no_sft and "sft_loss" not in objective.extra_keys:
+        return (
+            f"data.mixture[{no_sft[0]}].sft is false, which leaves a part out of the SFT term, but "
+            f"{list(objective.loss_types)} with model.objective.sft_weight 0 has none: it changes "
+            "nothing"
+        )
     unpaired = getattr(datamodule, "unpaired", None)
     if not unpaired or "train" not in unpaired:
         return None

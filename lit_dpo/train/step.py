@@ -78,6 +78,7 @@ def objective_step(
     bco_shift: BCOShift = BCOShift(),
     training: bool = False,
     mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    sft_pairs: torch.Tensor | None = None,
 ) -> StepResult:
     """The objective's loss and statistics on one batch of B pairs.
 
@@ -92,6 +93,8 @@ def objective_step(
         training: a training step, which moves the BCO shift.
         mean_over_ranks: the mean of a () tensor over every process (under DDP), so that each
             rank moves the BCO shift alike; None on one process.
+        sft_pairs: (B,) bool, the pairs whose chosen replies the NLL term learns (a mixture part
+            with ``sft: false`` is left out); None: every pair.
 
     Raises:
         ValueError: mismatched shapes, or no reference for an objective that needs one.
@@ -101,6 +104,11 @@ def objective_step(
         reference = row_logps(reference, objective.ld_alpha)
     chosen_sums, _ = split_pairs(policy.sums())
     chosen_counts, _ = split_pairs(counts)
+    if sft_pairs is not None:
+        # NLL per token over the flagged pairs' chosen tokens only; 0 where none is flagged
+        keep = sft_pairs.to(chosen_sums.device, torch.bool)
+        chosen_sums = torch.where(keep, chosen_sums, torch.zeros_like(chosen_sums))
+        chosen_counts = torch.where(keep, chosen_counts, torch.zeros_like(chosen_counts))
     pair_weights = None
     if objective.use_weighting:
         pair_weights = wpo_weights(policy.logps, policy.log_sum_sq, policy.rows, policy.num_rows)
