@@ -101,6 +101,9 @@ def test_mixture_settings_are_checked(tiny_model_dir):
         )
     with pytest.raises(ConfigError, match="mixture is empty"):
         PreferenceDataModule(mixture=[], tokenizer=str(tiny_model_dir))
+    # parts as plain dicts (a Python caller, hparams.yaml) are checked alike
+    with pytest.raises(ConfigError, match=r"mixture\[0\].weight must be positive"):
+        PreferenceDataModule(mixture=[{"dataset": "a", "weight": 0}], tokenizer=str(tiny_model_dir))
 
 
 def test_mixture_from_a_yaml_config_trains_and_prints(

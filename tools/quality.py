@@ -134,6 +134,11 @@ def main() -> None:
                         help="with --trl: TRL's whole tutorial epoch, unbudgeted; its CPU s "
                              "become the default budget of later runs on this machine")
     parser.add_argument("--quick", action="store_true", help="a few minutes, small and short")
+    parser.add_argument("--helpful", type=int, default=0, metavar="N",
+                        help="mix N pairs of the embedded UltraFeedback-shaped set (helpful "
+                             "questions) into each run's training pairs")
+    parser.add_argument("--sft_parts", choices=["all", "helpful"], default="all",
+                        help="with --helpful: which pairs' chosen replies the SFT term learns")
     parser.add_argument("--desirable_keep", type=float, metavar="F",
                         help="KTO's imbalance experiment: train on the fit's pairs as unpaired "
                              "rows, keeping only this share of the desirable ones")
@@ -220,6 +225,9 @@ def run_one(args: argparse.Namespace, split: str, data: Path, budget: float,
             data, rows = write_imbalanced(data, int(train_size), args.desirable_keep,
                                           int(configured(args.config, extra, "seed", 42)))
             extra.append(override("train_size", rows))
+        if args.helpful:
+            train_size = int(configured(args.config, extra, "train_size"))
+            extra = [*mixture_flags(data, train_size, args.helpful, args.sft_parts), *extra]
         fit = run_lit(data, run_dir, args.config, extra, budget)
     eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
     evaluation = evaluate(run_dir / "adapter", data, run_dir, fit["beta"], fit["max_length"],
@@ -339,6 +347,19 @@ def prepare_folds(source: Path, folds: int, fold: int, out: Path) -> Path:
     train = [rows[i] for k, part in enumerate(parts) if k != fold for i in part]
     test = [rows[i] for i in parts[fold]]
     return _write_split(out / f"cv{folds}-fold{fold}", train, test)
+
+
+def mixture_flags(data: Path, train_size: int, helpful: int, sft_parts: str) -> list[str]:
+    """``lit-dpo fit`` flags that train on a mixture: the ``train_size`` pairs of ``data`` a
+    single-dataset fit would take (the same seeded draw) and ``helpful`` pairs of the embedded
+    UltraFeedback-shaped set; with ``sft_parts`` ``helpful`` the SFT term leaves the HH part out.
+    The mixture replaces ``data.dataset`` and its splits."""
+    mixture = [
+        {"dataset": str(data), "train_split": "train", "val_split": "test",
+         "max_pairs": train_size, "sft": sft_parts == "all"},
+        {"dataset": "embedded:ultrafeedback-mini", "max_pairs": helpful},
+    ]
+    return [f"--data.mixture={json.dumps(mixture)}", override("train_size", train_size + helpful)]
 
 
 def prepare_data(source: Path, split: str, out: Path) -> Path:

@@ -178,14 +178,16 @@ class PreferenceDataModule(LightningDataModule):
                 problems.append(f"{name} must be positive or null, got {size}")
         if mixture is not None and not mixture:
             problems.append("mixture is empty; give at least one dataset or leave it null")
-        for i, part in enumerate(mixture or []):
+        # dicts from Python callers; the CLI gives DatasetPart already
+        mixture = [DatasetPart(**p) if isinstance(p, dict) else p for p in mixture or []]
+        for i, part in enumerate(mixture):
             if part.weight <= 0:
                 problems.append(f"mixture[{i}].weight must be positive, got {part.weight}")
             if part.max_pairs is not None and part.max_pairs < 1:
                 problems.append(f"mixture[{i}].max_pairs must be positive, got {part.max_pairs}")
         if problems:
             raise ConfigError("data settings: " + "; ".join(problems))
-        self.parts = [DatasetPart(**p) if isinstance(p, dict) else p for p in mixture or []] or [
+        self.parts = mixture or [
             DatasetPart(dataset, format, columns, train_split, val_split)
         ]
         # plain dicts, so hparams.yaml and checkpoints hold no lit_dpo class
