@@ -230,3 +230,66 @@ def test_bad_flags_fail_in_one_line_before_training(tmp_path):
     assert done.returncode == 2 and "--only_folds [7] are not folds of --folds 5" in done.stderr
     done = quality_cli("--folds", "1", "--results", results)
     assert done.returncode == 2 and "--folds needs at least 2 parts, got 1" in done.stderr
+    done = quality_cli("--desirable_keep", "1.5", "--results", results)
+    assert done.returncode == 2 and "--desirable_keep is a share in (0, 1]" in done.stderr
+    done = quality_cli("--sft_parts", "helpful", "--results", results)
+    assert done.returncode == 2 and "--sft_parts helpful needs --helpful N" in done.stderr
+
+
+def _hh_folder(tmp_path, count: int) -> Path:
+    folder = tmp_path / "hh"
+    folder.mkdir()
+    for name, rows in (("train", range(count)), ("test", range(count, count + 3))):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(hh_row(i)) + "\n" for i in rows))
+    return folder
+
+
+def test_imbalanced_rows_are_the_fits_own_pairs_with_a_share_of_the_desirable(
+    tiny_model_dir, tmp_path
+):
+    """``--desirable_keep``: the unpaired file holds the same pairs a paired fit with
+    ``data.train_size`` draws (checked against the DataModule's own ``data.unpair`` rows), every
+    rejected reply and a seeded share of the chosen ones; the held-out pairs are unchanged."""
+    import quality_unpaired
+
+    from lit_dpo.data.datamodule import PreferenceDataModule
+
+    folder = _hh_folder(tmp_path, 20)
+    paired = PreferenceDataModule(dataset=str(folder), tokenizer=str(tiny_model_dir),
+                                  train_split="train", val_split="test", train_size=10,
+                                  max_length=64, max_prompt_length=32, unpair=True)
+    paired.setup("fit")
+    tokenizer = paired.tokenizer
+
+    def completions(data, label):
+        rows = data.splits["train"].with_format(None)
+        return sorted(tokenizer.decode(r["chosen_ids"]) for r in rows if r["label"] == label)
+
+    out, rows = quality_unpaired.write_imbalanced(folder, 10, 1.0, 42)
+    assert rows == 20
+    whole = PreferenceDataModule(dataset=str(out), tokenizer=str(tiny_model_dir),
+                                 train_split="train", val_split="test", train_size=rows,
+                                 max_length=64, max_prompt_length=32)
+    whole.setup("fit")
+    assert completions(whole, True) == completions(paired, True)
+    assert completions(whole, False) == completions(paired, False)
+    out, rows = quality_unpaired.write_imbalanced(folder, 10, 0.2, 42)
+    labels = [json.loads(line)["label"] for line in (out / "train.jsonl").read_text().splitlines()]
+    assert rows == 12 and labels.count(True) == 2 and labels.count(False) == 10
+    assert (out / "test.jsonl").read_text() == (folder / "test.jsonl").read_text()
+
+
+def test_helpful_mixture_flags_keep_the_fits_pairs_and_set_the_sft_part(tmp_path):
+    flags = quality.mixture_flags(tmp_path / "hh", 320, 128, "helpful")
+    mixture = json.loads(flags[0].split("=", 1)[1])
+    assert flags[0].startswith("--data.mixture=") and flags[1] == "--data.train_size=448"
+    assert mixture[0]["max_pairs"] == 320 and mixture[0]["sft"] is False
+    assert mixture[1] == {"dataset": "embedded:ultrafeedback-mini", "max_pairs": 128}
+    assert json.loads(quality.mixture_flags(tmp_path, 8, 4, "all")[0].split("=", 1)[1])[0]["sft"]
+    # the fit's train size: the last override, else the config file's
+    assert quality.configured("configs/quality_cpu.yaml", [], "train_size") == 320
+    assert quality.configured("configs/quality_cpu.yaml", ["--data.train_size=64"],
+                              "train_size") == 64
+    assert quality.configured("configs/quality_cpu.yaml", ["--data.train_size", "32"],
+                              "train_size") == 32
+    assert quality.configured("configs/quality_cpu.yaml", [], "seed", 42) == 42

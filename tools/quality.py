@@ -171,6 +171,8 @@ def main() -> None:
         return
     if args.measure_budget and not args.trl:
         parser.error("--measure_budget measures TRL's epoch: add --trl")
+    if args.sft_parts != "all" and not args.helpful:
+        parser.error("--sft_parts helpful needs --helpful N (the helpful pairs it trains on)")
     if args.desirable_keep is not None and (args.trl or not 0 < args.desirable_keep <= 1):
         parser.error("--desirable_keep is a share in (0, 1] of a lit-dpo run's desirable rows")
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
