@@ -39,6 +39,7 @@ import torch
 
 from lit_dpo.train.logps import ScoredTokens, sequence_tokens
 from lit_dpo.train.losses import Objective, sft_nll, wpo_weights
+from lit_dpo.train.settings import ObjectiveSettings
 from lit_dpo.train.step import BCOShift, objective_step
 
 B, T = 3, 9  # pairs, sequence length
@@ -406,12 +407,14 @@ def test_the_modules_step_is_objective_step(tiny_model_dir, tiny_tokenizer, sett
     """DPOModule's training step gives what ``objective_step`` gives on the policy's and the
     reference's scored tokens of the same batch (so the TRL comparison above covers training),
     its gradient included, and it moves the BCO shift as ``objective_step`` says."""
-    from test_techniques import _module, _tiny_batch
+    from test_techniques import NO_CHECKPOINTING, _module, _tiny_batch
 
     from lit_dpo.models.reference import as_reference
     from lit_dpo.train.forward import batch_token_logps
 
-    module = _module(tiny_model_dir, gradient_checkpointing=False, **settings)
+    module = _module(
+        tiny_model_dir, objective=ObjectiveSettings(**settings), efficiency=NO_CHECKPOINTING
+    )
     batch = _tiny_batch(tiny_tokenizer)
     objective, path = module.objective, module.scoring
     policy = batch_token_logps(module.policy, batch, *path, log_sum_sq=objective.use_weighting)

@@ -36,6 +36,12 @@ from lit_dpo.train.packing import (
     packed_block_mask,
     token_cost_in_scores,
 )
+from lit_dpo.train.settings import (
+    EfficiencySettings,
+    LoadSettings,
+    LoRASettings,
+    ObjectiveSettings,
+)
 
 PAIRS = [PreferencePair([{"role": "user", "content": q}], c, r) for q, c, r in ROWS]
 
@@ -277,8 +283,14 @@ def test_pack_pairs_rejects_left_padding():
 # --- the module's step paths on the tiny 4-bit model ------------------------------------------
 
 
-def _module(tiny_model_dir, **kwargs) -> DPOModule:
-    module = DPOModule(model=str(tiny_model_dir), lora_dropout=0.0, **kwargs)
+# the step tests' scoring settings where gradient checkpointing is not what they test
+NO_CHECKPOINTING = EfficiencySettings(gradient_checkpointing=False)
+
+
+def _module(tiny_model_dir, **groups) -> DPOModule:
+    """The tiny model's module with DPOModule's ``groups`` (``efficiency=EfficiencySettings()``),
+    LoRA without dropout unless ``lora`` is given."""
+    module = DPOModule(model=str(tiny_model_dir), **{"lora": LoRASettings(dropout=0.0), **groups})
     module.configure_model()
     # every LoRA weight set from one seed, so the result does not hang on the tests run before
     generator = torch.Generator().manual_seed(1)
@@ -314,7 +326,9 @@ TECHNIQUES = [
 @pytest.mark.parametrize("gradient_checkpointing", [False, True])
 @pytest.mark.parametrize("switches", TECHNIQUES, ids=lambda s: "-".join(map(str, s.values())))
 def test_step_equals_plain_path(tiny_model_dir, tiny_tokenizer, switches, gradient_checkpointing):
-    module = _module(tiny_model_dir, gradient_checkpointing=gradient_checkpointing)
+    module = _module(
+        tiny_model_dir, efficiency=EfficiencySettings(gradient_checkpointing=gradient_checkpointing)
+    )
     batch = _tiny_batch(tiny_tokenizer)
     expected, expected_grads = _step(module, batch, **PLAIN)
     got, grads = _step(module, batch, **switches)
@@ -343,7 +357,7 @@ def test_packed_pairs_in_rows_or_end_to_end_give_the_plain_step(
 
     monkeypatch.setattr(forward, "end_to_end_is_cheaper", lambda segments, cost: joined)
     monkeypatch.setattr(forward, "end_to_end", spy)
-    module = _module(tiny_model_dir, gradient_checkpointing=True)
+    module = _module(tiny_model_dir, efficiency=EfficiencySettings(gradient_checkpointing=True))
     batch = _tiny_batch(tiny_tokenizer)
     expected, expected_grads = _step(module, batch, **PLAIN)
     got, grads = _step(module, batch, logps_chunk_size=7, share_prompt=True)
@@ -357,7 +371,9 @@ def test_packed_pairs_in_rows_or_end_to_end_give_the_plain_step(
 
 
 def test_packed_path_without_quantization_and_with_eager_attention(tiny_model_dir, tiny_tokenizer):
-    module = _module(tiny_model_dir, quantization="none", gradient_checkpointing=False)
+    module = _module(
+        tiny_model_dir, load=LoadSettings(quantization="none"), efficiency=NO_CHECKPOINTING
+    )
     module.policy.get_base_model().config._attn_implementation = "eager"
     batch = _tiny_batch(tiny_tokenizer)
     expected, expected_grads = _step(module, batch, **PLAIN)
@@ -382,8 +398,11 @@ def test_flex_attention_gives_the_dense_mask_and_plain_log_probs(
 
     monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention", eager_flex)
     batch = _tiny_batch(tiny_tokenizer)
-    module = _module(tiny_model_dir, gradient_checkpointing=False)
-    flex = _module(tiny_model_dir, gradient_checkpointing=False, packed_attention="flex")
+    module = _module(tiny_model_dir, efficiency=NO_CHECKPOINTING)
+    flex = _module(
+        tiny_model_dir,
+        efficiency=EfficiencySettings(gradient_checkpointing=False, packed_attention="flex"),
+    )
     assert flex.policy.get_base_model().config._attn_implementation == "flex_attention"
     # on a CPU the default (auto) keeps the dense mask under sdpa: flex has no backward here
     assert module.policy.get_base_model().config._attn_implementation == "sdpa"
@@ -423,7 +442,7 @@ def test_packed_attention_applies_to_share_prompt_only():
     from lit_dpo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="packed_attention flex applies to share_prompt only"):
-        DPOModule(share_prompt=False, packed_attention="flex")
+        DPOModule(efficiency=EfficiencySettings(share_prompt=False, packed_attention="flex"))
 
 
 # objectives whose terms need more than a sum per row: LD-DPO's split, WPO's log sum p^2, the NLL
@@ -436,7 +455,9 @@ OBJECTIVES = [
 
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: "-".join(map(str, o.values())))
 def test_objective_terms_equal_across_paths(tiny_model_dir, tiny_tokenizer, objective):
-    module = _module(tiny_model_dir, gradient_checkpointing=False, **objective)
+    module = _module(
+        tiny_model_dir, objective=ObjectiveSettings(**objective), efficiency=NO_CHECKPOINTING
+    )
     batch = _tiny_batch(tiny_tokenizer)
     expected, expected_grads = _step(module, batch, **PLAIN)
     for switches in TECHNIQUES:
@@ -448,7 +469,9 @@ def test_objective_terms_equal_across_paths(tiny_model_dir, tiny_tokenizer, obje
             scale = 1e-4 * grad.abs().max()
             assert torch.allclose(grads[name], grad, rtol=1e-4, atol=scale), (switches, name)
     without = {**objective, "ld_alpha": None, "use_weighting": False, "sft_weight": 0.0}
-    plainer = _module(tiny_model_dir, gradient_checkpointing=False, **without)
+    plainer = _module(
+        tiny_model_dir, objective=ObjectiveSettings(**without), efficiency=NO_CHECKPOINTING
+    )
     plain, _ = _step(plainer, batch, **PLAIN)
     assert abs(plain["loss"].item() - expected["loss"].item()) > 1e-4, "terms changed nothing"
 
@@ -488,7 +511,9 @@ def test_unpaired_step_equals_plain_path(tiny_model_dir, tiny_tokenizer, loss_ty
     """Every scoring technique applies to KTO: the chunked head, and packing a completion with its
     KL row under their shared prompt (the KL row scored in the same forward, then detached by the
     baseline). Loss, KL baseline, rewards, log-probs and LoRA gradients equal the plain path's."""
-    module = _module(tiny_model_dir, loss_type=loss_type, desirable_weight=1.5)
+    module = _module(
+        tiny_model_dir, objective=ObjectiveSettings(loss_type=loss_type, desirable_weight=1.5)
+    )
     batch = _unpaired_batch(tiny_tokenizer)
     expected, expected_grads = _step(module, batch, **PLAIN)
     # at policy = reference every weighted reply's loss is weight / 2: 1.5 / 2 and 1 / 2
@@ -512,10 +537,13 @@ def test_precomputed_reference_gives_the_on_the_fly_kto_losses(
     """The table holds each row's completion and its KL row, fixed when the split is prepared, so
     it stays valid in the second epoch, whose order the sampler shuffles anew."""
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
-    kto = {"loss_type": "kto", "data_settings": {"unpair": True, "train_size": 3}}
+    kto = {
+        "objective": ObjectiveSettings(loss_type="kto"),
+        "data_settings": {"unpair": True, "train_size": 3},
+    }
     expected, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "a", **kto)
     got, module = _fit_losses(
-        tiny_model_dir, tiny_data_dir, tmp_path / "b", precompute_reference=True, **kto
+        tiny_model_dir, tiny_data_dir, tmp_path / "b", efficiency=PRECOMPUTE, **kto
     )
     assert len(got) == len(expected) == 6  # 3 pairs unpaired into 6 rows, batches of 2, 2 epochs
     # the policy starts as the reference (LoRA B zero): each reply's loss 1/2, then training moves
@@ -550,14 +578,16 @@ def test_share_prompt_needs_hidden_state_scoring():
     from lit_dpo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="share_prompt needs logps_chunk_size"):
-        DPOModule(logps_chunk_size=None, share_prompt=True)
+        DPOModule(efficiency=EfficiencySettings(logps_chunk_size=None, share_prompt=True))
 
 
 def test_adapted_output_head_is_refused(tiny_model_dir):
     from lit_dpo.errors import ConfigError
 
     module = DPOModule(
-        model=str(tiny_model_dir), quantization="none", target_modules=["q_proj", "lm_head"]
+        model=str(tiny_model_dir),
+        load=LoadSettings(quantization="none"),
+        lora=LoRASettings(target_modules=["q_proj", "lm_head"]),
     )
     with pytest.raises(ConfigError, match="output head is adapted"):
         module.configure_model()
@@ -566,9 +596,14 @@ def test_adapted_output_head_is_refused(tiny_model_dir):
 # --- precomputed reference --------------------------------------------------------------------
 
 
+PRECOMPUTE = EfficiencySettings(precompute_reference=True)
+
+
 def _fit_losses(
-    tiny_model_dir, tiny_data_dir, root, data_settings: dict | None = None, **module_kwargs
+    tiny_model_dir, tiny_data_dir, root, data_settings: dict | None = None, **groups
 ) -> tuple[list[float], DPOModule]:
+    """The losses of a 2-epoch fit on the tiny data with DPOModule's ``groups``, LoRA without
+    dropout."""
     from lightning import Callback, Trainer
 
     class Losses(Callback):
@@ -581,9 +616,8 @@ def _fit_losses(
     torch.manual_seed(0)
     module = DPOModule(
         model=str(tiny_model_dir),
-        lora_dropout=0.0,
         optimizer=lambda params: torch.optim.AdamW(params, lr=0.05),
-        **module_kwargs,
+        **{"lora": LoRASettings(dropout=0.0), **groups},
     )
     data = tiny_datamodule(tiny_model_dir, tiny_data_dir, **(data_settings or {}))
     losses = Losses()
@@ -608,9 +642,7 @@ def test_precomputed_reference_gives_the_on_the_fly_losses(
 ):
     monkeypatch.setenv("LIT_DPO_CACHE", str(tmp_path / "cache"))
     expected, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "a")
-    got, module = _fit_losses(
-        tiny_model_dir, tiny_data_dir, tmp_path / "b", precompute_reference=True
-    )
+    got, module = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "b", efficiency=PRECOMPUTE)
     assert len(got) == len(expected) == 6  # 5 pairs, batches of 2, 2 epochs
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert set(module.reference_tables.tables) == {"train", "val"}
@@ -622,7 +654,7 @@ def test_precomputed_reference_gives_the_on_the_fly_losses(
         raise AssertionError("recomputed a cached table")
 
     monkeypatch.setattr(reference, "compute_table", refuse)
-    again, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "c", precompute_reference=True)
+    again, _ = _fit_losses(tiny_model_dir, tiny_data_dir, tmp_path / "c", efficiency=PRECOMPUTE)
     assert again == pytest.approx(got, rel=1e-6)
 
 
@@ -737,7 +769,7 @@ def test_validation_runs_longest_first_and_scores_the_same(
     assert order != list(range(len(lengths))), "the tiny split is already longest first"
     in_split_order = list(data._loader(split, shuffle=False))
 
-    module = _module(tiny_model_dir, gradient_checkpointing=False)
+    module = _module(tiny_model_dir, efficiency=NO_CHECKPOINTING)
     module.eval()
 
     def means(batches):

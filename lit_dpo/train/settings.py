@@ -15,6 +15,8 @@ and the command line the same way (``--model.objective.beta 0.2``). ``optimizer`
 groups: LightningCLI gives a callable its own ``class_path`` form. Each group is a frozen
 dataclass whose ``Attributes:`` are what ``--help`` prints; a bad value fails as the config is
 parsed, and the settings that interact are checked together in ``run_checks.setting_problems``.
+``ObjectiveSettings`` is declared in ``losses/settings.py``, beside the ``Objective`` built from
+it, and imported here.
 
 lit-dpo 0.2 took all of them flat (``model.beta``). ``MOVED_KEYS`` is the one table of those
 names: ``move_keys`` puts an old key at its new place with one line saying so, for a config file
@@ -34,8 +36,7 @@ from typing import Any, Literal
 from lit_dpo.device import DType, PackedAttention, Quantization
 from lit_dpo.host_memory import DEFAULT_FREED_MEMORY, FreedMemory
 from lit_dpo.sources import DEFAULT_MODEL
-from lit_dpo.train.losses.registry import LossType
-from lit_dpo.train.losses.terms import FDivergence
+from lit_dpo.train.losses.settings import ObjectiveSettings
 from lit_dpo.train.nonfinite import OnNonFinite
 
 # scored positions per output-head chunk, unless a run sets model.efficiency.logps_chunk_size
@@ -97,60 +98,6 @@ class LoRASettings:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
-
-
-@dataclass(frozen=True)
-class ObjectiveSettings:
-    """What a step optimises: the loss types, their weights and the terms around them
-    (docs/configuration.md#objectives lists every loss type).
-
-    Attributes:
-        loss_type: the objective, or a list of objectives summed with ``loss_weights``:
-            DPO-family ``sigmoid`` (DPO; cDPO with label_smoothing), ``hinge``, ``ipo``,
-            ``exo_pair``, ``nca_pair``, ``robust``, ``bco_pair``, ``sppo_hard``, ``aot``,
-            ``aot_unpaired``, ``apo_zero``, ``apo_down``, ``discopop``, ``sigmoid_norm``; ``sft``
-            (NLL of the chosen replies); reference-free ``simpo``, ``cpo``, ``orpo``, which run no
-            reference forward in training; unpaired ``kto``, ``apo_zero_unpaired``.
-        beta: DPO temperature; larger keeps the policy closer to the reference (the reward
-            scale of SimPO, CPO and ORPO: ORPO's lambda, IPO's tau).
-        loss_weights: one weight per loss_type entry; null weighs each 1.
-        label_smoothing: assumed share of flipped labels: cDPO with sigmoid, and robust, aot,
-            aot_unpaired, simpo, cpo; EXO's epsilon (exo_pair needs it above 0, e.g. 1e-3).
-        ld_alpha: LD-DPO: the tokens of the longer reply past the length it shares with the other
-            count this much (0 to 1) in the log-probs of policy and reference; null: plain sums.
-        use_weighting: WPO: weigh each pair by how likely the policy is to write it now (not with
-            aot, aot_unpaired).
-        f_divergence_type: divergence from the reference the rewards derive from (f-DPO):
-            ``reverse_kl`` (DPO), ``forward_kl``, ``js_divergence``, ``alpha_divergence``; only
-            with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, discopop, sft.
-        f_alpha_divergence_coef: alpha of ``alpha_divergence``, in (0, 1]: near 0 reverse KL,
-            1 forward KL (the paper's convention; TRL 1.16's alpha is one minus this).
-        discopop_tau: DiscoPOP's temperature.
-        simpo_gamma: SimPO's target reward margin (the paper: 0.3 to 0.5 times beta, beta 2-2.5).
-        cpo_alpha: weight of CPO's NLL term on the chosen replies.
-        sft_weight: weight of an SFT term, the NLL per token of the chosen replies, added to any
-            objective (logged as ``sft_loss``); 0.1 to 1 counters falling chosen log-probs.
-        desirable_weight: ``kto`` and ``apo_zero_unpaired``: the weight of desirable replies'
-            losses (KTO's lambda_D); raise it when desirable rows are fewer, so that
-            desirable_weight x desirable rows / (undesirable_weight x undesirable rows) is in
-            [1, 4/3] (a warning says when it is not).
-        undesirable_weight: the weight of undesirable replies' losses (lambda_U).
-    """
-
-    loss_type: LossType | list[LossType] = "sigmoid"
-    beta: float = 0.1
-    loss_weights: list[float] | None = None
-    label_smoothing: float = 0.0
-    ld_alpha: float | None = None
-    use_weighting: bool = False
-    f_divergence_type: FDivergence = "reverse_kl"
-    f_alpha_divergence_coef: float = 0.5
-    discopop_tau: float = 0.05
-    simpo_gamma: float = 0.5
-    cpo_alpha: float = 1.0
-    sft_weight: float = 0.0
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ Pure maths, tensors in and tensors out, each function with its formula and paper
 - ``reference_free``: simpo, cpo, orpo, from the policy's log-probs alone;
 - ``terms``: the SFT/NLL term, LD-DPO's length split, WPO's pair weights, f-divergence scores;
 - ``registry``: one record per loss type (its loss, reference, settings, health range, words);
-- ``objective``: the settings (``Objective``) and the weighted sum of several losses
-  (``objective_loss``).
+- ``settings``: what a config sets (``ObjectiveSettings``, ``model.objective.*``);
+- ``objective``: those settings built for a step (``Objective``) and the weighted sum of several
+  losses (``objective_loss``).
 """
 
 from lit_dpo.train.losses.objective import Objective, ObjectiveResult, objective_loss

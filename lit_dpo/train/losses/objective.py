@@ -1,6 +1,6 @@
 """An objective: one or several losses with weights, and the terms around them (pure maths).
 
-``Objective`` holds the settings (``DPOModule``'s ``loss_type``, ``loss_weights``, ``beta``...)
+``Objective`` holds the settings (``settings.ObjectiveSettings``: ``loss_type``, ``beta``...)
 and lists what is wrong with them (``problems``); ``objective_loss`` turns a batch's log-probs
 into the loss, per pair and in total:
 
@@ -16,7 +16,8 @@ step then runs no reference at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, get_type_hints
 
 import torch
 
@@ -27,7 +28,8 @@ from lit_dpo.train.losses.registry import (
     PairTerms,
     loss_type_names,
 )
-from lit_dpo.train.losses.terms import FDivergence, f_divergence_scores
+from lit_dpo.train.losses.settings import ObjectiveSettings
+from lit_dpo.train.losses.terms import f_divergence_scores
 from lit_dpo.train.pairs import split_pairs
 
 __all__ = ["LOSS_TYPES", "LossType", "Objective", "ObjectiveResult", "objective_loss"]
@@ -38,50 +40,52 @@ def _named(flag: str) -> tuple[str, ...]:
     return tuple(name for name, record in LOSSES.items() if getattr(record, flag))
 
 
+def _built_fields() -> list[tuple[str, Any, Any]]:
+    """``Objective``'s fields: ``ObjectiveSettings``' own, with their types and defaults, but
+    ``loss_types``, the names in ``loss_type``, and ``loss_weights`` as tuples (hashable, as a
+    built objective is never changed)."""
+    # resolved where they are declared, so that get_type_hints(Objective) works here too
+    types, built = get_type_hints(ObjectiveSettings), []
+    for setting in fields(ObjectiveSettings):
+        default = setting.default
+        if setting.name == "loss_type":
+            built.append(("loss_types", tuple[str, ...], field(default=loss_type_names(default))))
+        elif setting.name == "loss_weights":
+            weights = None if default is None else tuple(default)
+            built.append(("loss_weights", tuple[float, ...] | None, field(default=weights)))
+        else:
+            built.append((setting.name, types[setting.name], field(default=default)))
+    return built
+
+
+# the fields, from the one declaration of the settings; ``Objective`` adds what they mean
+_ObjectiveFields = make_dataclass(
+    "_ObjectiveFields", _built_fields(), frozen=True, namespace={"__module__": __name__}
+)
+
+
 @dataclass(frozen=True)
-class Objective:
-    """What a step optimises; the fields are DPOModule's settings of the same names.
+class Objective(_ObjectiveFields):
+    """What a step optimises: ``ObjectiveSettings`` (``model.objective.*``) as a step reads them.
 
     Built once, from the settings (``from_settings``), and never changed; ``problems`` is the
     one place its settings are checked, against the loss types' records (``registry``).
 
     Attributes:
-        loss_types: the losses, summed with ``loss_weights``.
-        loss_weights: one weight per loss; None weighs each 1.
-        beta: temperature / reward scale (ORPO's lambda, IPO's tau).
-        label_smoothing: assumed share of flipped labels (loss types whose record takes it).
-        ld_alpha: LD-DPO's weight of the tokens past a pair's shared length; None: plain sums.
-        use_weighting: weigh each pair by WPO's policy likelihood.
-        f_divergence_type: the divergence the reward is derived from.
-        f_alpha_divergence_coef: the alpha of ``alpha_divergence``.
-        discopop_tau: DiscoPOP's temperature.
-        simpo_gamma: SimPO's target reward margin.
-        cpo_alpha: weight of CPO's NLL term.
-        sft_weight: weight of an NLL term on the chosen replies, added to any objective.
-        desirable_weight: KTO's lambda_D, the weight of desirable replies' losses.
-        undesirable_weight: KTO's lambda_U, the weight of undesirable replies' losses.
-    """
+        loss_types: the names in ``loss_type``, in order (a tuple), summed with ``loss_weights``.
+        loss_weights: one weight per loss, as a tuple; None weighs each 1.
 
-    loss_types: tuple[str, ...] = ("sigmoid",)
-    loss_weights: tuple[float, ...] | None = None
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    ld_alpha: float | None = None
-    use_weighting: bool = False
-    f_divergence_type: FDivergence = "reverse_kl"
-    f_alpha_divergence_coef: float = 0.5
-    discopop_tau: float = 0.05
-    simpo_gamma: float = 0.5
-    cpo_alpha: float = 1.0
-    sft_weight: float = 0.0
-    desirable_weight: float = 1.0
-    undesirable_weight: float = 1.0
+    Every other field is the setting of the same name in ``ObjectiveSettings``, with its
+    default (``beta``, ``label_smoothing``, ``sft_weight``...; their meaning is documented there).
+    """
 
     @classmethod
     def from_settings(cls, settings: Mapping) -> Objective:
         """From DPOModule's settings (``loss_type`` a name or a list of names)."""
         values = {f.name: settings[f.name] for f in fields(cls) if f.name in settings}
-        values["loss_types"] = loss_type_names(settings.get("loss_type", "sigmoid"))
+        values["loss_types"] = loss_type_names(
+            settings.get("loss_type", ObjectiveSettings.loss_type)
+        )
         if values.get("loss_weights") is not None:
             values["loss_weights"] = tuple(values["loss_weights"])
         return cls(**values)
