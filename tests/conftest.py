@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 from dataclasses import dataclass
@@ -12,6 +13,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+# kills a lit-dpo run inside a library's write or at a training step (see its docstring)
+KILL_INSIDE = REPO / "tests" / "kill_inside.py"
+# left out of a subprocess's environment: one set for this process would make Lightning in the
+# child wait for an external launcher, or join the wrong process group
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -174,6 +182,17 @@ def tiny_fit_args(model_dir: Path, data: Path, root: Path, *extra: str) -> list[
     ]
 
 
+def logged_losses(root: Path, version: str = "*") -> dict[int, float]:
+    """{step: train/loss} of the metrics.csv of run ``version`` under ``root`` (``tiny_fit_args``
+    logs there), or of every run: a resumed run adds its steps."""
+    losses: dict[int, float] = {}
+    for path in sorted(root.glob(f"lightning_logs/version_{version}/metrics.csv")):
+        for row in csv.DictReader(path.open()):
+            if row.get("train/loss"):
+                losses[int(row["step"])] = float(row["train/loss"])
+    return losses
+
+
 def cli_error(args: list[str], capsys) -> str:
     """stderr of ``lit-dpo`` refusing ``args``: exit status 2 and no traceback."""
     from lit_dpo.cli import main
@@ -216,6 +235,41 @@ class PrintedRun:
     root: Path
 
 
+def subprocess_env(
+    cache: Path, datasets_cache: Path | None = None, *, kill_at: str | None = None, **variables: str
+) -> dict[str, str]:
+    """The environment of a lit-dpo run a test starts in a subprocess: this checkout's ``lit_dpo``
+    and the tests' modules on the path, one CPU thread, offline, its own lit-dpo cache folder
+    ``cache`` and, with ``datasets_cache``, its own ``datasets`` cache, so that runs share no cache
+    unless a test means them to.
+
+    Args:
+        cache: ``LIT_DPO_CACHE`` of the run.
+        datasets_cache: ``HF_DATASETS_CACHE`` of the run; this process's when None.
+        kill_at: ``$LIT_DPO_TEST_KILL_BEFORE_RENAME`` (``lit_dpo.files.kill_point``); a kill
+            point of this process is never passed on.
+        variables: more variables (``NODE_RANK``); this process's rank variables are left out.
+    """
+    from lit_dpo.files import KILL_POINT_VARIABLE
+
+    left_out = (*RANK_VARIABLES, KILL_POINT_VARIABLE)
+    env = {name: value for name, value in os.environ.items() if name not in left_out}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        LIT_DPO_CACHE=str(cache),
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+    )
+    if datasets_cache is not None:
+        env["HF_DATASETS_CACHE"] = str(datasets_cache)
+    if kill_at:
+        env[KILL_POINT_VARIABLE] = kill_at
+    env.update(variables)
+    return env
+
+
 def run_printed(args: list[str], root: Path, cache: Path) -> PrintedRun:
     """``python -m lit_dpo ARGS`` in a subprocess, stdout and stderr each sent to a file (as in
     ``make demo > log``: progress as plain lines), on one CPU thread, with its own cache folder.
@@ -223,13 +277,7 @@ def run_printed(args: list[str], root: Path, cache: Path) -> PrintedRun:
     import subprocess
     import sys
 
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).parents[1]),
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "LIT_DPO_CACHE": str(cache),
-    }
+    env = subprocess_env(cache)
     root.mkdir(parents=True, exist_ok=True)
     out, err = root / "stdout.txt", root / "stderr.txt"
     with out.open("w") as stdout, err.open("w") as stderr:

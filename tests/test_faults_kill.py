@@ -21,15 +21,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import REPO, logged_losses, subprocess_env, tiny_fit_args
 from safetensors.torch import load_file
 
 from lit_dpo.cli import main
-from lit_dpo.files import KILL_POINT_VARIABLE, STAGING_MARK
+from lit_dpo.files import STAGING_MARK
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 6  # 6 train pairs in batches of 2, two epochs
 
 
@@ -52,22 +51,6 @@ def _fit_args(model: Path, data: Path, root: Path, *extra: str) -> list[str]:
     )
 
 
-def _environment(cache: Path, kill_at: str | None = None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
-        "LIT_DPO_CACHE": str(cache),
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    env.pop(KILL_POINT_VARIABLE, None)
-    if kill_at:
-        env[KILL_POINT_VARIABLE] = kill_at
-    return env
-
-
 def _run_killed(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run ``python -m lit_dpo ARGS``; the exit status (-9 when it was killed) and stderr."""
     process = subprocess.Popen(
@@ -78,16 +61,6 @@ def _run_killed(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     if process.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"exit {process.returncode}: {err[-3000:]}")
     return process.returncode, err
-
-
-def _logged_losses(root: Path, version: str = "*") -> dict[int, float]:
-    """{step: train/loss} of the metrics.csv of run ``version`` under ``root``."""
-    losses: dict[int, float] = {}
-    for path in sorted(root.glob(f"lightning_logs/version_{version}/metrics.csv")):
-        for row in csv.DictReader(path.open()):
-            if row.get("train/loss"):
-                losses[int(row["step"])] = float(row["train/loss"])
-    return losses
 
 
 def _check_everything_loads(root: Path, cache: Path) -> dict[str, int]:
@@ -124,7 +97,7 @@ def straight_losses(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> dict[int
         main(_fit_args(tiny_model_dir, tiny_data_dir, root))
     finally:
         del os.environ["LIT_DPO_CACHE"]
-    losses = _logged_losses(root)
+    losses = logged_losses(root)
     assert sorted(losses) == list(range(STEPS))
     return losses
 
@@ -143,7 +116,7 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
 ):
     root, cache = tmp_path / "run", tmp_path / "cache"
     args = _fit_args(tiny_model_dir, tiny_data_dir, root)
-    status, _ = _run_killed(args, _environment(cache, kill_at))
+    status, _ = _run_killed(args, subprocess_env(cache, kill_at=kill_at))
     assert status == -signal.SIGKILL
     counts = _check_everything_loads(root, cache)
     last = root / "checkpoints" / "last.ckpt"
@@ -156,7 +129,7 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
     print(f"{kill_at}: {counts}, leftovers {leftovers}")
     assert len(leftovers) == 1
 
-    status, err = _run_killed([*args, "--ckpt_path=last"], _environment(cache))
+    status, err = _run_killed([*args, "--ckpt_path=last"], subprocess_env(cache))
     assert status == 0
     _check_everything_loads(root, cache)
     # the resumed run removed what the killed one left, and said so in one line
@@ -165,7 +138,7 @@ def test_sigkill_leaves_whole_files_and_resumes_to_the_same_losses(
     assert line.startswith("lit-dpo: removed 1 unfinished file(s) left by a killed run (")
     assert leftovers[0] in line
     # the killed process may not have flushed its metrics: compare the steps the resume ran
-    resumed = _logged_losses(root, version="1")
+    resumed = logged_losses(root, version="1")
     assert sorted(resumed) == list(range(last_complete_step, STEPS))
     differences = {s: abs(v - straight_losses[s]) for s, v in resumed.items()}
     assert max(differences.values()) < 1e-6, differences
@@ -181,13 +154,13 @@ def test_sigkill_during_export_leaves_no_merged_folder_under_the_target_name(
     merged = tmp_path / "merged"
     args = ["export", "--adapter", str(adapter), "--out", str(merged)]
     # killed with the merged model written in full, just before it takes the target's name
-    status, _ = _run_killed(args, _environment(tmp_path / "cache", "merged"))
+    status, _ = _run_killed(args, subprocess_env(tmp_path / "cache", kill_at="merged"))
     assert status == -signal.SIGKILL
     assert not merged.exists()
     (staging,) = [p for p in tmp_path.iterdir() if p.name.startswith(".merged-")]
     assert (staging / "config.json").exists()
     # a second export, not killed, removes that leftover and writes the whole folder there
-    status, err = _run_killed(args, _environment(tmp_path / "cache"))
+    status, err = _run_killed(args, subprocess_env(tmp_path / "cache"))
     assert status == 0 and staging.name in err
     assert load_file(merged / "model.safetensors")
     assert not staging.exists()

@@ -9,7 +9,6 @@ left behind, with one line. The kills land inside the libraries' writes through
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,33 +17,19 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import tiny_datamodule
+from conftest import KILL_INSIDE, REPO, subprocess_env, tiny_datamodule
 from safetensors.torch import load_file
 
-from lit_dpo.files import KILL_POINT_VARIABLE, STAGING_MARK
+from lit_dpo.files import STAGING_MARK
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
-KILL_INSIDE = REPO / "tests" / "kill_inside.py"
 
 
 def _run(where: str, args: list[str], tmp: Path, kill_at: str | None = None):
     """``tests/kill_inside.py WHERE ARGS`` with its own lit-dpo and datasets caches under ``tmp``;
     the finished process (exit -9 when killed)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
-        "LIT_DPO_CACHE": str(tmp / "cache"),
-        "HF_DATASETS_CACHE": str(tmp / "datasets"),
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    env.pop(KILL_POINT_VARIABLE, None)
-    if kill_at:
-        env[KILL_POINT_VARIABLE] = kill_at
+    env = subprocess_env(tmp / "cache", tmp / "datasets", kill_at=kill_at)
     done = subprocess.run([sys.executable, str(KILL_INSIDE), where, *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     if done.returncode not in (0, -signal.SIGKILL):

@@ -11,8 +11,6 @@ run with the losses of the one process.
 
 from __future__ import annotations
 
-import csv
-import os
 import signal
 import socket
 import subprocess
@@ -23,14 +21,22 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import ROWS, tiny_fit_args, ultrafeedback_row, write_jsonl
+from conftest import (
+    KILL_INSIDE,
+    REPO,
+    ROWS,
+    logged_losses,
+    subprocess_env,
+    tiny_fit_args,
+    ultrafeedback_row,
+    write_jsonl,
+)
 
 from lit_dpo.callbacks.interrupt import lost_peer_message
 from lit_dpo.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-REPO = Path(__file__).parents[1]
 STEPS = 6  # 12 train pairs, 2 a step
 TOLERANCE = 1e-5  # the same pairs and maths: only the order of float sums differs
 # the process group's timeout: how long a node waits for one that stopped answering
@@ -78,27 +84,13 @@ def _start_node(
 ) -> subprocess.Popen:
     """One simulated machine: ``torchrun`` with its own caches; ``kill_at`` (``training-step@N``)
     makes it die there, launcher included (``tests/kill_inside.py``)."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(
-        PYTHONPATH=str(REPO),
-        NODE_RANK=str(node),
-        LIT_DPO_CACHE=str(tmp / f"node{node}" / "lit-dpo"),
-        HF_DATASETS_CACHE=str(tmp / f"node{node}" / "datasets"),
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-    )
+    caches = tmp / f"node{node}"
+    env = subprocess_env(caches / "lit-dpo", caches / "datasets", NODE_RANK=str(node))
     command = [
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node),
         "--master_addr", "127.0.0.1", "--master_port", str(port),
-        *([str(REPO / "tests" / "kill_inside.py"), kill_at, "lit-dpo"] if kill_at
-          else ["-m", "lit_dpo"]),
+        *([str(KILL_INSIDE), kill_at, "lit-dpo"] if kill_at else ["-m", "lit_dpo"]),
         *args,
     ]
     with (tmp / f"node{node}.log").open("a") as log:
@@ -115,17 +107,6 @@ def _two_nodes(model_dir: Path, data: Path, root: Path, *extra: str) -> list[str
         "--trainer.num_nodes=2",
         *extra,
     )
-
-
-def _losses(root: Path, version: str = "*") -> dict[int, float]:
-    """{step: train/loss} of run ``version`` under ``root``, or of every run (a resumed run adds
-    its steps)."""
-    losses: dict[int, float] = {}
-    for path in sorted(root.glob(f"lightning_logs/version_{version}/metrics.csv")):
-        for row in csv.DictReader(path.open()):
-            if row.get("train/loss"):
-                losses[int(row["step"])] = float(row["train/loss"])
-    return losses
 
 
 def _tokenized_rows(cache: Path) -> list[int]:
@@ -158,7 +139,7 @@ def test_two_nodes_match_one_process_stop_together_and_resume(
 ):
     one = tmp_path / "one"
     main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=2"))
-    expected = _losses(one)
+    expected = logged_losses(one)
     assert sorted(expected) == list(range(STEPS))
 
     root = tmp_path / "two"
@@ -187,8 +168,8 @@ def test_two_nodes_match_one_process_stop_together_and_resume(
     statuses = [node.wait(timeout=600) for node in nodes]
     assert statuses == [0, 0], (tmp_path / "node0.log").read_text()[-4000:]
     # the second launch resumed from step 3 (and did not start again from step 0)
-    assert sorted(_losses(root, version="1")) == [3, 4, 5]
-    got = _losses(root)
+    assert sorted(logged_losses(root, version="1")) == [3, 4, 5]
+    got = logged_losses(root)
     assert sorted(got) == list(range(STEPS))
     for step, loss in expected.items():
         assert got[step] == pytest.approx(loss, rel=TOLERANCE, abs=TOLERANCE), f"step {step}"

@@ -101,7 +101,7 @@ class Setup:
 def make_setup(dry_run: bool, scratch: Path) -> Setup:
     """Build the models the checks train (random weights, SmolLM2's tokenizer) in ``scratch``."""
     sys.path.insert(0, str(TOOLS))
-    from bench import build_gpu_model
+    from bench_model import build_gpu_model
 
     from lit_dpo.preflight.memory import QWEN2_0_5B_INSTRUCT, ModelShape
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main(spec_path: str) -> None:
     import torch
-    from bench import train_as_lit_dpo_does
+    from bench_trl import train_as_lit_dpo_does
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
