@@ -437,7 +437,8 @@ def test_export_flag_and_errors(folder, tmp_path, capsys):
 
 def test_the_command_serves_on_a_free_port_and_stops_on_ctrl_c(folder):
     """The real command in its own process: ``--port 0``, the printed URL, SIGINT."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    # faulthandler: a SIGABRT prints every thread's stack, should the command not stop
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "lit_dpo", "judge", "--compare", str(folder), "--port", "0"],
         stdout=subprocess.PIPE,
@@ -452,7 +453,14 @@ def test_the_command_serves_on_a_free_port_and_stops_on_ctrl_c(folder):
         state = json.loads(http(url + "api/state?judge=carol")[1])
         http(url + "api/vote", {"judge": "carol", "prompt_id": "1", "choice": "tie"})
         process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=60)
+        try:
+            out, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # seen twice on a loaded 2-core machine: say where it waits, not only that it did
+            process.send_signal(signal.SIGABRT)
+            stacks, _ = process.communicate(timeout=30)
+            message = f"still running 60 s after SIGINT; its threads:\n{stacks}"
+            raise AssertionError(message) from None
     finally:
         if process.poll() is None:
             process.kill()
