@@ -250,8 +250,6 @@ def test_imbalanced_rows_are_the_fits_own_pairs_with_a_share_of_the_desirable(
     """``--desirable_keep``: the unpaired file holds the same pairs a paired fit with
     ``data.train_size`` draws (checked against the DataModule's own ``data.unpair`` rows), every
     rejected reply and a seeded share of the chosen ones; the held-out pairs are unchanged."""
-    import quality_unpaired
-
     from lit_dpo.data.datamodule import PreferenceDataModule
 
     folder = _hh_folder(tmp_path, 20)
@@ -265,7 +263,7 @@ def test_imbalanced_rows_are_the_fits_own_pairs_with_a_share_of_the_desirable(
         rows = data.splits["train"].with_format(None)
         return sorted(tokenizer.decode(r["chosen_ids"]) for r in rows if r["label"] == label)
 
-    out, rows = quality_unpaired.write_imbalanced(folder, 10, 1.0, 42)
+    out, rows = quality.prepare_imbalanced(folder, 10, 1.0, 42)
     assert rows == 20
     whole = PreferenceDataModule(dataset=str(out), tokenizer=str(tiny_model_dir),
                                  train_split="train", val_split="test", train_size=rows,
@@ -273,7 +271,7 @@ def test_imbalanced_rows_are_the_fits_own_pairs_with_a_share_of_the_desirable(
     whole.setup("fit")
     assert completions(whole, True) == completions(paired, True)
     assert completions(whole, False) == completions(paired, False)
-    out, rows = quality_unpaired.write_imbalanced(folder, 10, 0.2, 42)
+    out, rows = quality.prepare_imbalanced(folder, 10, 0.2, 42)
     labels = [json.loads(line)["label"] for line in (out / "train.jsonl").read_text().splitlines()]
     assert rows == 12 and labels.count(True) == 2 and labels.count(False) == 10
     assert (out / "test.jsonl").read_text() == (folder / "test.jsonl").read_text()

@@ -221,11 +221,9 @@ def run_one(args: argparse.Namespace, split: str, data: Path, budget: float,
             extra = [override("train_size", QUICK["pairs"]), override("max_length", length),
                      override("max_prompt_length", length // 2), *extra]
         if args.desirable_keep is not None:
-            from quality_unpaired import write_imbalanced
-
             train_size = configured(args.config, extra, "train_size")
-            data, rows = write_imbalanced(data, int(train_size), args.desirable_keep,
-                                          int(configured(args.config, extra, "seed", 42)))
+            data, rows = prepare_imbalanced(data, int(train_size), args.desirable_keep,
+                                            int(configured(args.config, extra, "seed", 42)))
             extra.append(override("train_size", rows))
         if args.helpful:
             train_size = int(configured(args.config, extra, "train_size"))
@@ -373,6 +371,22 @@ def prepare_data(source: Path, split: str, out: Path) -> Path:
     else:
         test = clean_rows(source / "test.jsonl")
     return _write_split(out / split, train, test)
+
+
+def prepare_imbalanced(folder: Path, train_size: int, keep: float,
+                       seed: int) -> tuple[Path, int]:
+    """A sibling of ``folder``: its train pairs as unpaired rows keeping a ``keep`` share of the
+    desirable ones (``quality_unpaired``), its held-out pairs unchanged.
+
+    Returns:
+        the folder, and its number of training rows (the fit's new ``data.train_size``).
+    """
+    from quality_unpaired import imbalanced_train
+
+    train = imbalanced_train(folder, train_size, keep, seed)
+    test = (folder / "test.jsonl").read_text().splitlines()
+    out = folder.with_name(f"{folder.name}-desirable{keep:g}-of{train_size}")
+    return _write_split(out, train, test), len(train)
 
 
 def _write_split(folder: Path, train: list[str], test: list[str]) -> Path:

@@ -2,7 +2,7 @@
 
 KTO is said to hold up when thumbs-up answers are scarce (Ethayarajh et al. 2024 drop 90% of the
 desirable examples). ``data.unpair`` turns every pair into one desirable and one undesirable row;
-this writes the same pairs the fit would train on (its ``data.train_size`` pairs, drawn as the
+this gives the same pairs the fit would train on (its ``data.train_size`` pairs, drawn as the
 DataModule draws them) as unpaired rows with only a fraction of the desirable ones kept, so the
 balanced and the imbalanced run differ in nothing but the dropped thumbs-up rows.
 """
@@ -41,27 +41,14 @@ def unpaired_rows(lines: list[str], keep: float, seed: int) -> list[dict]:
     return rows
 
 
-def write_imbalanced(folder: Path, train_size: int, keep: float, seed: int) -> tuple[Path, int]:
-    """A sibling of ``folder`` whose ``train.jsonl`` is the fit's pairs as unpaired rows with a
-    ``keep`` fraction of the desirable ones, and whose ``test.jsonl`` is ``folder``'s held-out
-    pairs unchanged (so the accuracies compare with paired runs).
-
-    Returns:
-        the folder, and its number of training rows (the fit's new ``data.train_size``).
-    """
+def imbalanced_train(folder: Path, train_size: int, keep: float, seed: int) -> list[str]:
+    """The JSONL lines of the fit's pairs in ``folder/train.jsonl`` as unpaired rows with a
+    ``keep`` fraction of the desirable ones (``quality.prepare_imbalanced`` writes them beside
+    the held-out pairs, unchanged, so the accuracies compare with paired runs)."""
     lines = (folder / "train.jsonl").read_text().splitlines()
     chosen = [lines[i] for i in fit_pairs(len(lines), train_size, seed)]
     rows = unpaired_rows(chosen, keep, seed)
-    out = folder.with_name(f"{folder.name}-desirable{keep:g}-of{train_size}")
-    out.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    # rewritten only when changed: the datasets cache keys on the file
-    held_out = (folder / "test.jsonl").read_text()
-    for name, content in (("train.jsonl", text), ("test.jsonl", held_out)):
-        path = out / name
-        if not path.exists() or path.read_text() != content:
-            path.write_text(content)
     desirable = sum(row["label"] for row in rows)
     print(f"quality: {len(rows)} unpaired rows from {train_size} pairs: {desirable} desirable "
           f"(a {keep:g} share kept), {len(rows) - desirable} undesirable", flush=True)
-    return out, len(rows)
+    return [json.dumps(row) for row in rows]
