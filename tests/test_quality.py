@@ -103,7 +103,21 @@ def test_diff_of_two_recorded_runs(tmp_path):
     assert reward.endswith("higher")
     # the same run against itself: exactly 0, a zero-width interval, no verdict
     same = quality_records.diff(quality_records.load(results), "a", "a")
-    assert "+0.000 [+0.000, +0.000]" in same.splitlines()[-1]
+    assert "+0.000 [+0.000, +0.000]" in same.splitlines()[-2]
+
+
+def test_diff_reports_each_runs_per_token_gain_over_its_base(tmp_path):
+    """The base ranks 10 of 40 pairs right per token; A's policy the same 10 (gain exactly 0),
+    B's those 10 and 10 more (gain +10 / 40 = +0.25, interval above 0)."""
+    base = "1" * 10 + "0" * 30
+    a = record("a", {**same_everywhere(base)}, IDS)
+    b = record("b", {**same_everywhere(base),
+                     "logps_accuracy_per_token/policy": "1" * 20 + "0" * 20}, IDS)
+    text = quality_records.diff(quality_records.load(write(tmp_path / "r.jsonl", [a, b])), "a", "b")
+    gain = text.splitlines()[-1]
+    assert gain.startswith("per-token gain over the base, paired")
+    first, second = gain.split("]")[:2]
+    assert first.endswith("+0.000 [+0.000, +0.000") and "+0.250 [+0.1" in second
 
 
 def test_diff_aligns_shuffled_pairs_and_refuses_other_pairs(tmp_path):

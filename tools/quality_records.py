@@ -22,6 +22,9 @@ NAMES = {
     "logps_accuracy_per_token/policy": "log-prob accuracy, per token, policy",
     "rewards/accuracies": "implicit-reward accuracy",
 }
+# issue 27's second target: the policy's per-token log-prob accuracy against the base's
+GAIN_KEYS = ("logps_accuracy_per_token/policy", "logps_accuracy_per_token/reference")
+GAIN_NAME = "per-token gain over the base, paired"
 
 
 def load(path: Path) -> list[dict]:
@@ -103,7 +106,14 @@ def diff(records: list[dict], first: str, second: str) -> str:
                    else "  higher" if change.low > 0 else "  lower")
         lines.append(f"{NAMES[key]:42}{bootstrap_interval(a[key])!s:>24}"
                      f"{bootstrap_interval(b[key])!s:>24}{_signed(change):>26}{verdict}")
+    lines.append(f"{GAIN_NAME:42}{_signed(base_gain(a)):>24}{_signed(base_gain(b)):>24}")
     return "\n".join(lines)
+
+
+def base_gain(outcomes: dict[str, list]):
+    """Per-token log-prob accuracy of the policy minus the base's on the same pairs, with its
+    paired interval (the base is the run's own reference: adapters off)."""
+    return paired_difference(outcomes[GAIN_KEYS[0]], outcomes[GAIN_KEYS[1]])
 
 
 def _signed(interval) -> str:
@@ -200,4 +210,6 @@ def pooled_summary(run: list[dict]) -> str:
              f"pairs pooled, {sum(x['cpu_s'] for x in run) / len(run):.0f} CPU s per fold"]
     for key in OUTCOME_KEYS:
         lines.append(f"{NAMES[key]:42}{_cell(accuracy_interval(run, key))}")
+    if all("per_pair" in x for x in run):
+        lines.append(f"{GAIN_NAME:42}{_signed(base_gain(pooled(run, r['label'])))}")
     return "\n".join(lines)
