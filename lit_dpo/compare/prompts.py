@@ -195,6 +195,9 @@ EVASIVE_PHRASES = (
     "not sure what you mean",
     "not sure what you're asking",
     "not sure what you are asking",
+    "not sure what you're looking for",
+    "not sure what you are looking for",
+    "not equipped to provide",
     "not sure i understand",
     "don't know what you mean",
     "do not know what you mean",
@@ -209,6 +212,10 @@ EVASIVE_PHRASES = (
 )
 # An answer that goes on past this many words after its "I don't know" is answering after all.
 EVASIVE_MAX_WORDS = 40
+# A bare "I'm not sure." answers nothing; "I'm not sure, but it began with..." may: only answers of
+# at most this many words that open with it count (seen on HH-trained adapters, 2026-12-07).
+UNSURE_OPENINGS = ("i'm not sure", "i am not sure")
+UNSURE_MAX_WORDS = 8
 
 
 def is_evasive(answer: str) -> bool:
@@ -216,11 +223,15 @@ def is_evasive(answer: str) -> bool:
 
     A heuristic beside :func:`is_refusal`: "I'm sorry, I'm not sure what you mean. I don't know
     what you mean." is evasive; "I don't know the exact figure, but..." followed by a real answer
-    of more than 40 words is not.
+    of more than 40 words is not; a bare "I'm not sure." is, "I'm not sure, but ..." with an
+    answer after it is not.
     """
-    if len(answer.split()) > EVASIVE_MAX_WORDS:
+    words = len(answer.split())
+    if words > EVASIVE_MAX_WORDS:
         return False
     opening = answer[:REFUSAL_WINDOW].lower().replace("\u2019", "'")
+    if words <= UNSURE_MAX_WORDS and opening.lstrip().startswith(UNSURE_OPENINGS):
+        return True
     return any(phrase in opening for phrase in EVASIVE_PHRASES)
 
 
