@@ -92,6 +92,24 @@ def test_mixture_sizes_apply_after_mixing(tiny_model_dir, three_sources):
     assert sorted(data.splits["train"]["pair_index"]) == list(range(7))
 
 
+def test_a_sized_mixture_counts_the_truncated_among_the_pairs_it_kept(tiny_model_dir,
+                                                                      three_sources):
+    """Every pair is cut at 8 tokens; of the 5 validation pairs the size keeps 3, so 3 are
+    truncated, not 5 (the count a health alarm once read as 5 of 3 pairs)."""
+    data = PreferenceDataModule(
+        mixture=[DatasetPart(**part) for part in three_sources],
+        tokenizer=str(tiny_model_dir),
+        val_fraction=0.2,
+        val_size=3,
+        max_length=8,
+        max_prompt_length=4,
+    )
+    data.setup("fit")
+    val = data.report["val"]
+    assert sum(part["truncated"] for part in val["parts"]) == 5
+    assert (val["pairs"], val["truncated"]) == (3, 3)
+
+
 def test_mixture_settings_are_checked(tiny_model_dir):
     with pytest.raises(ConfigError, match=r"mixture\[0\].weight must be positive.*"
                                           r"mixture\[1\].max_pairs must be positive"):

@@ -260,6 +260,11 @@ class PreferenceDataModule(LightningDataModule):
                 columns.append(SFT_COLUMN)
             self.splits[stage_name] = encoded.with_format(columns=columns)
             self.report[stage_name] = _merge_reports([r for _, r in results], len(encoded))
+            kept = encoded.with_format(None)
+            if not single and sizes[stage_name] is not None and "truncated" in kept.column_names:
+                # the size drew some of the parts' pairs: count the truncated among those kept,
+                # not among every part's (a health alarm divides this by the pairs kept)
+                self.report[stage_name]["truncated"] = sum(kept["truncated"])
             if unpaired:
                 self.report[stage_name].update(
                     unpaired=True, **label_counts(encoded.with_format(None)["label"])
