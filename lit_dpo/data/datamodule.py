@@ -267,7 +267,7 @@ class PreferenceDataModule(LightningDataModule):
                 self.report[stage_name]["truncated"] = sum(kept["truncated"])
             if unpaired:
                 self.report[stage_name].update(
-                    unpaired=True, **label_counts(encoded.with_format(None)["label"])
+                    unpaired=True, **label_counts(kept["label"])
                 )
             self.split_names[stage_name] = (
                 results[0][1]["split"] if single else f"mixture of {len(results)} datasets"
