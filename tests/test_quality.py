@@ -139,6 +139,39 @@ def test_diff_aligns_shuffled_pairs_and_refuses_other_pairs(tmp_path):
     assert "recorded without per-pair results" in done.stderr
 
 
+def test_cross_validations_compare_on_the_folds_both_have_run(tmp_path):
+    """TRL has run folds 0 and 1 of 3 (20 pairs each), the lead fold 0 only: the lead is
+    compared on fold 0's 20 pairs, where TRL is right on 10 and the lead on those 10 and 5 more
+    (+5 / 20 = +0.25). A run on fold 2 alone shares no fold with the lead."""
+    fold = {"split": "cv", "folds": 3}
+    trl = [record("trl", same_everywhere("1" * 10 + "0" * 10), IDS[:20], fold=0, **fold),
+           record("trl", same_everywhere("1" * 20), IDS[20:], fold=1, **fold)]
+    lead = record("lead", {**same_everywhere("1" * 15 + "0" * 5),
+                           "logps_accuracy_per_token/reference": "1" * 10 + "0" * 10},
+                  IDS[:20], fold=0, **fold)
+    lone = record("lone", same_everywhere("1" * 20), [f"q{i}" for i in range(20)], fold=2, **fold)
+    results = write(tmp_path / "r.jsonl", [*trl, lead, lone])
+    text = quality_records.diff(quality_records.load(results), "trl", "lead")
+    assert text.startswith("lead - trl on the same 20 held-out pairs, fold 0 of 3 (")
+    reward = next(line for line in text.splitlines() if line.startswith("implicit-reward"))
+    assert "0.500 [" in reward and "0.750 [" in reward and "+0.250 [+" in reward
+    with pytest.raises(SystemExit, match="lone and lead have no fold in common"):
+        quality_records.diff(quality_records.load(results), "lone", "lead")
+    # the comparison table: the same pairs, the lead's gain over its base +5 / 20 = +0.25
+    done = quality_cli("--table", "trl", "lead", "--versus", "trl", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    head, _, trl_row, lead_row = done.stdout.splitlines()
+    assert "| reward acc. minus trl, paired |" in head
+    assert trl_row.startswith("| trl | lit-dpo | folds 0, 1 of 3, 40 | 100 |")
+    assert "| 1.000 -> 1.000 [1.00, 1.00]" not in trl_row and "| 0.750 [" in trl_row
+    assert lead_row.startswith("| lead | lit-dpo | fold 0 of 3, 20 | 100 | 0.500 -> 0.750 [")
+    cells = [cell.strip() for cell in lead_row.split("|")]
+    assert cells[6].startswith("+0.250 [+") and cells[8].startswith("+0.250 [+")
+    assert cells[9] == "0/1"
+    done = quality_cli("--table", "trl", "lead", "--results", str(results))
+    assert done.returncode == 2 and "name the baseline with --versus BASE" in done.stderr
+
+
 def test_folds_pool_in_fold_order_and_the_table_shows_intervals(tmp_path):
     """Two folds of 20 pairs each (the latest line of a rerun fold wins); the pooled reward
     accuracy is (20 + 0) / 40 = 0.5. An old line without per-pair results gets a Wilson interval:

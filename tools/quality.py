@@ -127,7 +127,8 @@ def main() -> None:
     parser.add_argument("--only_folds", type=int, nargs="+", metavar="K",
                         help="with --folds: run these folds only (0-based), e.g. to resume")
     parser.add_argument("--versus", metavar="RUN",
-                        help="after the run: its paired difference against this recorded run")
+                        help="after the run: its paired difference against this recorded run; "
+                             "with --table RUN...: the baseline of the table")
     parser.add_argument("--config", default="configs/quality_cpu.yaml", help="lit-dpo fit config")
     parser.add_argument("--trl", action="store_true", help="train TRL's DPOTrainer instead")
     parser.add_argument("--measure_budget", action="store_true",
@@ -150,8 +151,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each child")
     parser.add_argument("overrides", nargs="*", help="after --: lit-dpo fit settings")
-    parser.add_argument("--table", action="store_true",
-                        help="print the results file as the docs' table, and run nothing")
+    parser.add_argument("--table", nargs="*", metavar="RUN",
+                        help="print the results file as the docs' table, and run nothing; with "
+                             "RUNs and --versus BASE: those runs against BASE on shared pairs")
     parser.add_argument("--diff", nargs=2, metavar="RUN",
                         help="paired difference of two recorded runs (LABEL or LABEL@SPLIT) "
                              "on the same pairs, and run nothing")
@@ -160,8 +162,12 @@ def main() -> None:
                              "prompts to these recorded runs of --split (their adapters must "
                              "still be under --out), and train nothing")
     args = parser.parse_args()
-    if args.table:
-        print(records.table(records.load(args.results)))
+    if args.table is not None:
+        if args.table and not args.versus:
+            parser.error("--table RUN... compares runs: name the baseline with --versus BASE")
+        results = records.load(args.results)
+        print(records.versus_table(results, args.table, args.versus) if args.table
+              else records.table(results))
         return
     if args.diff:
         print(records.diff(records.load(args.results), *args.diff))

@@ -93,12 +93,39 @@ def aligned(first: dict[str, list], second: dict[str, list], names: tuple[str, s
     return {key: [values[i] for i in order] for key, values in second.items()}
 
 
+def shared_folds(first: list[dict], second: list[dict]) -> tuple[list[dict], list[dict], str]:
+    """Two runs' lines cut to the folds both have run (a cross-validation still under way is
+    compared on its finished folds), and a note naming those folds ("" for single splits).
+
+    Raises:
+        SystemExit: two cross-validations with no fold in common.
+    """
+    if not all(r["split"] == "cv" for r in (*first, *second)):
+        return first, second, ""
+    common = ({(r["folds"], r["fold"]) for r in first} & {(r["folds"], r["fold"]) for r in second})
+    if not common:
+        raise SystemExit(f"quality: {first[0]['label']} and {second[0]['label']} have no fold in "
+                         "common; run the same --folds K --only_folds of both")
+    first, second = ([r for r in run if (r["folds"], r["fold"]) in common]
+                     for run in (first, second))
+    folds = sorted(k for _, k in common)
+    return first, second, (f", fold{'s' * (len(folds) > 1)} {', '.join(map(str, folds))} "
+                           f"of {first[0]['folds']}")
+
+
+def paired_runs(records: list[dict], first: str, second: str) -> tuple[dict, dict, str]:
+    """The pooled per-pair outcomes of two runs on the pairs both were evaluated on, the second
+    in the first's order, and the folds they share."""
+    run_a, run_b, folds = shared_folds(select(records, first), select(records, second))
+    a = pooled(run_a, first)
+    return a, aligned(a, pooled(run_b, second), (first, second)), folds
+
+
 def diff(records: list[dict], first: str, second: str) -> str:
     """Each accuracy of two runs on the same pairs and ``second - first``, with 95% intervals."""
-    a = pooled(select(records, first), first)
-    b = aligned(a, pooled(select(records, second), second), (first, second))
-    lines = [f"{second} - {first} on the same {len(a['ids'])} held-out pairs (95% bootstrap "
-             "intervals over pairs; a difference counts where its interval excludes 0)",
+    a, b, folds = paired_runs(records, first, second)
+    lines = [f"{second} - {first} on the same {len(a['ids'])} held-out pairs{folds} (95% "
+             "bootstrap intervals over pairs; a difference counts where its interval excludes 0)",
              f"{'':42}{first[:22]:>24}{second[:22]:>24}{'difference':>26}"]
     for key in OUTCOME_KEYS:
         change = paired_difference(b[key], a[key])
@@ -175,6 +202,35 @@ def table(records: list[dict]) -> str:
             f"| {_cell(accuracy_interval(run, 'rewards/accuracies'))} / {margin:.3f} "
             f"| {_perplexity(run)} | {alarm} | {_answer_tokens(r) if count == 1 else '-'} |"
         )
+    return "\n".join(lines)
+
+
+def versus_table(records: list[dict], names: list[str], versus: str) -> str:
+    """The runs ``names`` against the run ``versus`` on the pairs both were evaluated on (for a
+    cross-validation, the folds both have run), as a markdown table: the two targets of issue 27
+    with their paired 95% intervals, the per-token gain of each run over its own base and its
+    implicit-reward accuracy minus ``versus``'s."""
+    head = ("| run | side | folds, held-out pairs | training CPU s per fold | per-token acc. base "
+            "-> policy | per-token gain over the base, paired | implicit-reward accuracy "
+            f"| reward acc. minus {versus.partition('@')[0]}, paired | displacement alarms |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for name in names:
+        lines_of_run, lines_of_base, folds = shared_folds(select(records, name),
+                                                          select(records, versus))
+        run = pooled(lines_of_run, name)
+        base = aligned(run, pooled(lines_of_base, versus), (name, versus))
+        reward = bootstrap_interval(run["rewards/accuracies"])
+        change = ("-" if name == versus else
+                  _signed(paired_difference(run["rewards/accuracies"], base["rewards/accuracies"])))
+        alarms = [x.get("displacement_alarm") for x in lines_of_run]
+        first = lines_of_run[0]
+        lines.append(
+            f"| {first['label']} | {first['side']} | {folds.lstrip(', ') or first['split']}, "
+            f"{len(run['ids'])} | {sum(x['cpu_s'] for x in lines_of_run) / len(lines_of_run):.0f} "
+            f"| {bootstrap_interval(run[GAIN_KEYS[1]]).value:.3f} -> "
+            f"{_cell(tuple(bootstrap_interval(run[GAIN_KEYS[0]])))} | {_signed(base_gain(run))} "
+            f"| {_cell(tuple(reward))} | {change} "
+            f"| {'-' if None in alarms else f'{sum(alarms)}/{len(alarms)}'} |")
     return "\n".join(lines)
 
 
