@@ -255,6 +255,10 @@ def test_curve_points_and_plot(tmp_path):
     assert [(p[0], p[1], p[2]) for p in points["lit-dpo"]] == [("small", 100.0, 0.5),
                                                                ("big", 300.0, 0.75)]
     assert [(p[0], p[2]) for p in points["trl"]] == [("tutorial", 0.25)]
+    # fold 0 only: the settings on the pairs TRL ran on (big 20/20, small 0/20)
+    fold0 = quality_curve.curve_points(lines, "rewards/accuracies", "cv", folds=[0])
+    assert [(p[0], p[2]) for p in fold0["lit-dpo"]] == [("small", 0.0), ("big", 1.0)]
+    assert "trl" not in quality_curve.curve_points(lines, "rewards/accuracies", "cv", folds=[1])
     out = tmp_path / "curve.png"
     quality_curve.draw(points, "rewards/accuracies", 400.0, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

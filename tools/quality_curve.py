@@ -26,12 +26,18 @@ OUT = REPO / "docs" / "images" / "quality_curve.png"
 SIDES = {"lit-dpo": ("lit-dpo", "tab:blue", "o"), "trl": ("TRL DPOTrainer", "tab:orange", "s")}
 
 
-def curve_points(results: list[dict], metric: str, split: str,
-                 labels: list[str] | None = None) -> dict[str, list[tuple]]:
+def curve_points(results: list[dict], metric: str, split: str, labels: list[str] | None = None,
+                 folds: list[int] | None = None) -> dict[str, list[tuple]]:
     """Per side, ``(label, cpu_s, value, low, high)`` of every run of ``split`` (``cv``:
-    cross-validations pooled over their folds), sorted by CPU seconds; quick runs left out."""
+    cross-validations pooled over their folds, or over ``folds`` only, so that settings recorded
+    on different numbers of folds are drawn on the same pairs), sorted by CPU seconds; quick runs
+    left out."""
     points: dict[str, list[tuple]] = {}
     for run in records.runs_in_order(results):
+        if folds is not None:
+            run = [r for r in run if r.get("fold") in folds]
+        if not run:
+            continue
         last = run[-1]
         if last["split"] != split or last.get("quick") or (labels and last["label"] not in labels):
             continue
@@ -80,8 +86,11 @@ def main() -> None:
     parser.add_argument("--split", default="cv", choices=["cv", "dev", "test"])
     parser.add_argument("--labels", nargs="+", help="only these runs (default: all of --split)")
     parser.add_argument("--budget", type=float, help="CPU s of the dashed line (default: none)")
+    parser.add_argument("--only_folds", type=int, nargs="+", metavar="K",
+                        help="pool these folds only (default: each run's recorded folds)")
     args = parser.parse_args()
-    points = curve_points(records.load(args.results), args.metric, args.split, args.labels)
+    points = curve_points(records.load(args.results), args.metric, args.split, args.labels,
+                          args.only_folds)
     if not points:
         raise SystemExit(f"quality_curve: no recorded run of the {args.split} split in "
                          f"{args.results}; record some with tools/quality.py first")
