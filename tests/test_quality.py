@@ -342,3 +342,25 @@ def test_helpful_mixture_flags_keep_the_fits_pairs_and_set_the_sft_part(tmp_path
     assert quality.configured("configs/quality_cpu.yaml", ["--data.train_size", "32"],
                               "train_size") == 32
     assert quality.configured("configs/quality_cpu.yaml", [], "seed", 42) == 42
+
+
+def test_the_budget_is_the_latest_trl_measurement_on_this_machine(monkeypatch):
+    """A single-split measurement counts as it is; a cross-validated one is the mean of its
+    folds (3,100 and 2,900 -> 3,000; fold 1 measured twice: its latest line, 2,900). Lines of
+    another machine, of a budget-stopped or quick run, and lit-dpo's lines are not measurements."""
+    monkeypatch.setattr(quality, "machine", lambda: "here")
+    measure = {"budget_measurement": True, "machine": "here", "side": "trl"}
+    single = record("trl", same_everywhere("1"), ["p"], cpu_s=4000.0, **measure)
+    cv = {"split": "cv", "folds": 5, **measure}
+    lines = [single,
+             record("trl", same_everywhere("1"), ["p"], cpu_s=5000.0,
+                    **{**measure, "machine": "elsewhere"})]
+    assert quality.measured_budget(lines) == 4000
+    lines += [record("tutorial", same_everywhere("1"), ["p"], cpu_s=3100.0, fold=0, **cv),
+              record("tutorial", same_everywhere("1"), ["p"], cpu_s=3500.0, fold=1, **cv),
+              record("tutorial", same_everywhere("1"), ["p"], cpu_s=2900.0, fold=1, **cv),
+              record("lit", same_everywhere("1"), ["p"], cpu_s=100.0),
+              record("cut", same_everywhere("1"), ["p"], cpu_s=10.0, stopped_by_budget=True,
+                     **measure)]
+    assert quality.measured_budget(lines) == 3000
+    assert quality.measured_budget(lines[1:2]) == quality.DEFAULT_BUDGET

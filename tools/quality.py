@@ -274,12 +274,19 @@ def machine() -> str:
 
 def measured_budget(results: list[dict]) -> float:
     """TRL's CPU seconds for its tutorial epoch on this kind of machine (the latest
-    ``--measure_budget`` line), else :data:`DEFAULT_BUDGET`."""
+    ``--measure_budget`` run; a cross-validated one: the mean over its folds, whose pairs differ
+    in length), else :data:`DEFAULT_BUDGET`."""
     here = machine()
     measured = [r for r in results if r.get("budget_measurement") and r.get("machine") == here
                 and not r.get("stopped_by_budget") and not r.get("quick")]
     if measured:
-        return round(measured[-1]["cpu_s"])
+        latest = measured[-1]
+        if latest["split"] != "cv":
+            return round(latest["cpu_s"])
+        folds = {r["fold"]: r["cpu_s"] for r in measured
+                 if (r["label"], r["split"], r.get("folds")) == (
+                     latest["label"], "cv", latest["folds"])}
+        return round(sum(folds.values()) / len(folds))
     print(f"quality: no --trl --measure_budget line for {here}; budget {DEFAULT_BUDGET:.0f} CPU s "
           "(measured 2026-12-02 on a 2-core AMD EPYC)", flush=True)
     return DEFAULT_BUDGET
