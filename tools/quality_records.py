@@ -219,7 +219,6 @@ def versus_table(records: list[dict], names: list[str], versus: str) -> str:
                                                           select(records, versus))
         run = pooled(lines_of_run, name)
         base = aligned(run, pooled(lines_of_base, versus), (name, versus))
-        reward = bootstrap_interval(run["rewards/accuracies"])
         change = ("-" if name == versus else
                   _signed(paired_difference(run["rewards/accuracies"], base["rewards/accuracies"])))
         alarms = [x.get("displacement_alarm") for x in lines_of_run]
@@ -227,9 +226,9 @@ def versus_table(records: list[dict], names: list[str], versus: str) -> str:
         lines.append(
             f"| {first['label']} | {first['side']} | {folds.lstrip(', ') or first['split']}, "
             f"{len(run['ids'])} | {sum(x['cpu_s'] for x in lines_of_run) / len(lines_of_run):.0f} "
-            f"| {bootstrap_interval(run[GAIN_KEYS[1]]).value:.3f} -> "
-            f"{_cell(tuple(bootstrap_interval(run[GAIN_KEYS[0]])))} | {_signed(base_gain(run))} "
-            f"| {_cell(tuple(reward))} | {change} "
+            f"| {sum(run[GAIN_KEYS[1]]) / len(run['ids']):.3f} -> "
+            f"{_cell(bootstrap_interval(run[GAIN_KEYS[0]]))} | {_signed(base_gain(run))} "
+            f"| {_cell(bootstrap_interval(run['rewards/accuracies']))} | {change} "
             f"| {'-' if None in alarms else f'{sum(alarms)}/{len(alarms)}'} |")
     return "\n".join(lines)
 
