@@ -44,15 +44,17 @@ def three_sources(tmp_path):
     ]
 
 
-def test_mixture_weights_caps_and_reports_each_dataset(tiny_model_dir, three_sources):
-    data = PreferenceDataModule(
-        mixture=[DatasetPart(**part) for part in three_sources],
-        tokenizer=str(tiny_model_dir),
-        val_fraction=0.2,
-        max_length=64,
-        max_prompt_length=32,
-    )
+def _fitted_mixture(tiny_model_dir, sources: list[dict], **settings) -> PreferenceDataModule:
+    """The three sources as one set-up mixture, a fifth carved for validation."""
+    settings = {"max_length": 64, "max_prompt_length": 32, **settings}
+    data = PreferenceDataModule(mixture=[DatasetPart(**part) for part in sources],
+                                tokenizer=str(tiny_model_dir), val_fraction=0.2, **settings)
     data.setup("fit")
+    return data
+
+
+def test_mixture_weights_caps_and_reports_each_dataset(tiny_model_dir, three_sources):
+    data = _fitted_mixture(tiny_model_dir, three_sources)
     train, val = data.report["train"], data.report["val"]
     # plain: 8 rows -> 2 carved for validation, 6 train, weight 0.5 -> 3
     # hh: 4 rows -> 1 carved, 3 train, weight 2 -> 6, capped at 5 (pairs repeat)
@@ -78,16 +80,7 @@ def test_mixture_weights_caps_and_reports_each_dataset(tiny_model_dir, three_sou
 
 
 def test_mixture_sizes_apply_after_mixing(tiny_model_dir, three_sources):
-    data = PreferenceDataModule(
-        mixture=[DatasetPart(**part) for part in three_sources],
-        tokenizer=str(tiny_model_dir),
-        val_fraction=0.2,
-        train_size=7,
-        val_size=3,
-        max_length=64,
-        max_prompt_length=32,
-    )
-    data.setup("fit")
+    data = _fitted_mixture(tiny_model_dir, three_sources, train_size=7, val_size=3)
     assert (len(data.splits["train"]), len(data.splits["val"])) == (7, 3)
     assert sorted(data.splits["train"]["pair_index"]) == list(range(7))
 
@@ -96,15 +89,8 @@ def test_a_sized_mixture_counts_the_truncated_among_the_pairs_it_kept(tiny_model
                                                                       three_sources):
     """Every pair is cut at 8 tokens; of the 5 validation pairs the size keeps 3, so 3 are
     truncated, not 5 (the count a health alarm once read as 5 of 3 pairs)."""
-    data = PreferenceDataModule(
-        mixture=[DatasetPart(**part) for part in three_sources],
-        tokenizer=str(tiny_model_dir),
-        val_fraction=0.2,
-        val_size=3,
-        max_length=8,
-        max_prompt_length=4,
-    )
-    data.setup("fit")
+    data = _fitted_mixture(tiny_model_dir, three_sources, val_size=3, max_length=8,
+                           max_prompt_length=4)
     val = data.report["val"]
     assert sum(part["truncated"] for part in val["parts"]) == 5
     assert (val["pairs"], val["truncated"]) == (3, 3)
