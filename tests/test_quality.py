@@ -1,6 +1,7 @@
 """The quality study's tooling (tools/quality.py, quality_records.py, quality_eval.py): fold
 splits, per-pair results, paired differences of recorded runs, the table with intervals."""
 
+import argparse
 import contextlib
 import io
 import json
@@ -326,6 +327,20 @@ def test_imbalanced_rows_are_the_fits_own_pairs_with_a_share_of_the_desirable(
     labels = [json.loads(line)["label"] for line in (out / "train.jsonl").read_text().splitlines()]
     assert rows == 12 and labels.count(True) == 2 and labels.count(False) == 10
     assert (out / "test.jsonl").read_text() == (folder / "test.jsonl").read_text()
+
+
+def test_helpful_mixture_takes_the_users_train_size_for_the_hh_part_and_adds_the_helpful(tmp_path):
+    args = argparse.Namespace(config="configs/quality_cpu.yaml", helpful=96, sft_parts="all")
+    own = ["--data.train_size=256", "--model.beta=0.2"]
+    extra = quality.with_helpful_mixture(own, tmp_path, args)
+    mixture = json.loads(next(f for f in extra if f.startswith("--data.mixture=")).split("=", 1)[1])
+    assert mixture[0]["max_pairs"] == 256 and mixture[1]["max_pairs"] == 96
+    # the fit sees the combined size (the last override wins), not the user's 256
+    assert quality.configured(args.config, extra, "train_size") == 352
+    assert "--model.beta=0.2" in extra
+    # without a user size, the config file's 320 HH pairs
+    assert quality.configured(args.config, quality.with_helpful_mixture([], tmp_path, args),
+                              "train_size") == 416
 
 
 def test_helpful_mixture_flags_keep_the_fits_pairs_and_set_the_sft_part(tmp_path):

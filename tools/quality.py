@@ -232,8 +232,7 @@ def run_one(args: argparse.Namespace, split: str, data: Path, budget: float,
                                             int(configured(args.config, extra, "seed", 42)))
             extra.append(override("train_size", rows))
         if args.helpful:
-            train_size = int(configured(args.config, extra, "train_size"))
-            extra = [*mixture_flags(data, train_size, args.helpful, args.sft_parts), *extra]
+            extra = with_helpful_mixture(extra, data, args)
         fit = run_lit(data, run_dir, args.config, extra, budget)
     eval_pairs = args.eval_pairs or (QUICK["eval_pairs"] if args.quick else None)
     evaluation = evaluate(run_dir / "adapter", data, run_dir, fit["beta"], fit["max_length"],
@@ -360,6 +359,14 @@ def prepare_folds(source: Path, folds: int, fold: int, out: Path) -> Path:
     train = [rows[i] for k, part in enumerate(parts) if k != fold for i in part]
     test = [rows[i] for i in parts[fold]]
     return _write_split(out / f"cv{folds}-fold{fold}", train, test)
+
+
+def with_helpful_mixture(extra: list[str], data: Path, args: argparse.Namespace) -> list[str]:
+    """``extra`` (the fit's own overrides) followed by the helpful mixture's flags: they come last
+    so that the mixture's combined ``data.train_size`` wins over a ``--data.train_size N`` the
+    user gave for the HH part (which would otherwise cut the mixture back to ``N`` pairs)."""
+    train_size = int(configured(args.config, extra, "train_size"))
+    return [*extra, *mixture_flags(data, train_size, args.helpful, args.sft_parts)]
 
 
 def mixture_flags(data: Path, train_size: int, helpful: int, sft_parts: str) -> list[str]:
