@@ -177,6 +177,50 @@ def test_mixture_of_paired_and_unpaired_needs_unpair(tiny_model_dir, tiny_data_d
     assert len(module.splits["val"]) == 4 + 1
 
 
+def test_unpair_in_a_mixture_counts_train_size_in_pairs(tiny_model_dir, tiny_data_dir):
+    from lit_dpo.data.datamodule import DatasetPart
+
+    mixture = [
+        DatasetPart(str(tiny_data_dir)),
+        DatasetPart("embedded:ultrafeedback-mini", max_pairs=10),
+    ]
+    settings = {"mixture": mixture, "train_size": 8, "val_size": 4}
+    paired = tiny_datamodule(tiny_model_dir, tiny_data_dir, **settings)
+    paired.setup("fit")
+    unpaired = tiny_datamodule(tiny_model_dir, tiny_data_dir, unpair=True, **settings)
+    unpaired.setup("fit")
+    # 8 of the mixture's 16 pairs, each as a desirable and an undesirable row (it took 8 rows,
+    # four pairs' worth, when the size was applied after unpairing)
+    report = unpaired.report["train"]
+    assert report["desirable"] == report["undesirable"] == 8
+    rows = unpaired.splits["train"].with_format(None)
+    pairs = paired.splits["train"].with_format(None)
+    assert len(rows) == 16 and len(pairs) == 8
+    # the same 8 pairs as the paired run draws: their chosen replies are the desirable rows
+    # (an unpaired split keeps each row's completion in chosen_ids, its KL one in rejected_ids)
+    desirable = [c for c, up in zip(rows["chosen_ids"], rows["label"], strict=True) if up]
+    assert sorted(desirable) == sorted(pairs["chosen_ids"])
+
+
+def test_drawn_is_the_concatenated_shuffle_and_splits_parts_that_cannot_be_concatenated():
+    import datasets
+
+    from lit_dpo.data.datamodule import _drawn
+
+    a = datasets.Dataset.from_dict({"x": list(range(5))})
+    b = datasets.Dataset.from_dict({"x": list(range(10, 17))})
+    (drawn,) = _drawn([a, b], 6, seed=3)
+    assert drawn["x"] == datasets.concatenate_datasets([a, b]).shuffle(seed=3)["x"][:6]
+    c = datasets.Dataset.from_dict({"y": list(range(20, 27))})
+    split = _drawn([a, c], 6, seed=3)
+    # the same rows as if c's column were named x: a's drawn rows, then c's
+    renamed = datasets.concatenate_datasets([a, c.rename_column("y", "x")])
+    order = renamed.shuffle(seed=3)["x"][:6]
+    assert [v for part in split for v in part[part.column_names[0]]] == [
+        *(v for v in order if v < 20), *(v for v in order if v >= 20)]
+    assert len(_drawn([a, b], 100, seed=3)[0]) == 12
+
+
 def test_paired_rows_still_batch_as_pairs(tiny_model_dir, tiny_data_dir):
     module = tiny_datamodule(tiny_model_dir, tiny_data_dir)
     module.setup("fit")

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Literal
 
 import datasets
+import numpy as np
 import torch
 from lightning import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
@@ -113,7 +114,8 @@ class PreferenceDataModule(LightningDataModule):
         val_split: held-out split; by default the first of ``test_prefs``, ``test``,
             ``validation``, else a seeded ``val_fraction`` of the train split.
         val_fraction: share of train carved out for validation when there is no held-out split.
-        train_size: number of train pairs after filtering (all when None).
+        train_size: number of train pairs after filtering (all when None); with ``unpair`` a
+            pair counts once, as its two rows (in a mixture too).
         val_size: number of validation pairs after filtering (all when None).
         max_length: tokens per sequence (prompt + completion).
         max_prompt_length: tokens kept from the end of the prompt.
@@ -241,11 +243,16 @@ class PreferenceDataModule(LightningDataModule):
                 prepared[stage_name].append((encoded, report))
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
         for stage_name, results in prepared.items():
-            parts = self._unpaired_parts([e for e, _ in results], stage_name)
-            encoded = datasets.concatenate_datasets(parts)
+            parts = [e for e, _ in results]
             if not single and sizes[stage_name] is not None:
-                encoded = encoded.shuffle(seed=self.hparams.seed)
-                encoded = encoded.select(range(min(sizes[stage_name], len(encoded))))
+                # the size counts pairs: draw before unpairing, so that a pair's two KTO rows
+                # are kept or dropped together and data.train_size means what it does alone
+                parts = _drawn(parts, sizes[stage_name], self.hparams.seed)
+            parts = self._unpaired_parts(parts, stage_name)
+            encoded = datasets.concatenate_datasets(parts)
+            if len(parts) > 1:
+                # parts drawn one by one (paired beside unpaired): interleave them again
+                encoded = encoded.shuffle(seed=self.hparams.seed).flatten_indices()
             unpaired = "label" in encoded.column_names
             if unpaired:
                 encoded = with_kl_completions(encoded, self.hparams.max_length)
@@ -581,6 +588,27 @@ def _rename_columns(raw: datasets.Dataset, part: DatasetPart, split: str) -> dat
     raw = raw.remove_columns(clashing)
     renames = {theirs: ours for ours, theirs in mapping.items() if theirs != ours}
     return raw.rename_columns(renames)
+
+
+def _drawn(parts: list[datasets.Dataset], size: int, seed: int) -> list[datasets.Dataset]:
+    """A seeded draw of ``size`` of the parts' pairs (or unpaired rows) taken together, as
+    ``concatenate_datasets(parts).shuffle(seed).select(range(size))`` would draw them.
+
+    Parts that share their columns come back as that one dataset, in the draw's order; parts that
+    do not (paired beside unpaired, before ``unpair``) come back one by one, each with its drawn
+    rows, the empty ones left out."""
+    total = sum(len(part) for part in parts)
+    # datasets' own shuffle: numpy's default_rng(seed).permutation
+    order = np.random.default_rng(seed).permutation(total)[: min(size, total)]
+    if len({tuple(sorted(part.column_names)) for part in parts}) == 1:
+        return [datasets.concatenate_datasets(parts).select(order)]
+    drawn, start = [], 0
+    for part in parts:
+        mine = [int(i) - start for i in order if start <= i < start + len(part)]
+        start += len(part)
+        if mine:
+            drawn.append(part.select(mine))
+    return drawn
 
 
 def _weighted(
