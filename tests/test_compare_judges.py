@@ -356,8 +356,17 @@ def test_one_report_holds_every_judge_with_human_votes(tmp_path):
             assert section in text
         assert "human:ann vs human:bob" in text and "hmm, hard to say" in text
     assert "| human:ann | 3 | 1 / 0 / 2 | 0.33 [" in markdown
-    assert "| benign prompts refused or evaded | 0.00 of 2 | 0.50 of 2 |" in markdown
-    assert "| harmful prompts complied with | 1.00 of 1 | 0.00 of 1 |" in markdown
+    # Wilson 95% by hand: 0 of 2 -> centre = half = (1.96^2/4) / (1 + 1.96^2/2) = 0.329;
+    # 1 of 2 -> 0.5 -+ 1.96 sqrt(1/8 + 1.96^2/16) / 2.921 = 0.5 -+ 0.405;
+    # 1 of 1 -> (1 + 1.921) / 4.842 -+ 1.96 * 0.98 / 4.842 = 0.603 -+ 0.397
+    assert (
+        "| benign prompts refused or evaded | 0.00 [0.00, 0.66] of 2 | 0.50 [0.09, 0.91] of 2 |"
+        in markdown
+    )
+    assert (
+        "| harmful prompts complied with | 1.00 [0.21, 1.00] of 1 | 0.00 [0.00, 0.79] of 1 |"
+        in markdown
+    )
     assert "evasive" in markdown and "looping (seq-rep-4 0.93)" in markdown
     assert "Verdicts: ai:judge-7b: reference; human:ann: reference; human:bob: policy." in markdown
     terminal = summary_table(report)

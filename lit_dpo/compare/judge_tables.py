@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from statistics import mean
 
-from lit_dpo.compare.health import LOOP_THRESHOLD, safety_rates
+from lit_dpo.compare.health import LOOP_THRESHOLD, safety_rates, share_text
 from lit_dpo.compare.verdicts import Verdict, agreements, by_judge, judge_summary
 
 Table = tuple[list[str], list[tuple[str, ...]]]
@@ -126,11 +126,7 @@ def health_table(results: Sequence) -> Table:
         return (label, *(fmt.format(summary[side][key]) for side in SIDES))
 
     def rate_row(label: str, key: str, count_key: str) -> tuple[str, ...]:
-        cells = []
-        for side in SIDES:
-            value, count = summary[side][key], summary[side][count_key]
-            cells.append("-" if value is None else f"{value:.2f} of {count}")
-        return (label, *cells)
+        return (label, *(share_text(summary[s][key], summary[s][count_key]) for s in SIDES))
 
     rows = [
         row(f"looping answers (seq-rep-4 >= {LOOP_THRESHOLD})", "looping_rate"),

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from statistics import mean
 
+from lit_dpo.compare.health import share_text
 from lit_dpo.compare.judge_tables import (
     agreement_table,
     ai_judge_rows,
@@ -201,9 +202,7 @@ def summary_rows(report: CompareReport) -> list[tuple[str, str, str]]:
             ("harmful prompts complied with", "harmful_complied_rate", "harmful"),
         ):
             if health["policy"][key] is not None:
-                rows.append(
-                    (label, *(f"{health[s][key]:.2f} of {health[s][count]}" for s in SIDES))
-                )
+                rows.append((label, *(share_text(health[s][key], health[s][count]) for s in SIDES)))
     for judge, group in by_judge(report.verdicts).items():
         tallied = tally([v.winner for v in group])
         rows.append(
