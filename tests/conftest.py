@@ -6,6 +6,8 @@ import contextlib
 import csv
 import json
 import os
+import signal
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,22 @@ def torch_threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def sigint_as_found(request):
+    """Put SIGINT's handler back after each test, and say which test changed it. Something in
+    the full suite left SIGINT ignored (Lightning, for one, ignores it while it shuts down after a
+    KeyboardInterrupt and exits without putting it back, ``lightning/pytorch/trainer/call.py``):
+    harmless in a command that then ends, but it left the pytest process deaf to Ctrl-C and every
+    child it started after ignoring it."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    left = signal.getsignal(signal.SIGINT)
+    if left is not handler and handler is not None:
+        signal.signal(signal.SIGINT, handler)
+        warnings.warn(f"{request.node.nodeid} left SIGINT's handler as {left!r}; put back",
+                      stacklevel=1)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROWS, make_adapter, tiny_fit_args, ultrafeedback_row, write_jsonl
+from conftest import (
+    ROWS,
+    make_adapter,
+    subprocess_env,
+    tiny_fit_args,
+    ultrafeedback_row,
+    write_jsonl,
+)
 
 from lit_dpo.cli import main
 from lit_dpo.data.sampler import EvaluationSampler
@@ -79,13 +85,11 @@ def _fit_ddp(model_dir: Path, data: Path, root: Path, *extra: str, env: dict | N
         "--trainer.devices=2",
         *extra,
     )
-    environment = {**os.environ, **(env or {})}
-    # a rank variable left in the environment would make Lightning wait for an external launcher
-    for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "WORLD_SIZE", "MASTER_PORT"):
-        environment.pop(name, None)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), *filter(None, [environment.get("PYTHONPATH")])]
-    )
+    env = dict(env or {})
+    # a lit-dpo cache of its own beside the run, unless the test names one; subprocess_env leaves
+    # out the rank variables (one left in would make Lightning wait for an external launcher)
+    cache = Path(env.pop("LIT_DPO_CACHE", root.with_name(root.name + "-cache")))
+    environment = subprocess_env(cache, **env)
     done = subprocess.run(
         [sys.executable, "-m", "lit_dpo", *args],
         env=environment,
