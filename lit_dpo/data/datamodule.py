@@ -243,15 +243,17 @@ class PreferenceDataModule(LightningDataModule):
                 prepared[stage_name].append((encoded, report))
         sizes = {"train": self.hparams.train_size, "val": self.hparams.val_size}
         for stage_name, results in prepared.items():
-            parts = [e for e, _ in results]
+            parts, drawn_apart = [e for e, _ in results], False
             if not single and sizes[stage_name] is not None:
                 # the size counts pairs: draw before unpairing, so that a pair's two KTO rows
                 # are kept or dropped together and data.train_size means what it does alone
                 parts = _drawn(parts, sizes[stage_name], self.hparams.seed)
+                drawn_apart = len(parts) > 1
             parts = self._unpaired_parts(parts, stage_name)
             encoded = datasets.concatenate_datasets(parts)
-            if len(parts) > 1:
-                # parts drawn one by one (paired beside unpaired): interleave them again
+            if drawn_apart:
+                # parts drawn one by one (paired beside unpaired): interleave them, as one
+                # shuffled draw would have
                 encoded = encoded.shuffle(seed=self.hparams.seed).flatten_indices()
             unpaired = "label" in encoded.column_names
             if unpaired:
