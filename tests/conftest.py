@@ -83,11 +83,12 @@ def torch_threads(count: int):
 
 @pytest.fixture(autouse=True)
 def sigint_as_found(request):
-    """Put SIGINT's handler back after each test, and say which test changed it. Something in
-    the full suite left SIGINT ignored (Lightning, for one, ignores it while it shuts down after a
-    KeyboardInterrupt and exits without putting it back, ``lightning/pytorch/trainer/call.py``):
-    harmless in a command that then ends, but it left the pytest process deaf to Ctrl-C and every
-    child it started after ignoring it."""
+    """Put SIGINT's handler back after each test, and say which test changed it. Lightning
+    ignores SIGINT while it shuts down after a KeyboardInterrupt and exits without putting it
+    back (``lightning/pytorch/trainer/call.py``): harmless in a command that then ends, but in
+    pytest it would leave the rest of the suite, and every child it starts, deaf to Ctrl-C. (A
+    full run on 2026-12-07 named no test: a suite a shell starts as a background job ignores
+    SIGINT from its start, which test_judge_page's command guards against.)"""
     handler = signal.getsignal(signal.SIGINT)
     yield
     left = signal.getsignal(signal.SIGINT)

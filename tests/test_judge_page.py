@@ -442,8 +442,8 @@ def test_the_command_serves_on_a_free_port_and_stops_on_ctrl_c(folder):
     process = subprocess.Popen(
         [sys.executable, "-m", "lit_dpo", "judge", "--compare", str(folder), "--port", "0"],
         # Ctrl-C as in a terminal: an ignored SIGINT is inherited across exec, and Python then
-        # installs no KeyboardInterrupt; a shell starts background jobs with SIGINT ignored (and
-        # Lightning left it so after a stopped fit, before conftest's sigint_as_found)
+        # installs no KeyboardInterrupt; a shell starts background jobs (a suite run with `&`)
+        # with SIGINT ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
