@@ -62,6 +62,15 @@ def ultrafeedback_row(
     }
 
 
+def hh_rlhf_row(prompt: str, chosen: str, rejected: str) -> dict:
+    """One Anthropic HH-RLHF row: two transcripts sharing the human turn."""
+
+    def transcript(reply: str) -> str:
+        return f"\n\nHuman: {prompt}\n\nAssistant: {reply}"
+
+    return {"chosen": transcript(chosen), "rejected": transcript(rejected)}
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import ROWS, ultrafeedback_row, write_jsonl
+from conftest import ROWS, hh_rlhf_row, ultrafeedback_row, write_jsonl
 
 from lit_dpo.cli import main
 from lit_dpo.data.datamodule import DatasetPart, PreferenceDataModule
@@ -20,11 +20,7 @@ def _plain_rows() -> list[dict]:
 
 
 def _hh_rows(n: int) -> list[dict]:
-    return [
-        {"chosen": f"\n\nHuman: {p}\n\nAssistant: {c}",
-         "rejected": f"\n\nHuman: {p}\n\nAssistant: {r} really."}
-        for p, c, r in ROWS[:n]
-    ]
+    return [hh_rlhf_row(p, c, f"{r} really.") for p, c, r in ROWS[:n]]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import quality_eval  # noqa: E402
 import quality_records  # noqa: E402
 
 from lit_dpo.stats import OUTCOME_KEYS  # noqa: E402
-from tests.conftest import torch_threads  # noqa: E402
+from tests.conftest import hh_rlhf_row, torch_threads  # noqa: E402
 
 
 def test_fold_parts_are_disjoint_covering_balanced_and_seeded():
@@ -36,8 +36,7 @@ def test_fold_parts_are_disjoint_covering_balanced_and_seeded():
 
 
 def hh_row(index: int) -> dict:
-    return {"chosen": f"\n\nHuman: question {index}?\n\nAssistant: good answer {index}",
-            "rejected": f"\n\nHuman: question {index}?\n\nAssistant: bad answer {index}"}
+    return hh_rlhf_row(f"question {index}?", f"good answer {index}", f"bad answer {index}")
 
 
 def test_prepare_folds_holds_out_each_part_once(tmp_path):

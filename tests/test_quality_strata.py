@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import hh_rlhf_row
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -29,10 +30,7 @@ ROWS = [
 
 
 def hh_row(question: str, chosen: str, rejected: str) -> str:
-    def transcript(reply: str) -> str:
-        return f"\n\nHuman: {question}\n\nAssistant: {reply}"
-
-    return json.dumps({"chosen": transcript(chosen), "rejected": transcript(rejected)})
+    return json.dumps(hh_rlhf_row(question, chosen, rejected))
 
 
 @pytest.fixture(scope="module")
