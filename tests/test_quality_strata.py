@@ -72,8 +72,10 @@ def test_main_rebuilds_the_folds_and_matches_the_recorded_pairs(dev_data, tmp_pa
     wrong = "".join("1" if kinds[pair] else "0" for pair in ids)  # the base: declining ones only
 
     def line(label: str, outcomes: str) -> dict:
+        # the base as TRL's runs record it (no lit-dpo model setting), the new run as lit-dpo's
+        settings = {"pairs": 256} if label == "base" else {"model": {"model": DEFAULT_MODEL}}
         return {"label": label, "split": "cv", "folds": 2, "fold": 0, "max_length": 64,
-                "settings": {"model": {"model": DEFAULT_MODEL}},
+                "settings": settings,
                 "per_pair": {"ids": ids, **dict.fromkeys(OUTCOME_KEYS, outcomes)}}
 
     results = tmp_path / "results.jsonl"

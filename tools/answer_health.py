@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        table, notes = health_table({label: load_report(path) for label, path in args.outputs})
+        reports = {label: load_report(path) for label, path in args.outputs}
+        table, notes = health_table(reports)
     except DataError as error:
         print(f"answer_health: {error}", file=sys.stderr)
         return 2
-    prompts = len(load_report(args.outputs[0][1]).results)
+    prompts = len(next(iter(reports.values())).results)
     print(f"{prompts} prompts; rates with Wilson 95% intervals over the prompts\n")
     print(table)
     for note in notes:

@@ -29,6 +29,7 @@ import quality_records as records  # noqa: E402
 from quality_eval import pair_id  # noqa: E402
 
 from lit_dpo.compare.prompts import is_evasive, is_refusal  # noqa: E402
+from lit_dpo.sources import DEFAULT_MODEL  # noqa: E402
 from lit_dpo.stats import bootstrap_interval, paired_difference  # noqa: E402
 
 KINDS = ("declines", "answers")
@@ -94,12 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.runs:
         base_run, _, _ = records.shared_folds(base_run, records.select(recorded, name))
     base = records.pooled(base_run, args.versus)
-    runs = {args.versus: base}
+    runs, lines = {args.versus: base}, list(base_run)
     for name in args.runs:
         if name != args.versus:
             _, run, _ = records.shared_folds(base_run, records.select(recorded, name))
             runs[name] = records.aligned(base, records.pooled(run, name), (args.versus, name))
-    model = next(r["settings"]["model"]["model"] for r in recorded if "settings" in r)
+            lines += run
+    # the tokenizer of the compared runs: a lit-dpo line records its model; TRL's runs
+    # (quality_trl.py) train the embedded default
+    model = next((r["settings"]["model"]["model"] for r in lines
+                  if "model" in r.get("settings", {})), DEFAULT_MODEL)
     declines: dict[str, bool] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for line in base_run:
