@@ -149,7 +149,6 @@ def gguf_progress_bar(enabled: bool) -> Iterator[None]:
         module.tqdm = original
 
 
-
 def enable_activation_checkpointing(model: Any, kwargs: dict[str, Any]) -> None:
     """Turn on gradient (activation) checkpointing of a transformers model with
     ``torch.utils.checkpoint`` ``kwargs``: ``activation_checkpointing_enable`` where transformers
@@ -163,6 +162,25 @@ def enable_activation_checkpointing(model: Any, kwargs: dict[str, Any]) -> None:
         raise _changed("PreTrainedModel.activation_checkpointing_enable", "transformers")
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
+
+def prepare_for_kbit_training(model: Any, checkpointing: bool, kwargs: dict[str, Any]) -> Any:
+    """peft's ``prepare_model_for_kbit_training`` with gradient checkpointing's ``kwargs`` under
+    the name the installed peft takes: ``activation_checkpointing_kwargs`` from peft 0.22, which
+    deprecates the older ``gradient_checkpointing_kwargs`` with a FutureWarning (removed in 1.2).
+    Checked on peft 0.21.2 and 0.22.0."""
+    from peft import prepare_model_for_kbit_training
+
+    parameters = inspect.signature(prepare_model_for_kbit_training).parameters
+    name = (
+        "activation_checkpointing_kwargs"
+        if "activation_checkpointing_kwargs" in parameters
+        else "gradient_checkpointing_kwargs"
+    )
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=checkpointing, **{name: kwargs}
+    )
+
+
 # Lines the libraries print that a lit-dpo user cannot act on, each matched exactly: the logger
 # or warning's module, and the start of its message. Checked on the versions of NOTICES_CHECKED_ON.
 NOTICES_CHECKED_ON = {
@@ -170,7 +188,7 @@ NOTICES_CHECKED_ON = {
     "datasets": "5.2.0",
     "kernels": "0.19.1",
     "lightning": "2.6.6",
-    "peft": "0.21.2",
+    "peft": "0.22.0",
     "torch": "2.13.0",
     "transformers": "5.25.0",
 }
@@ -208,7 +226,7 @@ QUIET_WARNINGS = (
         r"`is_gradient_checkpointing` is deprecated",
         r"transformers\.modeling_utils",
     ),
-    # ... and prepare_model_for_kbit_training (4-bit) calls the deprecated
+    # ... and prepare_model_for_kbit_training (4-bit) of peft before 0.22 calls the deprecated
     # ``gradient_checkpointing_enable``; lit-dpo itself calls enable_activation_checkpointing.
     (
         FutureWarning,

@@ -142,3 +142,35 @@ def test_the_gguf_loaders_bar_is_silenced_for_a_block_only():
     assert gguf_loading.tqdm is original
     with compat.gguf_progress_bar(True):
         assert gguf_loading.tqdm is original
+
+
+def test_kbit_preparation_passes_the_checkpointing_arguments_without_a_deprecation(
+    tiny_model_dir,
+):
+    """The 4-bit preparation turns checkpointing on with lit-dpo's arguments under the installed
+    peft's name for them, so peft warns of no deprecated argument."""
+    import warnings
+
+    import torch
+
+    from lit_dpo.models.policy import nf4_config
+    from lit_dpo.models.weights import load_base
+
+    model = load_base(
+        str(tiny_model_dir), quantized=True, quantization_config=nf4_config(torch.float32)
+    )
+    assert model.is_loaded_in_4bit  # else peft turns no checkpointing on
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=FutureWarning, module=r"peft\.")
+        model = compat.prepare_for_kbit_training(
+            model, True, {"use_reentrant": False, "determinism_check": "none"}
+        )
+    functions = {
+        module._gradient_checkpointing_func
+        for module in model.modules()
+        if getattr(module, "gradient_checkpointing", False)
+    }
+    assert functions and all(
+        function.keywords == {"use_reentrant": False, "determinism_check": "none"}
+        for function in functions
+    )

@@ -12,13 +12,14 @@ from bench_model import starting_adapter
 def run_trl(spec: dict) -> dict:
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, prepare_model_for_kbit_training
+    from peft import LoraConfig
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
         TrainerCallback,
     )
 
+    from lit_dpo.compat import prepare_for_kbit_training
     from lit_dpo.models.policy import nf4_config
 
     phases = MemoryPhases.start(spec)
@@ -38,10 +39,8 @@ def run_trl(spec: dict) -> dict:
     if phases:
         phases.mark("model: loaded, 4-bit")
     model.config.use_cache = False
-    model = prepare_model_for_kbit_training(
-        model,
-        use_gradient_checkpointing=spec["gradient_checkpointing"],
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+    model = prepare_for_kbit_training(
+        model, spec["gradient_checkpointing"], {"use_reentrant": False}
     )
     common = dict(
         output_dir=tempfile.mkdtemp(prefix="trl-bench-"),

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import BitsAndBytesConfig
 
-from lit_dpo.compat import enable_activation_checkpointing
+from lit_dpo.compat import enable_activation_checkpointing, prepare_for_kbit_training
 from lit_dpo.device import DType, Quantization
 from lit_dpo.errors import ConfigError
 from lit_dpo.models.adapters import (
@@ -113,11 +113,7 @@ def load_policy(
     if quantization == "nf4":
         # Casts layer norms and embeddings to fp32 for stable training; under fp16 this also keeps
         # the LoRA weights created below in fp32, which the gradient scaler needs.
-        base = prepare_model_for_kbit_training(
-            base,
-            use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs=checkpointing_kwargs,
-        )
+        base = prepare_for_kbit_training(base, gradient_checkpointing, checkpointing_kwargs)
     elif gradient_checkpointing:
         enable_activation_checkpointing(base, checkpointing_kwargs)
         base.enable_input_require_grads()

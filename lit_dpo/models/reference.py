@@ -12,8 +12,10 @@ loads a passed adapter a second time as a frozen adapter named "ref" in the same
 
 The reference adapter is deterministic: its LoRA dropout is replaced by the identity when it is
 attached, because a no-grad pass in train mode still drops. peft's ``set_adapter`` marks the adapter
-it activates trainable (or freezes every adapter, in inference mode); :func:`as_reference` puts
-every ``requires_grad`` back as it found it, so the optimizer's weights stay exactly the policy's.
+it activates trainable (or freezes every adapter, in inference mode, and from peft 0.22 also puts
+that adapter's modules in eval mode); :func:`as_reference` puts every ``requires_grad`` and every
+module's mode back as it found them, so the optimizer's weights stay exactly the policy's and its
+LoRA dropout stays on.
 
 A saved adapter folder records its reference in :data:`REFERENCE_RECORD`, so ``compare`` and
 ``serve`` answer with the same reference training measured against.
@@ -80,8 +82,11 @@ def as_reference(model: PeftModel) -> Iterator[None]:
         with model.disable_adapter():
             yield
         return
-    # set_adapter flips requires_grad of every adapter; put each flag back as it was
+    # set_adapter flips requires_grad of every adapter, and since peft 0.22 puts the adapter it
+    # activates with inference_mode into eval mode (which would turn the policy's LoRA dropout off
+    # for the rest of training): put each flag and each module's mode back as it was
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    modes = [(module, module.training) for module in model.modules()]
     active = model.active_adapter
     model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
     try:
@@ -90,6 +95,8 @@ def as_reference(model: PeftModel) -> Iterator[None]:
         model.set_adapter(active, inference_mode=True)
         for parameter, requires_grad in flags:
             parameter.requires_grad_(requires_grad)
+        for module, training in modes:
+            module.training = training
 
 
 def describe_reference(reference_adapter: str | Path | None) -> str:
