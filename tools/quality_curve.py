@@ -47,6 +47,24 @@ def curve_points(results: list[dict], metric: str, split: str, labels: list[str]
     return {side: sorted(found, key=lambda p: p[1]) for side, found in points.items()}
 
 
+def label_lifts(anchors: list[tuple[float, float]], gap: float = 9.0,
+                reach: float = 60.0) -> list[float]:
+    """How far (points) to lift each label above its anchor (x, y in points) so that labels whose
+    anchors lie within ``reach`` of each other across are at least ``gap`` apart upwards, lowest
+    anchors placed first."""
+    lifts = [0.0] * len(anchors)
+    placed: list[tuple[float, float]] = []  # (x, label's y) of the labels placed so far
+    for index in sorted(range(len(anchors)), key=lambda i: anchors[i][1]):
+        x, y = anchors[index]
+        level = y
+        for other_x, other_y in sorted(placed, key=lambda p: p[1]):
+            if abs(other_x - x) < reach and level - gap < other_y < level + gap:
+                level = other_y + gap
+        lifts[index] = level - y
+        placed.append((x, level))
+    return lifts
+
+
 def draw(points: dict[str, list[tuple]], metric: str, budget: float | None, out: Path) -> None:
     """Write the plot of ``curve_points`` to ``out`` (PNG)."""
     import matplotlib
@@ -62,8 +80,16 @@ def draw(points: dict[str, list[tuple]], metric: str, budget: float | None, out:
         errors = [[p[2] - p[3] for p in found], [p[4] - p[2] for p in found]]
         axes.errorbar(xs, ys, yerr=errors, color=color, marker=marker, capsize=3,
                       linestyle="-" if side == "lit-dpo" else "none", label=name)
-        for label, x, y, *_ in found:
-            axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    # runs that spend the whole budget crowd at its line: lift each label clear of its neighbours'
+    labelled = [(label, x, y) for found in points.values() for label, x, y, *_ in found]
+    axes.margins(x=0.1)  # room for the labels of the rightmost points
+    axes.figure.canvas.draw()  # settles the axes' limits, which the data -> points transform needs
+    to_points = 72 / figure.dpi
+    anchors = [tuple(axes.transData.transform((x, y)) * to_points) for _, x, y in labelled]
+    for (label, x, y), lift in zip(labelled, label_lifts(anchors), strict=True):
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4 + lift), fontsize=7,
+                      bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                            "alpha": 0.8})
     if budget:
         axes.axvline(budget, color="gray", linestyle="--", linewidth=1,
                      label=f"budget: TRL's epoch, {budget:.0f} CPU s")
