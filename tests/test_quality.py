@@ -264,7 +264,6 @@ def test_curve_points_and_plot(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
 def test_labels_of_crowded_points_are_lifted_clear_of_each_other():
     """Anchors in points, gap 9, reach 60: the second label sits 3 above the first, so it is lifted
     6 to clear it; the third is as high but 100 across, out of reach; the fourth, 12 up and near
@@ -274,6 +273,7 @@ def test_labels_of_crowded_points_are_lifted_clear_of_each_other():
     anchors = [(0.0, 0.0), (10.0, 3.0), (100.0, 3.0), (5.0, 12.0)]
     assert quality_curve.label_lifts(anchors) == [0.0, 6.0, 0.0, 6.0]
     assert quality_curve.label_lifts([(0.0, 0.0), (0.0, 20.0)]) == [0.0, 0.0]  # already apart
+
 
 def test_summary_prints_each_accuracy_with_its_interval():
     line = record("a", same_everywhere("1" * 30 + "0" * 10), IDS, wall_s=50.0)

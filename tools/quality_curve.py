@@ -83,7 +83,7 @@ def draw(points: dict[str, list[tuple]], metric: str, budget: float | None, out:
     # runs that spend the whole budget crowd at its line: lift each label clear of its neighbours'
     labelled = [(label, x, y) for found in points.values() for label, x, y, *_ in found]
     axes.margins(x=0.1)  # room for the labels of the rightmost points
-    axes.figure.canvas.draw()  # settles the axes' limits, which the data -> points transform needs
+    figure.canvas.draw()  # settles the axes' limits, which the data -> points transform needs
     to_points = 72 / figure.dpi
     anchors = [tuple(axes.transData.transform((x, y)) * to_points) for _, x, y in labelled]
     for (label, x, y), lift in zip(labelled, label_lifts(anchors), strict=True):
