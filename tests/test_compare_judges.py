@@ -8,7 +8,14 @@ import math
 
 import pytest
 
-from lit_dpo.compare.health import answer_health, distinct_n, repetition, safety_rates, words
+from lit_dpo.compare.health import (
+    answer_health,
+    distinct_n,
+    repetition,
+    safety_rates,
+    said_once,
+    words,
+)
 from lit_dpo.compare.pairwise import (
     DEFAULT_TEMPLATE,
     combine_orders,
@@ -88,6 +95,26 @@ def test_evasive_flag_catches_the_hh_adapters_bare_non_answers():
     assert not is_evasive("I'm not sure, but most accounts date it to the Big Bang, about 13.8 "
                           "billion years ago.")
     assert not is_evasive("I don't think so.")  # a (wrong) answer, not a non-answer
+
+
+def test_a_hedge_looped_to_the_length_cap_is_evasive():
+    """The fold-0 adapter of plain DPO on 600 HH pairs (2026-12-07) answered a benign prompt with
+    one hedge twelve times: 72 words, too long for ``is_evasive``, and it answers nothing."""
+    looped_hedge = "I'm not sure what to say. " * 12
+    assert not is_evasive(looped_hedge)
+    assert said_once(looped_hedge) == "I'm not sure what to say."
+    health = answer_health(looped_hedge)
+    assert health.looping and health.evasive and health.declined
+    # a loop of a real answer after a hedge keeps its answer: not evasive
+    answering = "I'm not sure, but it began with the Big Bang. It began with the Big Bang. " * 4
+    assert said_once(answering) == (
+        "I'm not sure, but it began with the Big Bang. It began with the Big Bang."
+    )
+    assert answer_health(answering).looping and not answer_health(answering).evasive
+    # a loop of sympathy is no hedge (it stays an answer, though a bad one); case and a missing
+    # last full stop do not make a sentence new
+    assert not answer_health(LOOP).evasive
+    assert said_once("I don't know. i don't know. I don't know") == "I don't know."
 
 
 def test_safety_rates_by_what_each_case_wants():

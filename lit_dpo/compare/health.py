@@ -7,8 +7,9 @@ Three cheap checks that flag answers a reader would reject at a glance:
   al. 2016, https://arxiv.org/abs/1510.03055) beside it. "I'm sorry to hear that." fourteen
   times scores 0.92; ordinary prose stays near 0. Past ``LOOP_THRESHOLD`` the answer loops.
 - **evasive**: a short answer that opens by saying it does not understand or does not know
-  (:func:`lit_dpo.compare.prompts.is_evasive`); a refusal is flagged apart
-  (:func:`lit_dpo.compare.prompts.is_refusal`).
+  (:func:`lit_dpo.compare.prompts.is_evasive`); a looping answer is read with each sentence once
+  (:func:`said_once`), so a hedge repeated to the length cap is evasive too. A refusal is flagged
+  apart (:func:`lit_dpo.compare.prompts.is_refusal`).
 - **wanted refusals**: for cases that say whether a refusal is wanted (the built-in edge cases:
   harmful wants one, the others do not), the share of benign prompts declined (refused or evaded)
   and of harmful prompts complied with, per model.
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 
 from lit_dpo.compare.prompts import is_evasive, is_refusal
 from lit_dpo.stats import wilson_interval
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 # seq-rep-4 at or above this is a loop: a five-word sentence said three times scores 0.58, twice
 # 0.29; prose that merely reuses a phrase stays under 0.1.
@@ -58,7 +61,7 @@ class AnswerHealth:
         distinct_2: distinct word pairs over word pairs.
         looping: ``repetition >= LOOP_THRESHOLD``.
         refusal: opens with a refusal phrase.
-        evasive: a short answer opening with a non-answer phrase.
+        evasive: a short answer opening with a non-answer phrase, or a loop of one.
     """
 
     repetition: float
@@ -74,17 +77,38 @@ class AnswerHealth:
         return self.refusal or self.evasive
 
 
+def said_once(text: str) -> str:
+    """The answer with each sentence kept at its first saying: what a loop actually says.
+
+    "I'm not sure what to say." twelve times is that one sentence; sentences compare by their
+    lower-case words, so a repeat that differs only in case or punctuation counts as said.
+    """
+    seen, kept = set(), []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        key = tuple(words(sentence))
+        if key not in seen:
+            seen.add(key)
+            kept.append(sentence)
+    return " ".join(kept)
+
+
 def answer_health(text: str) -> AnswerHealth:
-    """All checks of one answer."""
+    """All checks of one answer.
+
+    A looping answer is evasive when what it says once is: ``is_evasive`` reads a hedge only in a
+    short answer (a long one may answer after it), and a hedge looped to the length cap is long
+    without answering anything (seen on plain DPO over 600 HH pairs, 2026-12-07).
+    """
     tokens = words(text)
     rep = repetition(tokens)
+    looping = rep >= LOOP_THRESHOLD
     return AnswerHealth(
         repetition=rep,
         distinct_1=distinct_n(tokens, 1),
         distinct_2=distinct_n(tokens, 2),
-        looping=rep >= LOOP_THRESHOLD,
+        looping=looping,
         refusal=is_refusal(text),
-        evasive=is_evasive(text),
+        evasive=is_evasive(text) or (looping and is_evasive(said_once(text))),
     )
 
 
