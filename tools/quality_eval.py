@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Held-out preference metrics of one adapter, pair by pair (run by quality.py as a child).
 
-``lit-dpo compare``'s held-out evaluation itself (``compare.command._heldout_loader``,
+``lit-dpo compare``'s held-out evaluation itself (``compare.command.heldout_loader``,
 ``scoring.heldout_evaluation``), plus what compare does not keep: each pair's outcome under every
 accuracy (``lit_dpo.train.metrics.pair_outcomes``) and an id of the pair, so that two runs can be
 compared pair by pair later (``quality.py --diff``).
@@ -25,7 +25,7 @@ def pair_id(row: dict) -> str:
 
 def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, out: str) -> None:
 
-    from lit_dpo.compare.command import _heldout_loader
+    from lit_dpo.compare.command import heldout_loader
     from lit_dpo.compare.scoring import heldout_evaluation
     from lit_dpo.models.inference import (
         adapter_base_model,
@@ -38,7 +38,7 @@ def main(adapter: str, data: str, val_size: int, beta: float, max_length: int, o
     reference_adapter, problems = reference_adapter_for(adapter, None, False)
     if problems:
         raise SystemExit(f"{adapter}: {'; '.join(problems)}")
-    loader = _heldout_loader(data, base, val_size, max_length, batch_size=4)
+    loader = heldout_loader(data, base, val_size, max_length, batch_size=4)
     split = loader.dataset
     plain = split.with_format(None)
     ids = [pair_id(plain[int(i)]) for i in loader.sampler]

@@ -132,8 +132,9 @@ def diff(records: list[dict], first: str, second: str) -> str:
         verdict = ("" if change.low <= 0 <= change.high
                    else "  higher" if change.low > 0 else "  lower")
         lines.append(f"{NAMES[key]:42}{bootstrap_interval(a[key])!s:>24}"
-                     f"{bootstrap_interval(b[key])!s:>24}{_signed(change):>26}{verdict}")
-    lines.append(f"{GAIN_NAME:42}{_signed(base_gain(a)):>24}{_signed(base_gain(b)):>24}")
+                     f"{bootstrap_interval(b[key])!s:>24}{signed_interval(change):>26}{verdict}")
+    lines.append(f"{GAIN_NAME:42}{signed_interval(base_gain(a)):>24}"
+                 f"{signed_interval(base_gain(b)):>24}")
     return "\n".join(lines)
 
 
@@ -143,7 +144,8 @@ def base_gain(outcomes: dict[str, list]):
     return paired_difference(outcomes[GAIN_KEYS[0]], outcomes[GAIN_KEYS[1]])
 
 
-def _signed(interval) -> str:
+def signed_interval(interval) -> str:
+    """A difference with its interval, signs shown: ``+0.030 [-0.009, +0.067]``."""
     return f"{interval.value:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
@@ -219,15 +221,16 @@ def versus_table(records: list[dict], names: list[str], versus: str) -> str:
                                                           select(records, versus))
         run = pooled(lines_of_run, name)
         base = aligned(run, pooled(lines_of_base, versus), (name, versus))
+        key = "rewards/accuracies"
         change = ("-" if name == versus else
-                  _signed(paired_difference(run["rewards/accuracies"], base["rewards/accuracies"])))
+                  signed_interval(paired_difference(run[key], base[key])))
         alarms = [x.get("displacement_alarm") for x in lines_of_run]
         first = lines_of_run[0]
         lines.append(
             f"| {first['label']} | {first['side']} | {folds.lstrip(', ') or first['split']}, "
             f"{len(run['ids'])} | {sum(x['cpu_s'] for x in lines_of_run) / len(lines_of_run):.0f} "
             f"| {sum(run[GAIN_KEYS[1]]) / len(run['ids']):.3f} -> "
-            f"{_cell(bootstrap_interval(run[GAIN_KEYS[0]]))} | {_signed(base_gain(run))} "
+            f"{_cell(bootstrap_interval(run[GAIN_KEYS[0]]))} | {signed_interval(base_gain(run))} "
             f"| {_cell(bootstrap_interval(run['rewards/accuracies']))} | {change} "
             f"| {'-' if None in alarms else f'{sum(alarms)}/{len(alarms)}'} |")
     return "\n".join(lines)
@@ -266,5 +269,5 @@ def pooled_summary(run: list[dict]) -> str:
     for key in OUTCOME_KEYS:
         lines.append(f"{NAMES[key]:42}{_cell(accuracy_interval(run, key))}")
     if all("per_pair" in x for x in run):
-        lines.append(f"{GAIN_NAME:42}{_signed(base_gain(pooled(run, r['label'])))}")
+        lines.append(f"{GAIN_NAME:42}{signed_interval(base_gain(pooled(run, r['label'])))}")
     return "\n".join(lines)

@@ -39,11 +39,11 @@ KEY = "rewards/accuracies"
 def chosen_declines(folder: Path, base: str, max_length: int) -> dict[str, bool]:
     """Pair id -> whether its chosen reply declines, for the held-out pairs of ``folder``
     (its ``test.jsonl``), tokenized as ``quality_eval`` tokenizes them."""
-    from lit_dpo.compare.command import _heldout_loader
+    from lit_dpo.compare.command import heldout_loader
     from lit_dpo.data.datamodule import load_tokenizer
 
     rows = sum(1 for line in (folder / "test.jsonl").read_text().splitlines() if line.strip())
-    split = _heldout_loader(str(folder), base, rows, max_length, batch_size=4).dataset
+    split = heldout_loader(str(folder), base, rows, max_length, batch_size=4).dataset
     tokenizer = load_tokenizer(base)
     kinds = {}
     for row in split.with_format(None):
@@ -74,7 +74,7 @@ def strata_table(runs: dict[str, dict], base_name: str, declines: dict[str, bool
                 cells.append("-")
             else:
                 base = [runs[base_name][key][i] for i in keep]
-                cells.append(records._signed(paired_difference(values, base)))
+                cells.append(records.signed_interval(paired_difference(values, base)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

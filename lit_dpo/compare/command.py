@@ -203,7 +203,7 @@ def compare(
     tokenizer = load_adapter_tokenizer(adapter, base_name)
     if edge_cases:
         cases += [*EDGE_CASES, long_context_case(_token_counter(tokenizer), prompt_budget)]
-    heldout = _heldout_loader(dataset, base_name, val_size, max_length, batch_size)
+    heldout = heldout_loader(dataset, base_name, val_size, max_length, batch_size)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     settings = {
         "beta": beta,
@@ -301,7 +301,7 @@ def _setting_problems(
     return problems
 
 
-def _heldout_loader(
+def heldout_loader(
     dataset: str, base_name: str, val_size: int, max_length: int, batch_size: int
 ) -> DataLoader | None:
     """Batches of held-out pairs, tokenized as training does, or None when val_size is 0."""
