@@ -231,7 +231,7 @@ def versus_table(records: list[dict], names: list[str], versus: str) -> str:
             f"{len(run['ids'])} | {sum(x['cpu_s'] for x in lines_of_run) / len(lines_of_run):.0f} "
             f"| {sum(run[GAIN_KEYS[1]]) / len(run['ids']):.3f} -> "
             f"{_cell(bootstrap_interval(run[GAIN_KEYS[0]]))} | {signed_interval(base_gain(run))} "
-            f"| {_cell(bootstrap_interval(run['rewards/accuracies']))} | {change} "
+            f"| {_cell(bootstrap_interval(run[key]))} | {change} "
             f"| {'-' if None in alarms else f'{sum(alarms)}/{len(alarms)}'} |")
     return "\n".join(lines)
 

@@ -4,9 +4,9 @@
 HH-harmless's chosen replies are often hedges and refusals. A setting that learns to prefer
 declining ranks such pairs better without ranking the rest any better, and its answers then
 evade (docs/quality.md). This splits the held-out pairs by their chosen reply, declining (a
-refusal or an evasive non-answer, by ``lit-dpo compare``'s checks: ``is_refusal``,
-``is_evasive``) or answering, and gives each run's accuracy on each kind, and its paired
-difference from a baseline run on the same pairs, with 95% bootstrap intervals.
+refusal or an evasive non-answer, by ``lit-dpo compare``'s answer health: ``declined``) or
+answering, and gives each run's accuracy on each kind, and its paired difference from a
+baseline run on the same pairs, with 95% bootstrap intervals.
 
 The pairs are found again from the development data: each fold's held-out part is rebuilt as
 ``quality.py --folds K`` builds it (or ``test.jsonl`` of ``--split dev``'s folder), tokenized as
@@ -28,7 +28,7 @@ import quality  # noqa: E402  (sibling scripts, found through sys.path)
 import quality_records as records  # noqa: E402
 from quality_eval import pair_id  # noqa: E402
 
-from lit_dpo.compare.prompts import is_evasive, is_refusal  # noqa: E402
+from lit_dpo.compare.health import answer_health  # noqa: E402
 from lit_dpo.sources import DEFAULT_MODEL  # noqa: E402
 from lit_dpo.stats import bootstrap_interval, paired_difference  # noqa: E402
 
@@ -48,7 +48,7 @@ def chosen_declines(folder: Path, base: str, max_length: int) -> dict[str, bool]
     kinds = {}
     for row in split.with_format(None):
         reply = tokenizer.decode(row["chosen_ids"], skip_special_tokens=True).strip()
-        kinds[pair_id(row)] = is_refusal(reply) or is_evasive(reply)
+        kinds[pair_id(row)] = answer_health(reply).declined
     return kinds
 
 
