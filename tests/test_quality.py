@@ -172,6 +172,35 @@ def test_cross_validations_compare_on_the_folds_both_have_run(tmp_path):
     assert done.returncode == 2 and "name the baseline with --versus BASE" in done.stderr
 
 
+def test_only_folds_compares_on_the_named_folds(tmp_path):
+    """Both runs on folds 0 and 1 of 3 (20 pairs each). On fold 0 the lead is right on 5 more
+    pairs than TRL (+0.25), on fold 1 on the same pairs (+0.00): pooled +0.125, and
+    ``--only_folds 1`` (the fold the lead was not chosen on, say) reads fold 1 alone."""
+    fold = {"split": "cv", "folds": 3}
+    half = same_everywhere("1" * 10 + "0" * 10)
+    trl = [record("trl", half, IDS[:20], fold=0, **fold),
+           record("trl", half, IDS[20:], fold=1, **fold)]
+    lead = [record("lead", same_everywhere("1" * 15 + "0" * 5), IDS[:20], fold=0, **fold),
+            record("lead", half, IDS[20:], fold=1, **fold)]
+    results = str(write(tmp_path / "r.jsonl", [*trl, *lead]))
+
+    def reward(*flags: str) -> str:
+        done = quality_cli("--diff", "trl", "lead", "--results", results, *flags)
+        assert done.returncode == 0, done.stderr
+        return next(line for line in done.stdout.splitlines()
+                    if line.startswith("implicit-reward")) + done.stdout.splitlines()[0]
+
+    assert "+0.125 [+" in reward() and "40 held-out pairs, folds 0, 1 of 3" in reward()
+    fold1 = reward("--only_folds", "1")
+    assert "+0.000 [+0.000, +0.000]" in fold1 and "20 held-out pairs, fold 1 of 3" in fold1
+    done = quality_cli("--table", "trl", "lead", "--versus", "trl", "--results", results,
+                       "--only_folds", "1")
+    assert done.returncode == 0, done.stderr
+    lead_row = done.stdout.splitlines()[-1]
+    assert lead_row.startswith("| lead | lit-dpo | fold 1 of 3, 20 | 100 |")
+    assert [cell.strip() for cell in lead_row.split("|")][8] == "+0.000 [+0.000, +0.000]"
+
+
 def test_folds_pool_in_fold_order_and_the_table_shows_intervals(tmp_path):
     """Two folds of 20 pairs each (the latest line of a rerun fold wins); the pooled reward
     accuracy is (20 + 0) / 40 = 0.5. An old line without per-pair results gets a Wilson interval:

@@ -90,6 +90,18 @@ def test_main_rebuilds_the_folds_and_matches_the_recorded_pairs(dev_data, tmp_pa
     new = next(row for row in out.splitlines() if row.startswith("| new@cv"))
     # on the answering pairs the base got none and the new run all: +1 exactly
     assert new.endswith("| 1.000 [1.000, 1.000] | +1.000 [+1.000, +1.000] |")
+    # a fold 1 recorded on pairs of other data: read with it, refused; --only_folds 0 leaves it
+    fold1 = [{**line(*r), "fold": 1, "per_pair": {"ids": ["elsewhere"],
+                                                  **dict.fromkeys(OUTCOME_KEYS, "1")}}
+             for r in [("base", ""), ("new", "")]]
+    with results.open("a") as lines:
+        lines.write("".join(json.dumps(r) + "\n" for r in fold1))
+    both = ["base@cv", "new@cv", "--versus", "base@cv", "--results", str(results),
+            "--data", str(dev_data)]
+    assert quality_strata.main(both) == 2
+    assert "1 recorded pairs are not in" in capsys.readouterr().err
+    assert quality_strata.main([*both, "--only_folds", "0"]) == 0
+    assert capsys.readouterr().out == out
     # recorded on other data: refused
     other = tmp_path / "other"
     other.mkdir()

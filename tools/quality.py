@@ -125,7 +125,8 @@ def main() -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--folds", type=int, help="cross-validate on K folds of dev + test")
     parser.add_argument("--only_folds", type=int, nargs="+", metavar="K",
-                        help="with --folds: run these folds only (0-based), e.g. to resume")
+                        help="with --folds: run these folds only (0-based), e.g. to resume; "
+                             "with --table RUN... or --diff: compare on these folds only")
     parser.add_argument("--versus", metavar="RUN",
                         help="after the run: its paired difference against this recorded run; "
                              "with --table RUN...: the baseline of the table")
@@ -165,12 +166,13 @@ def main() -> None:
     if args.table is not None:
         if args.table and not args.versus:
             parser.error("--table RUN... compares runs: name the baseline with --versus BASE")
-        results = records.load(args.results)
+        results = records.on_folds(records.load(args.results), args.only_folds)
         print(records.versus_table(results, args.table, args.versus) if args.table
               else records.table(results))
         return
     if args.diff:
-        print(records.diff(records.load(args.results), *args.diff))
+        print(records.diff(records.on_folds(records.load(args.results), args.only_folds),
+                           *args.diff))
         return
     if args.answer_lengths:
         add_answer_lengths(args)

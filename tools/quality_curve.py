@@ -33,11 +33,7 @@ def curve_points(results: list[dict], metric: str, split: str, labels: list[str]
     on different numbers of folds are drawn on the same pairs), sorted by CPU seconds; quick runs
     left out."""
     points: dict[str, list[tuple]] = {}
-    for run in records.runs_in_order(results):
-        if folds is not None:
-            run = [r for r in run if r.get("fold") in folds]
-        if not run:
-            continue
+    for run in records.runs_in_order(records.on_folds(results, folds)):
         last = run[-1]
         if last["split"] != split or last.get("quick") or (labels and last["label"] not in labels):
             continue

@@ -34,6 +34,15 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def on_folds(records: list[dict], folds: list[int] | None) -> list[dict]:
+    """The recorded lines less the cross-validation folds not in ``folds`` (all of them when
+    ``folds`` is None): a comparison on the folds a setting was not chosen on, or on the folds
+    every setting has run."""
+    if folds is None:
+        return records
+    return [r for r in records if r["split"] != "cv" or r["fold"] in folds]
+
+
 def select(records: list[dict], name: str) -> list[dict]:
     """The lines of the run ``name`` (``LABEL`` or ``LABEL@SPLIT``): the latest line of a single
     split, or the latest line of each fold of the latest cross-validation of that label.

@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the development data the runs were cut from")
     parser.add_argument("--key", default=KEY, choices=list(records.NAMES),
                         help="the accuracy to split")
+    parser.add_argument("--only_folds", type=int, nargs="+", metavar="K",
+                        help="these cross-validation folds only (default: all that every run has)")
     args = parser.parse_args(argv)
-    recorded = records.load(args.results)
+    recorded = records.on_folds(records.load(args.results), args.only_folds)
     base_run = records.select(recorded, args.versus)
     # every run cut to the folds all of them share, so that every row is on the same pairs
     for name in args.runs:
