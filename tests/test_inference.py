@@ -146,3 +146,27 @@ def test_pad_token_falls_back_to_end_of_sequence_in_one_place(tiny_tokenizer, ti
     no_pad.eos_token = None
     with pytest.raises(ConfigError, match="neither a pad nor an end-of-sequence token"):
         pad_token_id(no_pad)
+
+
+def test_every_4bit_load_keeps_the_kernel_of_the_compute_dtype(
+    adapters, tiny_model_dir, monkeypatch
+):
+    """On a CPU with AVX512-BF16 bitsandbytes would switch a 4-bit layer to a bf16 kernel with no
+    backward the first time it runs in eval mode: training would lose gradients and compare would
+    score ~1e-3 nats away from validation. Every loader turns the switch off, on any CPU (the
+    capability is faked here, so the test is not vacuous on a CPU without it)."""
+    import bitsandbytes.nn.modules
+
+    from lit_dpo.models.policy import load_policy
+
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: True)
+    policy_dir, _ = adapters
+    loaded = {
+        "compare": load_for_inference(policy_dir, str(tiny_model_dir), device="cpu").model,
+        "serve": load_served_model(policy_dir, quantization="nf4").model,
+        "fit": load_policy(str(tiny_model_dir), lora_r=4, gradient_checkpointing=False),
+    }
+    for name, model in loaded.items():
+        switches = [m.support_avx512bf16_for_cpu for m in model.modules()
+                    if isinstance(m, bitsandbytes.nn.Linear4bit)]
+        assert switches and not any(switches), name

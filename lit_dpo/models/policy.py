@@ -118,7 +118,6 @@ def load_policy(
         enable_activation_checkpointing(base, checkpointing_kwargs)
         base.enable_input_require_grads()
 
-    _keep_4bit_layers_differentiable(base)
     if reference_adapter is not None:
         check_adapter_fits(base, reference_adapter, model, allow_pickle)
         # the policy is a trainable copy of the reference adapter, or the adapter trained from it
@@ -146,15 +145,6 @@ def load_policy(
     # from_pretrained returns eval mode; Lightning keeps each module's mode, and LoRA dropout only
     # acts in train mode.
     return policy.train()
-
-
-def _keep_4bit_layers_differentiable(model: torch.nn.Module) -> None:
-    # On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights the first time it runs
-    # in eval mode without grad (as the reference and validation passes do) and from then on uses
-    # a kernel with no backward: gradients into earlier LoRA layers would silently vanish.
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
 
 
 def nf4_config(

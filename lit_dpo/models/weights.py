@@ -38,7 +38,7 @@ def load_base(source: str, quantized: bool, **kwargs: Any) -> PreTrainedModel:
         base = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         if quantized and _on_cpu(kwargs):
             release_model_file(base)
-        return base
+        return compute_4bit_as_asked(base)
     config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     loading = {k: v for k, v in kwargs.items() if k not in ("use_safetensors", "trust_remote_code")}
     with ExitStack() as files:
@@ -54,7 +54,23 @@ def load_base(source: str, quantized: bool, **kwargs: Any) -> PreTrainedModel:
     if (Path(source) / "generation_config.json").is_file():
         # what from_pretrained reads beside the weights when it is given the folder
         base.generation_config = GenerationConfig.from_pretrained(source)
-    return base
+    return compute_4bit_as_asked(base)
+
+
+def compute_4bit_as_asked(model: torch.nn.Module) -> torch.nn.Module:
+    """Keep bitsandbytes' 4-bit layers on the kernel of the compute dtype asked for.
+
+    On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights the first time it runs
+    in eval mode without grad (the reference and validation passes, and every inference pass)
+    and from then on uses a kernel with no backward that computes in bf16: in training the
+    gradients into earlier LoRA layers would silently vanish, and in inference ``lit-dpo
+    compare`` would score replies ~1e-3 nats away from what validation computes on the same
+    weights (and from what the same command gives on a CPU without AVX512-BF16).
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def release_model_file(model: torch.nn.Module) -> None:
