@@ -371,6 +371,7 @@ def _logp(model, tokenizer, messages: list[dict], reply: str) -> float:
 
 def _peft_model(model_dir: Path, adapter: Path):
     """The base 4-bit as lit-dpo loads it, with one adapter, without lit-dpo's loading code."""
+    import bitsandbytes
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -383,6 +384,9 @@ def _peft_model(model_dir: Path, adapter: Path):
     base = AutoModelForCausalLM.from_pretrained(
         model_dir, quantization_config=nf4, dtype=torch.float32, device_map={"": "cpu"}
     )
+    for module in base.modules():  # fp32 compute on every CPU, AVX512-BF16 ones included
+        if isinstance(module, bitsandbytes.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
     return PeftModel.from_pretrained(base, str(adapter)).eval()
 
 
