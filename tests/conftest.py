@@ -254,6 +254,28 @@ def make_adapter(model_dir: Path, path: Path, *, r: int = 4, std: float = 0.2,
     return path
 
 
+def plain_peft_model(model_dir: Path, adapter: Path):
+    """The base 4-bit as lit-dpo loads it, with one adapter, without lit-dpo's loading code."""
+    import bitsandbytes
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    nf4 = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    base = AutoModelForCausalLM.from_pretrained(
+        model_dir, quantization_config=nf4, dtype=torch.float32, device_map={"": "cpu"}
+    )
+    for module in base.modules():  # fp32 compute on every CPU, AVX512-BF16 ones included
+        if isinstance(module, bitsandbytes.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+    return PeftModel.from_pretrained(base, str(adapter)).eval()
+
+
 @dataclass(frozen=True)
 class PrintedRun:
     """What a ``lit-dpo`` command run in a subprocess printed, and where it wrote."""

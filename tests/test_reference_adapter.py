@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from conftest import ROWS, make_adapter, tiny_datamodule, tiny_fit_args
+from conftest import ROWS, make_adapter, plain_peft_model, tiny_datamodule, tiny_fit_args
 from safetensors.torch import load_file
 
 from lit_dpo.cli import main, parse_config
@@ -369,27 +369,6 @@ def _logp(model, tokenizer, messages: list[dict], reply: str) -> float:
     return logps.gather(-1, ids[0, 1:, None])[start - 1 :, 0].sum().item()
 
 
-def _peft_model(model_dir: Path, adapter: Path):
-    """The base 4-bit as lit-dpo loads it, with one adapter, without lit-dpo's loading code."""
-    import bitsandbytes
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    nf4 = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32,
-    )
-    base = AutoModelForCausalLM.from_pretrained(
-        model_dir, quantization_config=nf4, dtype=torch.float32, device_map={"": "cpu"}
-    )
-    for module in base.modules():  # fp32 compute on every CPU, AVX512-BF16 ones included
-        if isinstance(module, bitsandbytes.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-    return PeftModel.from_pretrained(base, str(adapter)).eval()
-
-
 def test_compare_measures_against_the_reference_adapter_the_folder_records(
     tiny_model_dir, tiny_data_dir, sft, dpo_adapter, tmp_path
 ):
@@ -416,7 +395,7 @@ def test_compare_measures_against_the_reference_adapter_the_folder_records(
 
     # the implicit reward, by hand, from two plain peft models: policy and SFT reference
     tokenizer = AutoTokenizer.from_pretrained(dpo_adapter)
-    policy, reference = (_peft_model(tiny_model_dir, a) for a in (dpo_adapter, sft))
+    policy, reference = (plain_peft_model(tiny_model_dir, a) for a in (dpo_adapter, sft))
     [result] = report.results
     messages = result.case.messages
     answer = result.policy.text
@@ -470,7 +449,7 @@ def test_serve_answers_reference_with_the_reference_adapter(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    policy, reference = (_peft_model(tiny_model_dir, a) for a in (dpo_adapter, sft))
+    policy, reference = (plain_peft_model(tiny_model_dir, a) for a in (dpo_adapter, sft))
 
     def generate(model, prompt: str) -> str:
         text = tokenizer.apply_chat_template(

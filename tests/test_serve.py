@@ -28,7 +28,7 @@ import httpx
 import openai
 import pytest
 import torch
-from conftest import make_adapter
+from conftest import make_adapter, plain_peft_model
 
 from lit_dpo.cli import main
 from lit_dpo.serve.api import APIError, cut_at_stop, final_part
@@ -234,19 +234,9 @@ def test_raw_stream_is_server_sent_events_ending_with_done(server):
 
 def test_policy_is_adapter_on_and_reference_is_adapter_off(server, adapter_dir, tiny_model_dir):
     """Server answers equal in-process greedy generation with the adapter on / off."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoTokenizer
 
-    nf4 = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32,
-    )
-    base = AutoModelForCausalLM.from_pretrained(
-        tiny_model_dir, quantization_config=nf4, dtype=torch.float32, device_map={"": "cpu"}
-    )
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    model = plain_peft_model(tiny_model_dir, adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
 
     def generate(prompt: str) -> str:
