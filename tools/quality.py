@@ -163,16 +163,16 @@ def main() -> None:
                              "prompts to these recorded runs of --split (their adapters must "
                              "still be under --out), and train nothing")
     args = parser.parse_args()
+    if args.table is not None or args.diff:
+        results = records.on_folds(records.load(args.results), args.only_folds)
     if args.table is not None:
         if args.table and not args.versus:
             parser.error("--table RUN... compares runs: name the baseline with --versus BASE")
-        results = records.on_folds(records.load(args.results), args.only_folds)
         print(records.versus_table(results, args.table, args.versus) if args.table
               else records.table(results))
         return
     if args.diff:
-        print(records.diff(records.on_folds(records.load(args.results), args.only_folds),
-                           *args.diff))
+        print(records.diff(results, *args.diff))
         return
     if args.answer_lengths:
         add_answer_lengths(args)
