@@ -229,7 +229,9 @@ def test_ddp_kto_averages_the_ranks_kl_baselines_and_matches_one_process(
     kto = ("--model.objective.loss_type=kto", "--data.unpair=true", f"--model.load.adapter={start}")
     one = tmp_path / "one"
     main(_args(tiny_model_dir, data_dir, one, "--data.batch_size=4", *kto))
-    _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *kto, "--data.batch_size=2")
+    output = _fit_ddp(tiny_model_dir, data_dir, tmp_path / "ddp", *kto, "--data.batch_size=2")
+    # step 2 gives each rank one kind of reply only: no rank has a margin, and that is no alarm
+    assert "health alarm" not in output
     expected, got = _train_steps(one, KTO_KEYS), _train_steps(tmp_path / "ddp", KTO_KEYS)
     assert sorted(got) == sorted(expected) == [0, 1, 2]
     for step, values in expected.items():
@@ -239,6 +241,20 @@ def test_ddp_kto_averages_the_ranks_kl_baselines_and_matches_one_process(
     assert got_adapter.keys() == expected_adapter.keys()
     for name, value in expected_adapter.items():
         torch.testing.assert_close(got_adapter[name], value, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_fit_under_ddp_ends_its_process_group(tiny_model_dir, data_dir, tmp_path):
+    """A fit that ends well destroys the gloo process group before the program exits: left to the
+    interpreter's finalization, gloo's worker threads abort the process (SIGABRT, "terminate
+    called without an active exception", seen once in a full `make test` here) after the adapter
+    was saved, and a script reads the finished run as failed. One process, world size 1, so the
+    group is this test's to inspect."""
+    import torch.distributed as dist
+
+    main(_args(tiny_model_dir, data_dir, tmp_path, "--data.batch_size=2",
+               "--trainer.strategy=ddp", "--trainer.devices=1"))
+    assert (tmp_path / "adapter").is_dir()
+    assert not dist.is_initialized()
 
 
 def test_reference_table_shards_merge_into_the_whole_table():

@@ -173,6 +173,7 @@ def _trainer(**metrics):
     return SimpleNamespace(
         callback_metrics={k: torch.tensor(v) for k, v in metrics.items()},
         global_step=0,
+        world_size=1,
         should_stop=False,
         precision_plugin=SimpleNamespace(scaler=_Scaler(2.0**16)),
         datamodule=SimpleNamespace(report={"train_prefs": {"pairs": 10, "truncated": 9}}),
@@ -309,7 +310,8 @@ def test_chance_accuracy_judges_at_least_min_pairs():
 def test_an_unpaired_batch_without_a_kind_leaves_its_means_out_but_a_nan_loss_still_alarms():
     """KTO logs per-kind means; a batch of undesirable replies only has no desirable mean and no
     margin (nan). Those are left out of the history; with both kinds present a nan margin is
-    divergence, and a nan loss always is."""
+    divergence in one process but not over several ranks (no rank may have held both), and a nan
+    loss always is."""
     alarms = HealthAlarms(window=2)
     trainer = _trainer()
     module = SimpleNamespace(hparams={"loss_type": "kto", "beta": 0.1})
@@ -335,3 +337,12 @@ def test_an_unpaired_batch_without_a_kind_leaves_its_means_out_but_a_nan_loss_st
                                 dict(only_undesirable, **{"train/loss": nan}).items()}
     alarms.on_train_batch_end(trainer, module, None, None, 2)
     assert "training diverged" in alarms.raised["loss"][1]
+    # over two ranks the counts are summed: both kinds in the step, yet no rank held both, so no
+    # rank had a margin and the synced mean is nan; that is not divergence
+    ddp_alarms, ddp_trainer = HealthAlarms(window=2), _trainer()
+    ddp_trainer.world_size = 2
+    ddp_alarms.on_train_start(ddp_trainer, module)
+    ddp_trainer.callback_metrics = {k: torch.tensor(v) for k, v in both.items()}
+    ddp_alarms.on_train_batch_end(ddp_trainer, module, None, None, 0)
+    assert ddp_alarms.history["train/rewards/margins"] == []
+    assert "margin" not in ddp_alarms.raised

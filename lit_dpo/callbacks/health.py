@@ -47,15 +47,24 @@ NEEDS_KIND = {
 }
 
 
-def undefined_keys(metrics: Mapping) -> set[str]:
+def undefined_keys(metrics: Mapping, world_size: int = 1) -> set[str]:
     """The metrics of ``TRAIN_KEYS`` a step's batch left undefined: per-kind means of an
     unpaired batch that held none of that kind (``train/count/desirable`` or ``.../undesirable``
-    0). Empty for pairs, which log no counts."""
+    0), and, over several ranks, its margin where no rank held both kinds. Empty for pairs, which
+    log no counts."""
     missing = {
         kind for kind in ("desirable", "undesirable")
         if f"train/count/{kind}" in metrics and float(metrics[f"train/count/{kind}"]) == 0
     }
-    return {key for key, kinds in NEEDS_KIND.items() if missing.intersection(kinds)}
+    undefined = {key for key, kinds in NEEDS_KIND.items() if missing.intersection(kinds)}
+    # The margin needs both kinds in one rank's batch (TRL's per-batch margin). Under DDP the
+    # counts are summed over ranks, so they can hold both kinds while no rank did: the synced mean
+    # of no margins is nan then, and that is no divergence either (in one process it is).
+    margin = metrics.get("train/rewards/margins")
+    if world_size > 1 and "train/count/desirable" in metrics and margin is not None:
+        if math.isnan(float(margin)):
+            undefined.add("train/rewards/margins")
+    return undefined
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -354,7 +363,7 @@ class HealthAlarms(Callback):
         if not self.enabled:
             return
         metrics = trainer.callback_metrics
-        undefined = undefined_keys(metrics)
+        undefined = undefined_keys(metrics, trainer.world_size)
         for key in TRAIN_KEYS:
             if key in metrics and key not in undefined:
                 self.history[key].append(float(metrics[key]))
