@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch.distributed
 import yaml
 from jsonargparse import (
     ActionConfigFile,
@@ -448,7 +447,6 @@ def _main(args: list[str] | None) -> None:
                 sys.exit(status)
             return
         run_lightning_cli(args)
-        end_process_group()
     except LitDPOError as error:
         print(f"lit-dpo: error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -479,15 +477,6 @@ def _main(args: list[str] | None) -> None:
             file=sys.stderr,
         )
         sys.exit(2)
-
-
-def end_process_group() -> None:
-    """Destroy the process group of a distributed run that ended well. Lightning leaves it to the
-    interpreter's exit, where gloo's worker threads can abort the finished process (SIGABRT,
-    "terminate called without an active exception"; pytorch/pytorch#190489). Not after a
-    failure: the other ranks may still be inside a collective, and destroying would hang."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def _file_being_written(error: BaseException) -> str | None:
