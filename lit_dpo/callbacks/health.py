@@ -60,10 +60,9 @@ def undefined_keys(metrics: Mapping, world_size: int = 1) -> set[str]:
     # The margin needs both kinds in one rank's batch (TRL's per-batch margin). Under DDP the
     # counts are summed over ranks, so they can hold both kinds while no rank did: the synced mean
     # of no margins is nan then, and that is no divergence either (in one process it is).
-    margin = metrics.get("train/rewards/margins")
-    if world_size > 1 and "train/count/desirable" in metrics and margin is not None:
-        if math.isnan(float(margin)):
-            undefined.add("train/rewards/margins")
+    margin = float(metrics.get("train/rewards/margins", 0.0))
+    if world_size > 1 and "train/count/desirable" in metrics and math.isnan(margin):
+        undefined.add("train/rewards/margins")
     return undefined
 
 
